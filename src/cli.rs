@@ -1,0 +1,1 @@
+//! The `asset-worker extract` command. Being written.

@@ -1,0 +1,146 @@
+//! Metadata extraction: sniff the format from the bytes, then hand the file to the extractor
+//! of its data type. Every extractor takes a `Read + Seek` source and reads only what it needs
+//! (headers, indexes), never pixel data, so that a remote source can fetch just those bytes.
+
+pub mod audio;
+pub mod dicom;
+pub mod image;
+pub mod isobmff;
+pub mod pdf;
+pub mod sandbox;
+pub mod sniff;
+pub mod text;
+pub mod video;
+
+use std::io::{self, Read, Seek, SeekFrom};
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{DataType, ErrorBody, ErrorKind};
+use sniff::Format;
+
+/// A byte source an extractor can read and seek: a local file, or a remote object that is
+/// fetched range by range as it is read.
+pub trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek + ?Sized> ReadSeek for T {}
+
+/// What one file turned out to be, and its metadata (DESIGN §3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Extracted {
+    pub data_type: DataType,
+    pub mime_type: String,
+    pub metadata: serde_json::Value,
+}
+
+impl Extracted {
+    /// Wraps one extractor's typed metadata; the field names are the typed struct's.
+    pub fn new(data_type: DataType, mime_type: &str, metadata: impl Serialize) -> Self {
+        let metadata = serde_json::to_value(metadata).expect("metadata structs serialise");
+        Extracted { data_type, mime_type: mime_type.to_owned(), metadata }
+    }
+}
+
+/// Why a file's metadata could not be read, in the categories a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// Not a format we read (or not one we read yet); the message names what it is.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The format is known but the file breaks it: truncated, inconsistent, hostile.
+    #[error("{0}")]
+    Corrupt(String),
+    /// Reading it would take more memory or bytes than the configured limits allow.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The source could not be read.
+    #[error("reading the file failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl ExtractError {
+    /// The wire category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ExtractError::Unsupported(_) => ErrorKind::UnsupportedType,
+            ExtractError::Corrupt(_) => ErrorKind::Corrupt,
+            ExtractError::TooLarge(_) => ErrorKind::TooLarge,
+            ExtractError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => ErrorKind::Corrupt,
+            ExtractError::Io(e) if e.kind() == io::ErrorKind::InvalidData => ErrorKind::Corrupt,
+            ExtractError::Io(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The error as it goes on the wire.
+    pub fn to_body(&self) -> ErrorBody {
+        let message = match self {
+            ExtractError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                "the file ends before its headers do (truncated)".to_owned()
+            }
+            other => other.to_string(),
+        };
+        ErrorBody::new(self.kind(), message)
+    }
+
+    /// A `Corrupt` error that names the format whose parser refused the file.
+    pub fn corrupt(format: &str, cause: impl std::fmt::Display) -> Self {
+        ExtractError::Corrupt(format!("not a readable {format} file: {cause}"))
+    }
+}
+
+/// Choices that change what is extracted, not how.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExtractOptions {
+    /// The job's `data_type`, which only breaks ties (an empty file hinted as text is text).
+    pub hint: Option<DataType>,
+    /// DICOM keywords to copy into `tags`; `None` takes [`dicom::DEFAULT_TAGS`].
+    pub dicom_tags: Option<Vec<String>>,
+}
+
+/// Reads the start of a source for sniffing and rewinds it.
+fn read_head(source: &mut dyn ReadSeek) -> io::Result<Vec<u8>> {
+    source.seek(SeekFrom::Start(0))?;
+    let mut head = Vec::with_capacity(sniff::SNIFF_LEN);
+    source.take(sniff::SNIFF_LEN as u64).read_to_end(&mut head)?;
+    source.seek(SeekFrom::Start(0))?;
+    Ok(head)
+}
+
+/// Extracts the metadata of one file: the format is sniffed from its bytes, the extractor of
+/// that format reads the rest.
+pub fn extract(source: &mut dyn ReadSeek, options: &ExtractOptions) -> Result<Extracted, ExtractError> {
+    let head = read_head(source)?;
+    let format = match sniff::sniff(&head) {
+        Some(format) => format,
+        None if head.is_empty() && options.hint == Some(DataType::Text) => Format::Text,
+        None if head.is_empty() => {
+            return Err(ExtractError::Unsupported("the file is empty: there is nothing to identify".into()));
+        }
+        None if text::looks_like_text(&head) => Format::Text,
+        None => {
+            return Err(ExtractError::Unsupported(
+                "no known file signature, and the bytes are not text in any supported encoding".into(),
+            ));
+        }
+    };
+    match format {
+        Format::Png
+        | Format::Jpeg
+        | Format::Gif
+        | Format::WebP
+        | Format::Tiff
+        | Format::Bmp
+        | Format::Heif => image::extract(source, format),
+        Format::IsoBmff | Format::Matroska | Format::Avi | Format::MpegTs => video::extract(source, format),
+        Format::Wav
+        | Format::Aiff
+        | Format::Au
+        | Format::Mp3
+        | Format::Flac
+        | Format::Ogg
+        | Format::Adts
+        | Format::Caf => audio::extract(source, format),
+        Format::Pdf => pdf::extract(source),
+        Format::Dicom => dicom::extract(source, options.dicom_tags.as_deref()),
+        Format::Text => text::extract(source),
+    }
+}

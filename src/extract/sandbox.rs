@@ -1,0 +1,1 @@
+//! The child-process boundary around extraction. Being written: see issue 2.

@@ -1,0 +1,259 @@
+//! Type detection from the first bytes of a file (magic numbers), never from its name.
+//!
+//! Hand-written rather than `infer`: we need finer answers than a MIME guess (an ISO-BMFF file
+//! may be an image, a video or an audio file; DICOM may lack its preamble; text has no magic at
+//! all), and each rule here is one line of a format's specification.
+
+use crate::job::DataType;
+
+/// How many leading bytes [`sniff`] wants to see.
+pub const SNIFF_LEN: usize = 4096;
+
+/// A file format recognised from its leading bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Png,
+    Jpeg,
+    Gif,
+    WebP,
+    Tiff,
+    Bmp,
+    /// HEIF still images: AVIF, HEIC (an ISO-BMFF `ftyp` with an image brand).
+    Heif,
+    /// Any other ISO-BMFF file: MP4, MOV, M4A, 3GP. Video or audio, decided by its tracks.
+    IsoBmff,
+    /// EBML: Matroska or WebM. Video or audio, decided by its tracks.
+    Matroska,
+    Wav,
+    Aiff,
+    Au,
+    Mp3,
+    Flac,
+    Ogg,
+    Adts,
+    Caf,
+    Avi,
+    MpegTs,
+    Pdf,
+    Dicom,
+    /// No magic number matched and the bytes look like text in some encoding.
+    Text,
+}
+
+impl Format {
+    /// The data type a format always has, or `None` when its contents decide
+    /// (ISO-BMFF and Matroska hold either video or audio only).
+    pub fn data_type(self) -> Option<DataType> {
+        use Format::*;
+        match self {
+            Png | Jpeg | Gif | WebP | Tiff | Bmp | Heif => Some(DataType::Image),
+            IsoBmff | Matroska => None,
+            Avi | MpegTs => Some(DataType::Video),
+            Wav | Aiff | Au | Mp3 | Flac | Ogg | Adts | Caf => Some(DataType::Audio),
+            Pdf => Some(DataType::Pdf),
+            Dicom => Some(DataType::Dicom),
+            Text => Some(DataType::Text),
+        }
+    }
+}
+
+/// Recognise the format of a file from its first bytes (`head`, up to [`SNIFF_LEN`]).
+///
+/// Returns `None` for bytes that match nothing and are not text: the caller reports them as
+/// `unsupported_type`. Text is decided by [`super::text::looks_like_text`].
+pub fn sniff(head: &[u8]) -> Option<Format> {
+    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
+    let format = if at(0, b"\x89PNG\r\n\x1a\n") {
+        Format::Png
+    } else if at(0, b"\xff\xd8\xff") {
+        Format::Jpeg
+    } else if at(0, b"GIF87a") || at(0, b"GIF89a") {
+        Format::Gif
+    } else if at(0, b"RIFF") && at(8, b"WEBP") {
+        Format::WebP
+    } else if at(0, b"II*\0") || at(0, b"MM\0*") {
+        Format::Tiff
+    } else if at(0, b"BM") && head.len() >= 26 && bmp_header_is_plausible(head) {
+        Format::Bmp
+    } else if at(4, b"ftyp") {
+        if ftyp_is_still_image(head) { Format::Heif } else { Format::IsoBmff }
+    } else if at(4, b"moov") || at(4, b"mdat") || at(4, b"wide") || at(4, b"free") || at(4, b"skip") {
+        // QuickTime files from before `ftyp` existed start straight with an atom.
+        Format::IsoBmff
+    } else if at(0, b"\x1a\x45\xdf\xa3") {
+        Format::Matroska
+    } else if (at(0, b"RIFF") || at(0, b"RF64") || at(0, b"BW64")) && at(8, b"WAVE") {
+        Format::Wav
+    } else if at(0, b"RIFF") && at(8, b"AVI ") {
+        Format::Avi
+    } else if at(0, b"FORM") && (at(8, b"AIFF") || at(8, b"AIFC")) {
+        Format::Aiff
+    } else if at(0, b".snd") {
+        Format::Au
+    } else if at(0, b"fLaC") {
+        Format::Flac
+    } else if at(0, b"OggS") {
+        Format::Ogg
+    } else if at(0, b"caff") {
+        Format::Caf
+    } else if at(0, b"%PDF-") || head.get(..1024).unwrap_or(head).windows(5).any(|w| w == b"%PDF-") {
+        // Readers accept the header anywhere in the first kilobyte (PDF 32000-1 annex H).
+        Format::Pdf
+    } else if at(128, b"DICM") || dicom_without_preamble(head) {
+        Format::Dicom
+    } else if at(0, b"ID3") {
+        Format::Mp3
+    } else if is_mpeg_ts(head) {
+        Format::MpegTs
+    } else if let Some(format) = mpeg_audio_frames(head) {
+        format
+    } else {
+        return None;
+    };
+    Some(format)
+}
+
+/// `BM` alone is too weak (text can start with it): the header size must be a known one.
+fn bmp_header_is_plausible(head: &[u8]) -> bool {
+    let dib_size = u32::from_le_bytes([head[14], head[15], head[16], head[17]]);
+    matches!(dib_size, 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124)
+}
+
+/// Whether an `ftyp` box names a still-image brand (HEIF, AVIF) as its major brand, or lists
+/// one while listing no movie brand.
+fn ftyp_is_still_image(head: &[u8]) -> bool {
+    const IMAGE: [&[u8; 4]; 8] = [b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"];
+    let size = head.get(..4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let Some(ftyp) = head.get(8..size.min(head.len())) else { return false };
+    let major = &ftyp[..4.min(ftyp.len())];
+    if IMAGE.iter().any(|b| &b[..] == major) && major != b"avis" && major != b"msf1" {
+        return true;
+    }
+    // Compatible brands follow the major brand and the minor version.
+    let compatible: Vec<&[u8]> = ftyp.get(8..).unwrap_or(&[]).chunks_exact(4).collect();
+    let has_image = compatible.iter().any(|b| *b == b"mif1" || *b == b"avif" || *b == b"heic");
+    let has_movie = compatible.iter().chain([&major]).any(|b| {
+        matches!(*b, b"isom" | b"iso2" | b"mp41" | b"mp42" | b"qt  " | b"M4A " | b"msf1" | b"avis" | b"dash")
+    });
+    has_image && !has_movie
+}
+
+/// DICOM files without the 128-byte preamble start with a group 0002 (meta) or 0008 element,
+/// explicit VR (two letters) or implicit (a 4-byte length).
+fn dicom_without_preamble(head: &[u8]) -> bool {
+    if head.len() < 8 {
+        return false;
+    }
+    let group = u16::from_le_bytes([head[0], head[1]]);
+    let element = u16::from_le_bytes([head[2], head[3]]);
+    if !(group == 0x0002 || group == 0x0008) || element > 0x0100 {
+        return false;
+    }
+    let vr = &head[4..6];
+    vr.iter().all(u8::is_ascii_uppercase) || (head[6] == 0 && head[7] == 0)
+}
+
+/// MPEG transport streams: a sync byte every 188 bytes.
+fn is_mpeg_ts(head: &[u8]) -> bool {
+    head.len() >= 188 * 3 && (0..3).all(|i| head[i * 188] == 0x47)
+}
+
+/// Raw MPEG audio (MP3) or ADTS AAC without a tag: a frame header that is valid and followed
+/// by another frame header right where its length says, so random bytes don't pass.
+fn mpeg_audio_frames(head: &[u8]) -> Option<Format> {
+    let first = frame_at(head, 0)?;
+    let second = frame_at(head, first.length)?;
+    (first.format == second.format).then_some(first.format)
+}
+
+struct Frame {
+    format: Format,
+    length: usize,
+}
+
+fn frame_at(head: &[u8], offset: usize) -> Option<Frame> {
+    let h = head.get(offset..offset + 7)?;
+    if h[0] != 0xff || h[1] & 0xe0 != 0xe0 {
+        return None;
+    }
+    let layer = (h[1] >> 1) & 3;
+    if h[1] & 0xf6 == 0xf0 {
+        // ADTS: 12-bit sync, layer 00; the frame length is 13 bits spanning bytes 3..6.
+        let length = (((h[3] & 3) as usize) << 11) | ((h[4] as usize) << 3) | ((h[5] >> 5) as usize);
+        return (length >= 7).then_some(Frame { format: Format::Adts, length });
+    }
+    let version = (h[1] >> 3) & 3; // 0: MPEG 2.5, 2: MPEG 2, 3: MPEG 1
+    let bitrate_index = (h[2] >> 4) as usize;
+    let rate_index = ((h[2] >> 2) & 3) as usize;
+    if version == 1 || layer != 1 || bitrate_index == 0 || bitrate_index == 15 || rate_index == 3 {
+        // Only layer III counts here: MP2 is rare and its check would admit more noise.
+        return None;
+    }
+    const MPEG1_KBPS: [usize; 15] = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320];
+    const MPEG2_KBPS: [usize; 15] = [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
+    const RATES: [usize; 3] = [44100, 48000, 32000];
+    let (kbps, rate, samples) = if version == 3 {
+        (MPEG1_KBPS[bitrate_index], RATES[rate_index], 1152)
+    } else {
+        let divisor = if version == 2 { 2 } else { 4 };
+        (MPEG2_KBPS[bitrate_index], RATES[rate_index] / divisor, 576)
+    };
+    let padding = ((h[2] >> 1) & 1) as usize;
+    let length = samples / 8 * kbps * 1000 / rate + padding;
+    Some(Frame { format: Format::Mp3, length })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_numbers_decide_not_names() {
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Some(Format::Png));
+        assert_eq!(sniff(b"GIF89a\x01\0\x01\0"), Some(Format::Gif));
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(Format::WebP));
+        assert_eq!(sniff(b"RIFF\0\0\0\0WAVEfmt "), Some(Format::Wav));
+        assert_eq!(sniff(b"RF64\xff\xff\xff\xffWAVEds64"), Some(Format::Wav));
+        assert_eq!(sniff(b"%PDF-1.7\n"), Some(Format::Pdf));
+        assert_eq!(sniff(b"hello world"), None);
+        assert_eq!(sniff(b""), None);
+    }
+
+    #[test]
+    fn ftyp_brands_split_images_from_movies() {
+        let ftyp = |major: &[u8; 4], compatible: &[&[u8; 4]]| {
+            let mut b = Vec::new();
+            b.extend_from_slice(&((16 + 4 * compatible.len()) as u32).to_be_bytes());
+            b.extend_from_slice(b"ftyp");
+            b.extend_from_slice(major);
+            b.extend_from_slice(&[0; 4]);
+            compatible.iter().for_each(|c| b.extend_from_slice(*c));
+            b
+        };
+        assert_eq!(sniff(&ftyp(b"heic", &[b"mif1", b"heic"])), Some(Format::Heif));
+        assert_eq!(sniff(&ftyp(b"avif", &[b"avif", b"mif1", b"miaf"])), Some(Format::Heif));
+        assert_eq!(sniff(&ftyp(b"isom", &[b"isom", b"avc1", b"mp41"])), Some(Format::IsoBmff));
+        assert_eq!(sniff(&ftyp(b"M4A ", &[b"M4A ", b"mp42"])), Some(Format::IsoBmff));
+        assert_eq!(sniff(&ftyp(b"qt  ", &[b"qt  "])), Some(Format::IsoBmff));
+    }
+
+    #[test]
+    fn mpeg_audio_needs_two_consistent_frames() {
+        // MPEG-1 layer III, 128 kbit/s, 44.1 kHz, no padding: 417 bytes a frame.
+        let mut two = vec![0u8; 417 + 7];
+        two[..4].copy_from_slice(&[0xff, 0xfb, 0x90, 0x00]);
+        two[417..421].copy_from_slice(&[0xff, 0xfb, 0x90, 0x00]);
+        assert_eq!(sniff(&two), Some(Format::Mp3));
+        two[417] = 0; // the second header is gone: noise that happens to start with a sync word
+        assert_eq!(sniff(&two), None);
+    }
+
+    #[test]
+    fn dicom_with_and_without_preamble() {
+        let mut with = vec![0u8; 132];
+        with[128..].copy_from_slice(b"DICM");
+        assert_eq!(sniff(&with), Some(Format::Dicom));
+        // (0008,0005) CS "ISO_IR 100", explicit VR little endian, no preamble.
+        assert_eq!(sniff(b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100"), Some(Format::Dicom));
+    }
+}
