@@ -1,0 +1,38 @@
+# The commands a developer and CI run. `make extract` is the first thing to try; `make test`
+# is what CI runs (.ci/run).
+
+CARGO ?= cargo
+FIXTURE_DIRS := fixtures/image fixtures/video fixtures/audio fixtures/pdf fixtures/dicom fixtures/text
+
+.PHONY: extract test lint unit golden fixtures references bench check-cargo
+
+## Extract metadata from every fixture and print one JSON line per file (no services needed).
+extract: check-cargo
+	$(CARGO) run --quiet --release -- extract $(FIXTURE_DIRS)
+
+## Lint, then every test (unit and integration). CI runs this.
+test: check-cargo lint
+	$(CARGO) test --all-targets
+
+lint: check-cargo
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## Rewrite fixtures/expected/ from the current code (review the diff before committing).
+golden: check-cargo
+	UPDATE_GOLDEN=1 $(CARGO) test --test cli golden::every_fixture
+
+## Regenerate the fixture files with real encoders (needs ffmpeg, ImageMagick, … see the script).
+fixtures:
+	fixtures/make.sh
+
+## Answers of ffprobe, exiftool, pdfinfo and pydicom for every fixture, to review goldens against.
+references:
+	fixtures/reference.sh
+
+## Timing and peak memory of `extract` beside exiftool and ffprobe; see BENCHMARKS.md.
+bench: check-cargo
+	bench/extract.sh
+
+check-cargo:
+	@command -v $(CARGO) >/dev/null || { echo "Rust is needed: curl https://sh.rustup.rs -sSf | sh -s -- -y (the version is pinned in rust-toolchain.toml)"; exit 1; }

@@ -1,0 +1,100 @@
+//! Golden tests: `extract` over every fixture must print exactly the reviewed answer in
+//! `fixtures/expected/<type>/<file>.json`. `UPDATE_GOLDEN=1 make test` rewrites them; the
+//! diff is then reviewed against ffprobe, exiftool, pdfinfo and pydicom (`fixtures/reference/`).
+
+use super::{extract, fixture_files, lines, root};
+
+#[test]
+fn every_fixture_matches_its_expected_answer() {
+    let files = fixture_files();
+    assert!(files.len() > 100, "only {} fixtures found", files.len());
+    let args: Vec<&str> = files.iter().map(|p| p.to_str().unwrap()).collect();
+    let output = extract(&args);
+    let answers = lines(&output);
+    assert_eq!(
+        answers.len(),
+        files.len(),
+        "one line per file; stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut mismatches = Vec::new();
+    for (file, answer) in files.iter().zip(&answers) {
+        assert_eq!(answer["path"], file.to_str().unwrap(), "answers come in input order");
+        let expected_path = root().join("fixtures/expected").join(file.strip_prefix("fixtures").unwrap());
+        let expected_path = expected_path.with_extension(format!(
+            "{}.json",
+            expected_path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default()
+        ));
+        if update {
+            std::fs::create_dir_all(expected_path.parent().unwrap()).unwrap();
+            std::fs::write(&expected_path, serde_json::to_string_pretty(answer).unwrap() + "\n").unwrap();
+            continue;
+        }
+        let expected: serde_json::Value = match std::fs::read_to_string(&expected_path) {
+            Ok(text) => serde_json::from_str(&text).unwrap(),
+            Err(_) => {
+                mismatches.push(format!(
+                    "{}: no expected answer at {}",
+                    file.display(),
+                    expected_path.display()
+                ));
+                continue;
+            }
+        };
+        if &expected != answer {
+            mismatches.push(format!(
+                "{}:\n  expected {}\n  got      {}",
+                file.display(),
+                serde_json::to_string(&expected).unwrap(),
+                serde_json::to_string(answer).unwrap()
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} fixtures differ:\n{}",
+        mismatches.len(),
+        files.len(),
+        mismatches.join("\n")
+    );
+    // Exit status: 1 because the hostile fixtures fail.
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn all_succeeded_exits_zero() {
+    let output = extract(&["fixtures/image/png_rgb8.png", "fixtures/text/utf8_lf.txt"]);
+    assert_eq!(output.status.code(), Some(0));
+    let answers = lines(&output);
+    assert_eq!(answers[0]["data_type"], "image");
+    assert_eq!(answers[1]["data_type"], "text");
+    assert!(answers.iter().all(|a| a["error"].is_null() && a["status"] == "succeeded"));
+}
+
+#[test]
+fn a_missing_file_is_reported_not_fatal() {
+    let output = extract(&["fixtures/nope.png", "fixtures/image/png_rgb8.png"]);
+    assert_eq!(output.status.code(), Some(1));
+    let answers = lines(&output);
+    assert_eq!(answers[0]["error"]["kind"], "not_found");
+    assert_eq!(answers[1]["status"], "succeeded");
+}
+
+#[test]
+fn names_do_not_decide_the_type() {
+    let output = extract(&["fixtures/hostile/png-named.jpg", "fixtures/hostile/text-named.mp4"]);
+    let answers = lines(&output);
+    assert_eq!(answers[0]["mime_type"], "image/png");
+    assert_eq!(answers[1]["data_type"], "text");
+}
+
+#[test]
+fn directories_are_walked_in_name_order() {
+    let output = extract(&["fixtures/text"]);
+    let paths: Vec<String> = lines(&output).iter().map(|a| a["path"].as_str().unwrap().to_owned()).collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert!(paths.len() >= 5);
+    assert_eq!(paths, sorted);
+}
