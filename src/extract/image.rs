@@ -318,10 +318,30 @@ fn read_bmp(reader: &mut Source) -> Result<Header, ExtractError> {
     })
 }
 
-/// HEIC and AVIF: the primary item's properties, from the ISO-BMFF `meta` box.
+/// HEIC and AVIF: the primary item's properties (`ispe`, `pixi`, `irot`/`imir`), from the
+/// ISO-BMFF `meta` box; no decoder is needed.
 fn read_heif(source: &mut dyn ReadSeek) -> Result<Header, ExtractError> {
-    let _ = source;
-    Err(ExtractError::Unsupported("HEIF is not read yet".into()))
+    let heif = super::isobmff::read_heif(source)?;
+    let channels = heif.channels.unwrap_or(3);
+    Ok(Header {
+        format: heif.format,
+        mime: match heif.format {
+            "avif" => "image/avif",
+            "heic" => "image/heic",
+            _ => "image/heif",
+        },
+        width: heif.width,
+        height: heif.height,
+        orientation: Orientation::from_exif(heif.exif_orientation()),
+        frame_count: 1,
+        bit_depth: heif.bits_per_channel.unwrap_or(8),
+        color_type: match channels {
+            1 => "gray",
+            2 => "gray_alpha",
+            4 => "rgba",
+            _ => "rgb",
+        },
+    })
 }
 
 #[cfg(test)]

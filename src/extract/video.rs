@@ -1,7 +1,972 @@
-//! Video metadata (DESIGN §3 `video`). Being written: see issue 2.
-use super::{ExtractError, Extracted, ReadSeek, sniff::Format};
+//! Video metadata (DESIGN §3 `video`): container, duration, picture size and rotation, average
+//! frame rate and frame count, codecs, in ffprobe's vocabulary.
+//!
+//! MP4/MOV/3GP go through [`super::isobmff`]; Matroska and WebM through the small EBML reader
+//! below. A file of either container without a video track (M4A, MKA, WebM audio), or whose
+//! only "video" is a cover or chapter picture, is an audio file and goes to [`super::audio`].
+//!
+//! Why not the `matroska` crate: it sizes buffers by declared element lengths
+//! (`vec![0; size]`), so a 28-byte file declaring a 4 GiB `CodecPrivate` aborts the process
+//! under the sandbox's address-space limit, and it `assert!`s on seek-head targets. What we need
+//! from Matroska is a dozen header elements, read here with every length bounded.
 
-/// Extracts video metadata (or audio metadata for an audio-only container).
-pub fn extract(_source: &mut dyn ReadSeek, format: Format) -> Result<Extracted, ExtractError> {
-    Err(ExtractError::Unsupported(format!("{format:?} is not read yet")))
+use std::io::{Read, SeekFrom};
+
+use serde::Serialize;
+
+use super::isobmff::{self, Movie, Track, TrackKind};
+use super::{ExtractError, Extracted, ReadSeek, sniff::Format};
+use crate::job::DataType;
+
+/// The `video` metadata of DESIGN §3; the field names are the wire contract.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VideoMetadata {
+    /// `mp4`, `mov`, `3gp`, `3g2`, `mkv`, `webm`.
+    pub container: &'static str,
+    pub duration_seconds: Option<f64>,
+    /// Coded picture size, as stored (before rotation).
+    pub width: u32,
+    pub height: u32,
+    /// Clockwise degrees the picture is turned for display: 0, 90, 180, 270.
+    pub rotation: u16,
+    /// The size as displayed: width and height swapped for 90° and 270°.
+    pub display_width: u32,
+    pub display_height: u32,
+    /// Average frames per second (ffprobe's `avg_frame_rate`), e.g. 29.97002997 for 30000/1001.
+    pub frame_rate: Option<f64>,
+    /// Number of video frames. `None` for Matroska: counting them means reading every cluster.
+    pub frame_count: Option<u64>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub has_audio: bool,
+}
+
+/// Extracts video metadata, or audio metadata for an ISO-BMFF or Matroska file that holds
+/// only audio.
+pub fn extract(source: &mut dyn ReadSeek, format: Format) -> Result<Extracted, ExtractError> {
+    match format {
+        Format::IsoBmff => extract_isobmff(source),
+        Format::Matroska => extract_matroska(source),
+        Format::Avi => {
+            Err(ExtractError::Unsupported("AVI video is not supported; MP4, MOV, MKV and WebM are".into()))
+        }
+        Format::MpegTs => Err(ExtractError::Unsupported(
+            "MPEG transport streams (.ts) are not supported; MP4, MOV, MKV and WebM are".into(),
+        )),
+        other => Err(ExtractError::Unsupported(format!("{other:?} is not a video container"))),
+    }
+}
+
+/// Hands an audio-only file to the audio extractor, from its first byte.
+fn extract_audio(source: &mut dyn ReadSeek, format: Format) -> Result<Extracted, ExtractError> {
+    source.seek(SeekFrom::Start(0))?;
+    super::audio::extract(source, format)
+}
+
+/// Stored size turned for display.
+fn display_size(width: u32, height: u32, rotation: u16) -> (u32, u32) {
+    if rotation % 180 == 90 { (height, width) } else { (width, height) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MP4, MOV, 3GP
+// ---------------------------------------------------------------------------------------------
+
+fn extract_isobmff(source: &mut dyn ReadSeek) -> Result<Extracted, ExtractError> {
+    let movie = isobmff::read_movie(source)?;
+    let metadata = match isobmff_metadata(&movie) {
+        Some(metadata) => metadata,
+        None if movie.tracks.iter().any(|t| t.kind == TrackKind::Audio) => {
+            return extract_audio(source, Format::IsoBmff);
+        }
+        None => {
+            return Err(ExtractError::corrupt("MP4/QuickTime", "it has neither a video nor an audio track"));
+        }
+    };
+    let mime = match metadata.container {
+        "mov" => "video/quicktime",
+        "3gp" => "video/3gpp",
+        "3g2" => "video/3gpp2",
+        _ => "video/mp4",
+    };
+    Ok(Extracted::new(DataType::Video, mime, metadata))
+}
+
+/// The video metadata of a movie, or `None` if it has no real video track.
+fn isobmff_metadata(movie: &Movie) -> Option<VideoMetadata> {
+    let video = first_preferring_enabled(movie.tracks.iter().filter(|t| is_motion_video(t, movie)))?;
+    let audio = first_preferring_enabled(movie.tracks.iter().filter(|t| t.kind == TrackKind::Audio));
+    let stored = video.sample_entry.as_ref().map_or((0, 0), |e| (u32::from(e.width), u32::from(e.height)));
+    // Some writers leave the sample entry's size at 0; the track header has the presented size.
+    let (width, height) =
+        if stored.0 > 0 && stored.1 > 0 { stored } else { (video.tkhd_width, video.tkhd_height) };
+    let (display_width, display_height) = display_size(width, height, video.rotation);
+    Some(VideoMetadata {
+        container: isobmff_container(movie),
+        duration_seconds: movie_duration_seconds(movie),
+        width,
+        height,
+        rotation: video.rotation,
+        display_width,
+        display_height,
+        frame_rate: video.average_frame_rate(),
+        frame_count: Some(video.sample_count),
+        video_codec: video.codec().map(str::to_owned),
+        audio_codec: audio.and_then(Track::codec).map(str::to_owned),
+        has_audio: audio.is_some(),
+    })
+}
+
+/// ffprobe-like container names: QuickTime's own brand (or no `ftyp` at all, as in QuickTime
+/// files older than it) is `mov`; 3GPP brands are `3gp`/`3g2`; every other ISO brand is `mp4`.
+fn isobmff_container(movie: &Movie) -> &'static str {
+    match movie.major_brand.as_ref() {
+        None | Some(b"qt  ") => "mov",
+        Some([b'3', b'g', b'2', _]) => "3g2",
+        Some([b'3', b'g', _, _]) => "3gp",
+        _ => "mp4",
+    }
+}
+
+/// A video track that is motion video, not a still picture: cover art stored as a one-frame
+/// JPEG/PNG track, or the chapter pictures an audiobook's `chap` reference points to.
+fn is_motion_video(track: &Track, movie: &Movie) -> bool {
+    if track.kind != TrackKind::Video {
+        return false;
+    }
+    let still_codec = matches!(track.codec(), Some("mjpeg" | "png" | "bmp" | "gif" | "tiff"));
+    let is_chapter_pictures = movie.tracks.iter().any(|t| t.chapter_track_ids.contains(&track.id));
+    !(still_codec && (track.sample_count <= 1 || is_chapter_pictures))
+}
+
+/// The first enabled track, or the first track if all are disabled.
+fn first_preferring_enabled<'a>(tracks: impl Iterator<Item = &'a Track> + Clone) -> Option<&'a Track> {
+    tracks.clone().find(|t| t.enabled).or_else(|| tracks.clone().next())
+}
+
+/// The movie's duration as ffprobe reports it: the `mvhd` duration (which includes edit lists).
+/// Fragmented movies declare little up front, so their fragments' sample durations (or
+/// `mehd`) count too, whichever is longest.
+fn movie_duration_seconds(movie: &Movie) -> Option<f64> {
+    // `read_movie` refuses a timescale of 0.
+    let timescale = f64::from(movie.timescale);
+    let declared = movie.duration.filter(|&d| d > 0).map(|d| d as f64 / timescale);
+    if !movie.fragmented {
+        return declared.or_else(|| longest_track_seconds(movie));
+    }
+    let fragment = movie.fragment_duration.map(|d| d as f64 / timescale);
+    [declared, fragment, longest_track_seconds(movie)].into_iter().flatten().reduce(f64::max)
+}
+
+fn longest_track_seconds(movie: &Movie) -> Option<f64> {
+    movie
+        .tracks
+        .iter()
+        .filter(|t| t.kind != TrackKind::Other)
+        .filter_map(Track::duration_seconds)
+        .reduce(f64::max)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matroska, WebM
+// ---------------------------------------------------------------------------------------------
+
+const MATROSKA: &str = "Matroska/WebM";
+
+/// Element IDs (Matroska specification, RFC 9559), with their length markers.
+mod id {
+    pub const EBML: u32 = 0x1A45_DFA3;
+    pub const DOC_TYPE: u32 = 0x4282;
+    pub const SEGMENT: u32 = 0x1853_8067;
+    pub const SEEK_HEAD: u32 = 0x114D_9B74;
+    pub const SEEK: u32 = 0x4DBB;
+    pub const SEEK_ID: u32 = 0x53AB;
+    pub const SEEK_POSITION: u32 = 0x53AC;
+    pub const INFO: u32 = 0x1549_A966;
+    pub const TIMESTAMP_SCALE: u32 = 0x2A_D7B1;
+    pub const DURATION: u32 = 0x4489;
+    pub const TRACKS: u32 = 0x1654_AE6B;
+    pub const TRACK_ENTRY: u32 = 0xAE;
+    pub const TRACK_TYPE: u32 = 0x83;
+    pub const FLAG_ENABLED: u32 = 0xB9;
+    pub const CODEC_ID: u32 = 0x86;
+    pub const DEFAULT_DURATION: u32 = 0x23_E383;
+    pub const VIDEO: u32 = 0xE0;
+    pub const PIXEL_WIDTH: u32 = 0xB0;
+    pub const PIXEL_HEIGHT: u32 = 0xBA;
+    pub const PROJECTION: u32 = 0x7670;
+    pub const PROJECTION_POSE_ROLL: u32 = 0x7675;
+    pub const AUDIO: u32 = 0xE1;
+    pub const BIT_DEPTH: u32 = 0x6264;
+    pub const CLUSTER: u32 = 0x1F43_B675;
+}
+
+/// Largest EBML header, `Info` and `SeekHead` we buffer (they are tens of bytes in practice).
+const MAX_SMALL_ELEMENT: u64 = 1 << 20;
+/// Largest `Tracks` we buffer: codec private data can hold a few kilobytes per track.
+const MAX_TRACKS_ELEMENT: u64 = 16 << 20;
+/// Bound on how many top-level elements we step over before the first cluster.
+const MAX_SEGMENT_CHILDREN: usize = 100_000;
+
+/// What the header elements of a Matroska file say.
+#[derive(Debug, Default)]
+struct MatroskaHeaders {
+    doc_type: String,
+    duration_seconds: Option<f64>,
+    tracks: Vec<MatroskaTrack>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct MatroskaTrack {
+    track_type: u64,
+    enabled: bool,
+    codec_id: String,
+    default_duration_ns: Option<u64>,
+    pixel_width: u64,
+    pixel_height: u64,
+    /// `ProjectionPoseRoll`: counter-clockwise degrees.
+    roll: f64,
+    /// Audio `BitDepth`, which names the PCM codecs.
+    bit_depth: u64,
+}
+
+const TRACK_TYPE_VIDEO: u64 = 1;
+const TRACK_TYPE_AUDIO: u64 = 2;
+
+fn extract_matroska(source: &mut dyn ReadSeek) -> Result<Extracted, ExtractError> {
+    let headers = read_matroska(source)?;
+    let preferring_enabled = |kind: u64| {
+        let mut of_kind = headers.tracks.iter().filter(move |t| t.track_type == kind);
+        of_kind.clone().find(|t| t.enabled).or_else(|| of_kind.next())
+    };
+    let audio = preferring_enabled(TRACK_TYPE_AUDIO);
+    let Some(video) = preferring_enabled(TRACK_TYPE_VIDEO) else {
+        if audio.is_some() {
+            return extract_audio(source, Format::Matroska);
+        }
+        return Err(ExtractError::corrupt(MATROSKA, "it has neither a video nor an audio track"));
+    };
+    let (container, mime) =
+        if headers.doc_type == "webm" { ("webm", "video/webm") } else { ("mkv", "video/x-matroska") };
+    let width = u32::try_from(video.pixel_width).unwrap_or(u32::MAX);
+    let height = u32::try_from(video.pixel_height).unwrap_or(u32::MAX);
+    let rotation = clockwise_from_roll(video.roll);
+    let (display_width, display_height) = display_size(width, height, rotation);
+    let metadata = VideoMetadata {
+        container,
+        duration_seconds: headers.duration_seconds,
+        width,
+        height,
+        rotation,
+        display_width,
+        display_height,
+        frame_rate: video.default_duration_ns.and_then(frame_rate_from_default_duration),
+        frame_count: None,
+        video_codec: Some(matroska_codec_name(video)),
+        audio_codec: audio.map(matroska_codec_name),
+        has_audio: audio.is_some(),
+    };
+    Ok(Extracted::new(DataType::Video, mime, metadata))
+}
+
+/// `ProjectionPoseRoll` is counter-clockwise; DESIGN wants clockwise quarter turns.
+fn clockwise_from_roll(roll: f64) -> u16 {
+    if !roll.is_finite() {
+        return 0;
+    }
+    let quarters = (-roll / 90.0).round() as i64;
+    (quarters.rem_euclid(4) * 90) as u16
+}
+
+/// Frames per second from a track's `DefaultDuration` (whole nanoseconds per frame). NTSC rates
+/// cannot be stored exactly (33366666.67 ns), so a duration within a nanosecond of a whole rate
+/// or of an n·1000/1001 rate is read as that rate, as ffprobe shows 25/1 and 30000/1001.
+fn frame_rate_from_default_duration(nanoseconds: u64) -> Option<f64> {
+    if nanoseconds == 0 {
+        return None;
+    }
+    let nanoseconds = nanoseconds as f64;
+    let fps = 1e9 / nanoseconds;
+    let whole = fps.round();
+    let ntsc = (fps * 1.001).round() * 1000.0 / 1001.0;
+    let exact =
+        [whole, ntsc].into_iter().find(|&rate| rate >= 1.0 && (1e9 / rate - nanoseconds).abs() <= 1.0);
+    Some(exact.unwrap_or(fps))
+}
+
+/// ffprobe's `codec_name` for a Matroska track's `CodecID`.
+fn matroska_codec_name(track: &MatroskaTrack) -> String {
+    let bits = track.bit_depth;
+    let name = match track.codec_id.as_str() {
+        "V_MPEG4/ISO/AVC" => "h264",
+        "V_MPEGH/ISO/HEVC" => "hevc",
+        "V_MPEGI/ISO/VVC" => "vvc",
+        "V_AV1" => "av1",
+        "V_VP8" => "vp8",
+        "V_VP9" => "vp9",
+        "V_THEORA" => "theora",
+        "V_PRORES" => "prores",
+        "V_FFV1" => "ffv1",
+        "V_MJPEG" => "mjpeg",
+        "V_MPEG1" => "mpeg1video",
+        "V_MPEG2" => "mpeg2video",
+        "V_MPEG4/ISO/SP" | "V_MPEG4/ISO/ASP" | "V_MPEG4/ISO/AP" => "mpeg4",
+        "V_UNCOMPRESSED" => "rawvideo",
+        "A_OPUS" => "opus",
+        "A_VORBIS" => "vorbis",
+        "A_FLAC" => "flac",
+        "A_ALAC" => "alac",
+        "A_MPEG/L3" => "mp3",
+        "A_MPEG/L2" => "mp2",
+        "A_AC3" => "ac3",
+        "A_EAC3" => "eac3",
+        "A_DTS" => "dts",
+        "A_TRUEHD" => "truehd",
+        // ffmpeg reads 8-bit little-endian Matroska PCM as unsigned
+        "A_PCM/INT/LIT" if bits == 8 => "pcm_u8",
+        "A_PCM/INT/LIT" if matches!(bits, 24 | 32) => return format!("pcm_s{bits}le"),
+        "A_PCM/INT/LIT" => "pcm_s16le",
+        "A_PCM/INT/BIG" if bits == 8 => "pcm_s8",
+        "A_PCM/INT/BIG" if matches!(bits, 24 | 32) => return format!("pcm_s{bits}be"),
+        "A_PCM/INT/BIG" => "pcm_s16be",
+        "A_PCM/FLOAT/IEEE" if bits == 64 => "pcm_f64le",
+        "A_PCM/FLOAT/IEEE" => "pcm_f32le",
+        id if id.starts_with("A_AAC") => "aac",
+        // Unknown or wrapped (V_MS/VFW/FOURCC, A_MS/ACM): the codec ID itself says most.
+        other => return other.to_ascii_lowercase(),
+    };
+    name.to_owned()
+}
+
+/// An element's ID and the position and size of its data (`None`: "unknown size").
+struct ElementHeader {
+    id: u32,
+    data_start: u64,
+    size: Option<u64>,
+}
+
+/// Reads the EBML header, then the `Segment`'s children up to the first `Cluster` (media data
+/// is never read), following the `SeekHead` for `Info` or `Tracks` placed after the clusters.
+fn read_matroska(source: &mut dyn ReadSeek) -> Result<MatroskaHeaders, ExtractError> {
+    let file_len = source.seek(SeekFrom::End(0))?;
+    source.seek(SeekFrom::Start(0))?;
+    let mut headers = MatroskaHeaders::default();
+
+    let ebml = read_element_header(source)?;
+    if ebml.id != id::EBML {
+        return Err(ExtractError::corrupt(MATROSKA, "it does not start with an EBML header"));
+    }
+    let ebml_body = read_element_body(source, &ebml, MAX_SMALL_ELEMENT, file_len)?;
+    for element in Elements::new(&ebml_body) {
+        let (element_id, data) = element?;
+        if element_id == id::DOC_TYPE {
+            headers.doc_type = ebml_string(data);
+        }
+    }
+    if !matches!(headers.doc_type.as_str(), "matroska" | "webm") {
+        return Err(ExtractError::Unsupported(format!(
+            "an EBML file of type '{}', not Matroska",
+            headers.doc_type
+        )));
+    }
+
+    let mut position = ebml.data_start.saturating_add(ebml.size.unwrap_or(0));
+    let segment = loop {
+        source.seek(SeekFrom::Start(position))?;
+        let header = read_element_header(source)?;
+        if header.id == id::SEGMENT {
+            break header;
+        }
+        // Only Void or CRC elements may precede the segment; they have a known size.
+        let size = header.size.ok_or_else(|| ExtractError::corrupt(MATROSKA, "no Segment element"))?;
+        position = header.data_start.saturating_add(size);
+    };
+    let segment_start = segment.data_start;
+    let segment_end = match segment.size {
+        Some(size) => {
+            let end = segment_start.saturating_add(size);
+            if end > file_len {
+                return Err(ExtractError::corrupt(
+                    MATROSKA,
+                    format!("the file ends at byte {file_len}, inside its Segment (truncated)"),
+                ));
+            }
+            end
+        }
+        None => file_len, // live recordings leave the size unknown
+    };
+
+    let mut info_seen = false;
+    let mut tracks_seen = false;
+    let mut seek_targets: Vec<(u32, u64)> = Vec::new();
+    let mut position = segment_start;
+    for _ in 0..MAX_SEGMENT_CHILDREN {
+        if segment_end.saturating_sub(position) < 2 {
+            break;
+        }
+        source.seek(SeekFrom::Start(position))?;
+        let header = read_element_header(source)?;
+        match header.id {
+            id::CLUSTER => break,
+            id::INFO => {
+                parse_info(&read_element_body(source, &header, MAX_SMALL_ELEMENT, file_len)?, &mut headers)?;
+                info_seen = true;
+            }
+            id::TRACKS => {
+                headers.tracks =
+                    parse_tracks(&read_element_body(source, &header, MAX_TRACKS_ELEMENT, file_len)?)?;
+                tracks_seen = true;
+            }
+            id::SEEK_HEAD => {
+                let body = read_element_body(source, &header, MAX_SMALL_ELEMENT, file_len)?;
+                seek_targets.extend(parse_seek_head(&body)?);
+            }
+            _ => {}
+        }
+        let Some(size) = header.size else { break }; // an unknown-size element other than a cluster
+        position = header.data_start.saturating_add(size);
+        if info_seen && tracks_seen {
+            break;
+        }
+    }
+
+    for (target, relative) in seek_targets {
+        let wanted = (target == id::INFO && !info_seen) || (target == id::TRACKS && !tracks_seen);
+        let Some(at) = segment_start.checked_add(relative).filter(|&at| wanted && at < file_len) else {
+            continue;
+        };
+        source.seek(SeekFrom::Start(at))?;
+        let header = read_element_header(source)?;
+        if header.id != target {
+            continue; // a stale seek head: ignore it rather than trust it
+        }
+        if target == id::INFO {
+            parse_info(&read_element_body(source, &header, MAX_SMALL_ELEMENT, file_len)?, &mut headers)?;
+            info_seen = true;
+        } else {
+            headers.tracks =
+                parse_tracks(&read_element_body(source, &header, MAX_TRACKS_ELEMENT, file_len)?)?;
+            tracks_seen = true;
+        }
+    }
+    if !tracks_seen {
+        return Err(ExtractError::corrupt(MATROSKA, "it has no Tracks element"));
+    }
+    Ok(headers)
+}
+
+/// Reads an element ID and data size (EBML variable-length integers) at the current position.
+fn read_element_header(source: &mut dyn ReadSeek) -> Result<ElementHeader, ExtractError> {
+    let element_id = read_vint(source, 4)?;
+    let size = read_vint(source, 8)?;
+    let data_start = source.stream_position()?;
+    // An ID keeps its length marker; IDs are at most 4 bytes, so `raw` fits in a u32.
+    Ok(ElementHeader { id: element_id.raw as u32, data_start, size: size.known_size() })
+}
+
+/// An EBML variable-length integer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Vint {
+    /// The bytes as a big-endian integer, length marker included (how IDs are written).
+    raw: u64,
+    /// The value, marker removed (how sizes are read).
+    value: u64,
+    len: u32,
+}
+
+impl Vint {
+    /// As an element size: all value bits set means "unknown size".
+    fn known_size(self) -> Option<u64> {
+        (self.value != (1u64 << (7 * self.len)) - 1).then_some(self.value)
+    }
+
+    /// Decodes one from the start of `bytes`; `None` if it is cut short or longer than `max_len`.
+    fn parse(bytes: &[u8], max_len: u32) -> Option<Vint> {
+        let first = *bytes.first()?;
+        let len = first.leading_zeros() + 1; // 9 for a zero byte: invalid
+        if len > max_len {
+            return None;
+        }
+        let raw = bytes.get(..len as usize)?.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+        Some(Vint { raw, value: raw & ((1u64 << (7 * len)) - 1), len })
+    }
+}
+
+/// Reads one variable-length integer of at most `max_len` bytes from the source.
+fn read_vint(source: &mut dyn ReadSeek, max_len: u32) -> Result<Vint, ExtractError> {
+    let mut bytes = [0u8; 8];
+    source.read_exact(&mut bytes[..1])?;
+    let len = (bytes[0].leading_zeros() + 1).min(max_len + 1);
+    if len > max_len {
+        return Err(ExtractError::corrupt(MATROSKA, "an element header is not valid EBML"));
+    }
+    source.read_exact(&mut bytes[1..len as usize])?;
+    Vint::parse(&bytes, max_len)
+        .ok_or_else(|| ExtractError::corrupt(MATROSKA, "an element header is not valid EBML"))
+}
+
+/// Reads an element's data into memory, refusing one larger than `cap`.
+fn read_element_body(
+    source: &mut dyn ReadSeek,
+    header: &ElementHeader,
+    cap: u64,
+    file_len: u64,
+) -> Result<Vec<u8>, ExtractError> {
+    let size =
+        header.size.ok_or_else(|| ExtractError::corrupt(MATROSKA, "a header element has an unknown size"))?;
+    if size > cap {
+        return Err(ExtractError::TooLarge(format!(
+            "a Matroska header element of {size} bytes; the limit is {cap}"
+        )));
+    }
+    if header.data_start.saturating_add(size) > file_len {
+        return Err(ExtractError::corrupt(
+            MATROSKA,
+            format!("the file ends at byte {file_len}, inside a header element (truncated)"),
+        ));
+    }
+    source.seek(SeekFrom::Start(header.data_start))?;
+    // `size` is at most `cap`.
+    let mut body = Vec::with_capacity(size as usize);
+    source.take(size).read_to_end(&mut body)?;
+    Ok(body)
+}
+
+/// The child elements in a buffered master element's data, as (ID, data) pairs.
+struct Elements<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Elements<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Elements { data }
+    }
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = Result<(u32, &'a [u8]), ExtractError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.data.is_empty() {
+            return None;
+        }
+        let parsed = Vint::parse(self.data, 4).and_then(|element_id| {
+            let rest = self.data.get(element_id.len as usize..)?;
+            let size = Vint::parse(rest, 8)?;
+            let body = rest.get(size.len as usize..)?;
+            // Inside a buffered element, an unknown size can only mean "to the end of it".
+            let len = size.known_size().unwrap_or(body.len() as u64);
+            let len = usize::try_from(len).ok().filter(|&len| len <= body.len())?;
+            Some((element_id.raw as u32, &body[..len], &body[len..]))
+        });
+        match parsed {
+            Some((element_id, body, rest)) => {
+                self.data = rest;
+                Some(Ok((element_id, body)))
+            }
+            None => {
+                self.data = &[];
+                Some(Err(ExtractError::corrupt(MATROSKA, "an element overruns its parent")))
+            }
+        }
+    }
+}
+
+/// An unsigned integer element (at most 8 bytes, big-endian).
+fn ebml_uint(data: &[u8]) -> Result<u64, ExtractError> {
+    if data.len() > 8 {
+        return Err(ExtractError::corrupt(MATROSKA, "an integer element longer than 8 bytes"));
+    }
+    Ok(data.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+}
+
+/// A float element: 4 or 8 bytes (0 bytes is the default, 0.0).
+fn ebml_float(data: &[u8]) -> Option<f64> {
+    match *data {
+        [] => Some(0.0),
+        [a, b, c, d] => Some(f64::from(f32::from_be_bytes([a, b, c, d]))),
+        [a, b, c, d, e, f, g, h] => Some(f64::from_be_bytes([a, b, c, d, e, f, g, h])),
+        _ => None,
+    }
+}
+
+/// A string element: may be padded with zero bytes.
+fn ebml_string(data: &[u8]) -> String {
+    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    String::from_utf8_lossy(&data[..end]).into_owned()
+}
+
+/// `Info`: the duration, in `TimestampScale` nanoseconds (1 ms unless stated).
+fn parse_info(info: &[u8], headers: &mut MatroskaHeaders) -> Result<(), ExtractError> {
+    let mut scale_ns = 1_000_000u64;
+    let mut duration = None;
+    for element in Elements::new(info) {
+        let (element_id, data) = element?;
+        match element_id {
+            id::TIMESTAMP_SCALE => scale_ns = ebml_uint(data)?,
+            id::DURATION => duration = ebml_float(data),
+            _ => {}
+        }
+    }
+    headers.duration_seconds = duration
+        .map(|units| units * scale_ns as f64 / 1e9)
+        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0);
+    Ok(())
+}
+
+/// Bound on `TrackEntry` elements we keep.
+const MAX_MATROSKA_TRACKS: usize = 4096;
+
+fn parse_tracks(tracks: &[u8]) -> Result<Vec<MatroskaTrack>, ExtractError> {
+    let mut parsed = Vec::new();
+    for element in Elements::new(tracks) {
+        let (element_id, entry) = element?;
+        if element_id != id::TRACK_ENTRY {
+            continue;
+        }
+        if parsed.len() >= MAX_MATROSKA_TRACKS {
+            return Err(ExtractError::TooLarge(format!("more than {MAX_MATROSKA_TRACKS} tracks")));
+        }
+        let mut track = MatroskaTrack { enabled: true, ..MatroskaTrack::default() };
+        for field in Elements::new(entry) {
+            let (field_id, data) = field?;
+            match field_id {
+                id::TRACK_TYPE => track.track_type = ebml_uint(data)?,
+                id::FLAG_ENABLED => track.enabled = ebml_uint(data)? != 0,
+                id::CODEC_ID => track.codec_id = ebml_string(data),
+                id::DEFAULT_DURATION => track.default_duration_ns = Some(ebml_uint(data)?),
+                id::VIDEO => parse_video_settings(data, &mut track)?,
+                id::AUDIO => {
+                    for setting in Elements::new(data) {
+                        let (setting_id, value) = setting?;
+                        if setting_id == id::BIT_DEPTH {
+                            track.bit_depth = ebml_uint(value)?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        parsed.push(track);
+    }
+    Ok(parsed)
+}
+
+fn parse_video_settings(video: &[u8], track: &mut MatroskaTrack) -> Result<(), ExtractError> {
+    for element in Elements::new(video) {
+        let (element_id, data) = element?;
+        match element_id {
+            id::PIXEL_WIDTH => track.pixel_width = ebml_uint(data)?,
+            id::PIXEL_HEIGHT => track.pixel_height = ebml_uint(data)?,
+            id::PROJECTION => {
+                for projection in Elements::new(data) {
+                    let (projection_id, value) = projection?;
+                    if projection_id == id::PROJECTION_POSE_ROLL {
+                        track.roll = ebml_float(value).unwrap_or(0.0);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `SeekHead`: (element ID, position relative to the segment's data) pairs.
+fn parse_seek_head(seek_head: &[u8]) -> Result<Vec<(u32, u64)>, ExtractError> {
+    let mut targets = Vec::new();
+    for element in Elements::new(seek_head).take(1024) {
+        let (element_id, seek) = element?;
+        if element_id != id::SEEK {
+            continue;
+        }
+        let (mut target, mut position) = (None, None);
+        for field in Elements::new(seek) {
+            let (field_id, data) = field?;
+            match field_id {
+                // The ID is stored as its bytes, marker included.
+                id::SEEK_ID if data.len() <= 4 => target = Some(ebml_uint(data)? as u32),
+                id::SEEK_POSITION => position = Some(ebml_uint(data)?),
+                _ => {}
+            }
+        }
+        if let (Some(target), Some(position)) = (target, position) {
+            targets.push((target, position));
+        }
+    }
+    Ok(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    fn fixture(path: &str) -> std::fs::File {
+        let full = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::File::open(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+    }
+
+    fn video(path: &str, format: Format) -> (String, VideoMetadata) {
+        let extracted = extract(&mut fixture(path), format).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(extracted.data_type, DataType::Video, "{path}");
+        let value = extracted.metadata;
+        let metadata = VideoMetadata {
+            container: match value["container"].as_str() {
+                Some("mp4") => "mp4",
+                Some("mov") => "mov",
+                Some("mkv") => "mkv",
+                Some("webm") => "webm",
+                other => panic!("{path}: container {other:?}"),
+            },
+            duration_seconds: value["duration_seconds"].as_f64(),
+            width: value["width"].as_u64().unwrap() as u32,
+            height: value["height"].as_u64().unwrap() as u32,
+            rotation: value["rotation"].as_u64().unwrap() as u16,
+            display_width: value["display_width"].as_u64().unwrap() as u32,
+            display_height: value["display_height"].as_u64().unwrap() as u32,
+            frame_rate: value["frame_rate"].as_f64(),
+            frame_count: value["frame_count"].as_u64(),
+            video_codec: value["video_codec"].as_str().map(str::to_owned),
+            audio_codec: value["audio_codec"].as_str().map(str::to_owned),
+            has_audio: value["has_audio"].as_bool().unwrap(),
+        };
+        (extracted.mime_type, metadata)
+    }
+
+    /// Expected values from `ffprobe -v error -show_streams -show_format -of json` (frame
+    /// counts of fragmented and Matroska files from `-count_frames`).
+    struct Expected {
+        path: &'static str,
+        mime: &'static str,
+        container: &'static str,
+        duration: f64,
+        size: (u32, u32),
+        rotation: u16,
+        fps: f64,
+        frames: Option<u64>,
+        video: &'static str,
+        audio: Option<&'static str>,
+    }
+
+    const H264_AAC: (&str, Option<&str>) = ("h264", Some("aac"));
+
+    #[test]
+    fn fixtures_match_ffprobe() {
+        let mp4 =
+            |path, duration, fps, frames, (video, audio): (&'static str, Option<&'static str>)| Expected {
+                path,
+                mime: "video/mp4",
+                container: "mp4",
+                duration,
+                size: (320, 240),
+                rotation: 0,
+                fps,
+                frames,
+                video,
+                audio,
+            };
+        let cases = [
+            mp4("video/mp4_h264_aac_faststart.mp4", 1.0, 25.0, Some(25), H264_AAC),
+            mp4("video/mp4_h264_aac_moov_at_end.mp4", 1.0, 25.0, Some(25), H264_AAC),
+            mp4("video/mp4_29.97fps.mp4", 1.001, 30000.0 / 1001.0, Some(30), H264_AAC),
+            mp4("video/mp4_fragmented.mp4", 1.08, 25.0, Some(25), H264_AAC),
+            mp4("video/mp4_hevc_hvc1_aac.mp4", 1.0, 25.0, Some(25), ("hevc", Some("aac"))),
+            mp4("video/mp4_av1.mp4", 1.0, 25.0, Some(25), ("av1", None)),
+            mp4("video/mp4_25fps_25frames.mp4", 1.0, 25.0, Some(25), ("h264", None)),
+            Expected {
+                size: (160, 90),
+                ..mp4("video/mp4_video_only.mp4", 1.0, 24.0, Some(24), ("h264", None))
+            },
+            Expected { rotation: 90, ..mp4("video/mp4_rotate_cw90.mp4", 1.0, 25.0, Some(25), H264_AAC) },
+            Expected { rotation: 270, ..mp4("video/mp4_rotate_cw270.mp4", 1.0, 25.0, Some(25), H264_AAC) },
+            Expected {
+                mime: "video/quicktime",
+                container: "mov",
+                size: (160, 120),
+                ..mp4("video/mov_prores_proxy.mov", 0.5, 24.0, Some(12), ("prores", None))
+            },
+            Expected {
+                mime: "video/x-matroska",
+                container: "mkv",
+                ..mp4("video/mkv_h264_aac.mkv", 1.023, 25.0, None, H264_AAC)
+            },
+            Expected {
+                mime: "video/webm",
+                container: "webm",
+                ..mp4("video/webm_vp9_opus.webm", 1.008, 25.0, None, ("vp9", Some("opus")))
+            },
+            Expected {
+                mime: "video/webm",
+                container: "webm",
+                ..mp4("video/webm_vp8_vorbis.webm", 1.003, 25.0, None, ("vp8", Some("vorbis")))
+            },
+        ];
+        for case in cases {
+            let format = if case.container == "mkv" || case.container == "webm" {
+                Format::Matroska
+            } else {
+                Format::IsoBmff
+            };
+            let (mime, got) = video(case.path, format);
+            let path = case.path;
+            assert_eq!(mime, case.mime, "{path}");
+            assert_eq!(got.container, case.container, "{path}");
+            assert!(
+                (got.duration_seconds.unwrap() - case.duration).abs() < 1e-3,
+                "{path}: {:?}",
+                got.duration_seconds
+            );
+            assert_eq!((got.width, got.height), case.size, "{path}");
+            assert_eq!(got.rotation, case.rotation, "{path}");
+            let turned = if case.rotation % 180 == 90 { (case.size.1, case.size.0) } else { case.size };
+            assert_eq!((got.display_width, got.display_height), turned, "{path}");
+            assert!((got.frame_rate.unwrap() - case.fps).abs() < 1e-9, "{path}: {:?}", got.frame_rate);
+            assert_eq!(got.frame_count, case.frames, "{path}");
+            assert_eq!(got.video_codec.as_deref(), Some(case.video), "{path}");
+            assert_eq!(got.audio_codec.as_deref(), case.audio, "{path}");
+            assert_eq!(got.has_audio, case.audio.is_some(), "{path}");
+        }
+    }
+
+    #[test]
+    fn audio_only_movies_are_not_video() {
+        for path in ["audio/m4a_aac.m4a", "audio/m4a_alac.m4a"] {
+            let movie = isobmff::read_movie(&mut fixture(path)).unwrap();
+            assert_eq!(isobmff_metadata(&movie), None, "{path}: goes to the audio extractor");
+            let extracted = extract(&mut fixture(path), Format::IsoBmff).unwrap();
+            assert_eq!(
+                (extracted.data_type, extracted.mime_type.as_str()),
+                (DataType::Audio, "audio/mp4"),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn avi_and_transport_streams_are_unsupported() {
+        for (path, format) in
+            [("video/avi_mpeg4_mp3.avi", Format::Avi), ("video/ts_h264_aac.ts", Format::MpegTs)]
+        {
+            let err = extract(&mut fixture(path), format).unwrap_err();
+            assert!(matches!(err, ExtractError::Unsupported(_)), "{path}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_movies_are_clean_errors() {
+        for path in [
+            "hostile/mp4_mvhd_timescale_0.mp4",
+            "hostile/mp4_mvhd_mdhd_timescale_0_with_trak.mp4",
+            "hostile/truncated_mp4_faststart_half.mp4",
+            "hostile/truncated_mp4_moov_at_end_2k.mp4",
+        ] {
+            let err = extract(&mut fixture(path), Format::IsoBmff).unwrap_err();
+            assert!(matches!(err, ExtractError::Corrupt(_)), "{path}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn ntsc_default_durations_read_as_exact_rates() {
+        assert_eq!(frame_rate_from_default_duration(40_000_000), Some(25.0));
+        for (ns, rate) in
+            [(33_366_667, 30000.0 / 1001.0), (41_708_333, 24000.0 / 1001.0), (16_683_333, 60000.0 / 1001.0)]
+        {
+            assert!((frame_rate_from_default_duration(ns).unwrap() - rate).abs() < 1e-9, "{ns}");
+        }
+        assert_eq!(frame_rate_from_default_duration(0), None);
+        assert_eq!(clockwise_from_roll(-90.0), 90);
+        assert_eq!(clockwise_from_roll(90.0), 270);
+        assert_eq!(clockwise_from_roll(f64::NAN), 0);
+    }
+
+    // --- Matroska, hand-built and hostile ---
+
+    /// An element with an 8-byte size field, as streaming EBML writers emit it.
+    fn element(id: u32, body: &[u8]) -> Vec<u8> {
+        let id_bytes = id.to_be_bytes();
+        let skip = id_bytes.iter().position(|&b| b != 0).unwrap_or(3);
+        let mut out = id_bytes[skip..].to_vec();
+        out.push(0x01); // 8-byte size
+        out.extend_from_slice(&(body.len() as u64).to_be_bytes()[1..]);
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn ebml_header(doc_type: &str) -> Vec<u8> {
+        element(id::EBML, &element(id::DOC_TYPE, doc_type.as_bytes()))
+    }
+
+    fn minimal_webm(tracks: &[u8]) -> Vec<u8> {
+        let info = element(
+            id::INFO,
+            &[
+                element(id::TIMESTAMP_SCALE, &[0x0f, 0x42, 0x40]),
+                element(id::DURATION, &2500.0f64.to_be_bytes()),
+            ]
+            .concat(),
+        );
+        [ebml_header("webm"), element(id::SEGMENT, &[info, element(id::TRACKS, tracks)].concat())].concat()
+    }
+
+    fn video_track(width: u8, height: u8) -> Vec<u8> {
+        element(
+            id::TRACK_ENTRY,
+            &[
+                element(id::TRACK_TYPE, &[1]),
+                element(id::CODEC_ID, b"V_AV1"),
+                element(id::DEFAULT_DURATION, &33_366_667u32.to_be_bytes()),
+                element(
+                    id::VIDEO,
+                    &[element(id::PIXEL_WIDTH, &[width]), element(id::PIXEL_HEIGHT, &[height])].concat(),
+                ),
+            ]
+            .concat(),
+        )
+    }
+
+    #[test]
+    fn hand_built_webm() {
+        let file = minimal_webm(&video_track(200, 100));
+        let extracted = extract(&mut Cursor::new(file), Format::Matroska).unwrap();
+        assert_eq!(extracted.mime_type, "video/webm");
+        let m = extracted.metadata;
+        assert_eq!(
+            (m["width"].as_u64(), m["height"].as_u64(), m["video_codec"].as_str()),
+            (Some(200), Some(100), Some("av1"))
+        );
+        assert_eq!(m["duration_seconds"].as_f64(), Some(2.5));
+        assert!((m["frame_rate"].as_f64().unwrap() - 30000.0 / 1001.0).abs() < 1e-9);
+        assert_eq!((m["has_audio"].as_bool(), m["frame_count"].as_u64()), (Some(false), None));
+    }
+
+    #[test]
+    fn hostile_matroska() {
+        let err = |bytes: Vec<u8>| extract(&mut Cursor::new(bytes), Format::Matroska).unwrap_err();
+        // Truncated: the segment declares more bytes than the file has.
+        let mut cut =
+            std::fs::read(format!("{}/fixtures/video/mkv_h264_aac.mkv", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        cut.truncate(1000);
+        assert!(matches!(err(cut), ExtractError::Corrupt(ref m) if m.contains("truncated")));
+        // A CodecPrivate declaring 4 GiB in a tiny file (the `matroska` crate allocates that).
+        let huge = [0x63, 0xA2, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00];
+        let entry = element(id::TRACK_ENTRY, &huge);
+        let file = [ebml_header("matroska"), element(id::SEGMENT, &element(id::TRACKS, &entry))].concat();
+        assert!(matches!(err(file), ExtractError::Corrupt(_)));
+        // A Tracks element declaring 1 TiB inside an unknown-size segment: refused by its size.
+        let file = [
+            ebml_header("matroska"),
+            vec![0x18, 0x53, 0x80, 0x67, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            vec![0x16, 0x54, 0xAE, 0x6B, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00],
+        ]
+        .concat();
+        assert!(matches!(err(file), ExtractError::TooLarge(_)));
+        // Not Matroska at all, and an invalid EBML ID.
+        assert!(matches!(err(ebml_header("dvb")), ExtractError::Unsupported(_)));
+        assert!(matches!(err(vec![0x00; 32]), ExtractError::Corrupt(_)));
+        assert!(matches!(err(Vec::new()), ExtractError::Io(_)));
+        // No tracks at all.
+        assert!(matches!(err(minimal_webm(&[])), ExtractError::Corrupt(_)));
+    }
 }
