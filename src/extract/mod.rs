@@ -87,6 +87,13 @@ impl ExtractError {
     }
 }
 
+/// An error and all its causes, outermost first, as one message: parser crates wrap the
+/// useful part ("unexpected end of file at offset …") in generic outer errors.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let causes = std::iter::successors(Some(error), |e| e.source());
+    causes.map(|e| e.to_string()).collect::<Vec<_>>().join(": ")
+}
+
 /// Choices that change what is extracted, not how.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ExtractOptions {

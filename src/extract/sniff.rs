@@ -63,7 +63,11 @@ impl Format {
 /// `unsupported_type`. Text is decided by [`super::text::looks_like_text`].
 pub fn sniff(head: &[u8]) -> Option<Format> {
     let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
-    let format = if at(0, b"\x89PNG\r\n\x1a\n") {
+    // DICOM first: its 128-byte preamble is free for other formats' headers (a TIFF header is
+    // common there), and "DICM" at 128 is the one signature that says what the file is.
+    let format = if at(128, b"DICM") {
+        Format::Dicom
+    } else if at(0, b"\x89PNG\r\n\x1a\n") {
         Format::Png
     } else if at(0, b"\xff\xd8\xff") {
         Format::Jpeg
@@ -99,16 +103,14 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     } else if at(0, b"%PDF-") || head.get(..1024).unwrap_or(head).windows(5).any(|w| w == b"%PDF-") {
         // Readers accept the header anywhere in the first kilobyte (PDF 32000-1 annex H).
         Format::Pdf
-    } else if at(128, b"DICM") || dicom_without_preamble(head) {
+    } else if dicom_without_preamble(head) {
         Format::Dicom
     } else if at(0, b"ID3") {
         Format::Mp3
     } else if is_mpeg_ts(head) {
         Format::MpegTs
-    } else if let Some(format) = mpeg_audio_frames(head) {
-        format
     } else {
-        return None;
+        mpeg_audio_frames(head)?
     };
     Some(format)
 }
@@ -252,6 +254,8 @@ mod tests {
     fn dicom_with_and_without_preamble() {
         let mut with = vec![0u8; 132];
         with[128..].copy_from_slice(b"DICM");
+        assert_eq!(sniff(&with), Some(Format::Dicom));
+        with[..4].copy_from_slice(b"II*\0"); // a TIFF header in the preamble is allowed
         assert_eq!(sniff(&with), Some(Format::Dicom));
         // (0008,0005) CS "ISO_IR 100", explicit VR little endian, no preamble.
         assert_eq!(sniff(b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100"), Some(Format::Dicom));
