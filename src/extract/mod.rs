@@ -20,9 +20,9 @@ use crate::job::{DataType, ErrorBody, ErrorKind};
 use sniff::Format;
 
 /// A byte source an extractor can read and seek: a local file, or a remote object that is
-/// fetched range by range as it is read.
-pub trait ReadSeek: Read + Seek {}
-impl<T: Read + Seek + ?Sized> ReadSeek for T {}
+/// fetched range by range as it is read. `Send + Sync` because symphonia's sources must be.
+pub trait ReadSeek: Read + Seek + Send + Sync {}
+impl<T: Read + Seek + Send + Sync + ?Sized> ReadSeek for T {}
 
 /// What one file turned out to be, and its metadata (DESIGN §3).
 #[derive(Debug, Clone, Serialize, Deserialize)]
