@@ -3,8 +3,13 @@
 //! # Layout
 //!
 //! - [`job`]: the wire types (data types, statuses, error kinds) shared by every part.
-//! - [`extract`]: sniff a file's format from its bytes and read its metadata per data type;
-//!   [`extract::sandbox`] runs that in a child process with time and memory limits.
+//! - [`extract`]: one file's bytes in, its metadata out.
+//!   - [`extract::sniff`]: the format from magic numbers, never from the name.
+//!   - [`extract::image`], [`extract::video`], [`extract::audio`], [`extract::pdf`],
+//!     [`extract::dicom`], [`extract::text`]: one extractor per data type, headers only.
+//!   - [`extract::isobmff`]: the MP4/MOV/HEIF box reader that video, audio and image share.
+//!   - [`extract::sandbox`]: runs an extraction in a child process with time and memory
+//!     limits, so a hostile file costs one answer.
 //! - [`cli`]: the `extract` subcommand: files in, one JSON line per file out.
 
 pub mod cli;

@@ -197,18 +197,26 @@ fn read_jpeg(reader: &mut Source) -> Result<Header, ExtractError> {
 }
 
 /// GIF: the logical screen (canvas) size, which is the image's size even when the first
-/// frame is smaller; frames are counted without LZW decoding.
+/// frame is smaller; frames are counted without LZW decoding. A 0×0 screen is taken as the
+/// extent of the frames, as browsers and ImageMagick do.
 fn read_gif(reader: &mut Source) -> Result<Header, ExtractError> {
     let mut options = gif::DecodeOptions::new();
     options.skip_frame_decoding(true);
     options.check_frame_consistency(false);
     let mut decoder = options.read_info(reader).map_err(|e| ExtractError::corrupt("GIF", e))?;
-    let (width, height) = (decoder.width().into(), decoder.height().into());
+    let (screen_width, screen_height) = (u32::from(decoder.width()), u32::from(decoder.height()));
     let palette_entries = decoder.global_palette().map_or(256, |p| p.len() / 3).max(2);
-    let mut frame_count = 0;
-    while decoder.next_frame_info().map_err(|e| ExtractError::corrupt("GIF", e))?.is_some() {
+    let (mut frame_count, mut extent_width, mut extent_height) = (0, 0, 0);
+    while let Some(frame) = decoder.next_frame_info().map_err(|e| ExtractError::corrupt("GIF", e))? {
         frame_count += 1;
+        extent_width = extent_width.max(u32::from(frame.left) + u32::from(frame.width));
+        extent_height = extent_height.max(u32::from(frame.top) + u32::from(frame.height));
     }
+    let (width, height) = if screen_width == 0 || screen_height == 0 {
+        (extent_width, extent_height)
+    } else {
+        (screen_width, screen_height)
+    };
     Ok(Header {
         format: "gif",
         mime: "image/gif",
@@ -284,6 +292,21 @@ fn read_tiff(reader: &mut Source) -> Result<Header, ExtractError> {
 /// height of top-down files); bits per pixel from the DIB header itself.
 fn read_bmp(reader: &mut Source) -> Result<Header, ExtractError> {
     use image::ImageDecoder;
+    // The DIB header's size fields: i32 width/height at 18/22 (u16 at 18/20 in the 12-byte
+    // core header). A zero side is refused here, before `image` calls it "too large".
+    let mut dib = [0u8; 16];
+    reader.seek(SeekFrom::Start(14))?;
+    reader.read_exact(&mut dib)?;
+    let core_header = u32::from_le_bytes([dib[0], dib[1], dib[2], dib[3]]) == 12;
+    let zero_side = if core_header {
+        dib[4..6] == [0, 0] || dib[6..8] == [0, 0]
+    } else {
+        dib[4..8] == [0; 4] || dib[8..12] == [0; 4]
+    };
+    if zero_side {
+        return Err(ExtractError::corrupt("BMP", "the header says the image has no pixels (a side of 0)"));
+    }
+    reader.seek(SeekFrom::Start(0))?;
     let (width, height, has_alpha) = {
         let decoder =
             image::codecs::bmp::BmpDecoder::new(&mut *reader).map_err(|e| ExtractError::corrupt("BMP", e))?;
@@ -291,10 +314,6 @@ fn read_bmp(reader: &mut Source) -> Result<Header, ExtractError> {
         (width, height, decoder.color_type().has_alpha())
     };
     // The DIB header's bit count: offset 24 in the 12-byte core header, 28 in all others.
-    let mut dib = [0u8; 16];
-    reader.seek(SeekFrom::Start(14))?;
-    reader.read_exact(&mut dib)?;
-    let core_header = u32::from_le_bytes([dib[0], dib[1], dib[2], dib[3]]) == 12;
     let bits = if core_header {
         u16::from_le_bytes([dib[10], dib[11]])
     } else {
