@@ -39,6 +39,58 @@ impl std::str::FromStr for DataType {
     }
 }
 
+/// Where an asset lives and how the platform was granted access to it (`source` on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum Source {
+    /// An object in a customer's S3 bucket, read through a role the customer lets us assume.
+    S3(S3Source),
+    /// An object in a customer's Cloud Storage bucket, signed as the customer's service account.
+    Gcs(GcsSource),
+    /// A file under the worker's configured local root (development and demos).
+    Local(LocalSource),
+}
+
+/// An S3 object and the role that grants access to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Source {
+    pub region: String,
+    pub bucket: String,
+    pub key: String,
+    pub role_arn: String,
+    /// Required (DESIGN §7): it is what stops another tenant from naming this role.
+    pub external_id: Option<String>,
+}
+
+/// A Cloud Storage object and the customer's service account that may read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcsSource {
+    pub bucket: String,
+    pub object: String,
+    /// Impersonated to sign; without it the worker's own key signs (development only).
+    pub service_account: Option<String>,
+}
+
+/// A path relative to the configured local root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSource {
+    pub key: String,
+}
+
+impl Source {
+    /// The provider's wire name, for messages and metric labels.
+    pub fn provider(&self) -> &'static str {
+        match self {
+            Source::S3(_) => "s3",
+            Source::Gcs(_) => "gcs",
+            Source::Local(_) => "local",
+        }
+    }
+}
+
 /// Whether an asset was processed (`status` on the wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -94,6 +146,23 @@ mod tests {
         assert_eq!(serde_json::to_string(&DataType::Dicom).unwrap(), "\"dicom\"");
         assert_eq!("PDF".parse::<DataType>().unwrap(), DataType::Pdf);
         assert!("movie".parse::<DataType>().is_err());
+    }
+
+    #[test]
+    fn sources_parse_as_the_design_spells_them() {
+        let s3: Source = serde_json::from_str(
+            r#"{"provider":"s3","region":"eu-central-1","bucket":"b","key":"k.mp4",
+                "role_arn":"arn:aws:iam::123456789012:role/R","external_id":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(s3.provider(), "s3");
+        let gcs: Source = serde_json::from_str(
+            r#"{"provider":"gcs","bucket":"b","object":"o","service_account":"r@p.iam.gserviceaccount.com"}"#,
+        )
+        .unwrap();
+        assert!(matches!(gcs, Source::Gcs(GcsSource { service_account: Some(_), .. })));
+        assert!(serde_json::from_str::<Source>(r#"{"provider":"ftp","key":"k"}"#).is_err());
+        assert!(serde_json::from_str::<Source>(r#"{"provider":"local","key":"k","extra":1}"#).is_err());
     }
 
     #[test]

@@ -10,8 +10,11 @@
 //!   - [`extract::isobmff`]: the MP4/MOV/HEIF box reader that video, audio and image share.
 //!   - [`extract::sandbox`]: runs an extraction in a child process with time and memory
 //!     limits, so a hostile file costs one answer.
+//! - [`access`]: delegated access: a job's source → a short-lived signed URL (S3 through an
+//!   assumed role, GCS through an impersonated service account) or a local file.
 //! - [`cli`]: the `extract` subcommand: files in, one JSON line per file out.
 
+pub mod access;
 pub mod cli;
 pub mod extract;
 pub mod job;
