@@ -44,7 +44,9 @@ impl LocalAccess {
             match component {
                 Component::Normal(_) | Component::CurDir => {}
                 Component::ParentDir => return Err(refuse("`..` is not allowed")),
-                Component::RootDir | Component::Prefix(_) => return Err(refuse("absolute paths are not allowed")),
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(refuse("absolute paths are not allowed"));
+                }
             }
         }
         let resolved = self.root.join(relative).canonicalize().map_err(|e| match e.kind() {
@@ -99,7 +101,8 @@ mod tests {
     #[test]
     fn escapes_are_refused_as_invalid_jobs() {
         let (_dir, access) = root_with_files();
-        for key in ["../outside.txt", "sub/../../outside.txt", "/etc/passwd", "escape.txt", "", "sub", "a\0b"] {
+        for key in ["../outside.txt", "sub/../../outside.txt", "/etc/passwd", "escape.txt", "", "sub", "a\0b"]
+        {
             let error = access.resolve(key).unwrap_err();
             assert!(matches!(error, AccessError::InvalidJob(_)), "{key:?}: {error}");
         }

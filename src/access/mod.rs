@@ -47,7 +47,10 @@ impl SignedUrl {
 
 impl fmt::Debug for SignedUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SignedUrl").field("url", &self.redacted()).field("expires_at", &self.expires_at).finish()
+        f.debug_struct("SignedUrl")
+            .field("url", &self.redacted())
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 
@@ -129,7 +132,8 @@ mod tests {
     #[test]
     fn signed_urls_never_print_their_signature() {
         let url = SignedUrl::new(
-            "https://s3.eu-central-1.amazonaws.com/b/k.mp4?X-Amz-Credential=AKIA&X-Amz-Signature=abc123".into(),
+            "https://s3.eu-central-1.amazonaws.com/b/k.mp4?X-Amz-Credential=AKIA&X-Amz-Signature=abc123"
+                .into(),
             SystemTime::UNIX_EPOCH,
         );
         for shown in [format!("{url}"), format!("{url:?}"), url.redacted()] {

@@ -3,9 +3,11 @@
 //! (headers, indexes), never pixel data, so that a remote source can fetch just those bytes.
 
 pub mod audio;
+pub mod avi;
 pub mod dicom;
 pub mod image;
 pub mod isobmff;
+pub mod mpegts;
 pub mod pdf;
 pub mod sandbox;
 pub mod sniff;

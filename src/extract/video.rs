@@ -2,8 +2,9 @@
 //! frame rate and frame count, codecs, in ffprobe's vocabulary.
 //!
 //! MP4/MOV/3GP go through [`super::isobmff`]; Matroska and WebM through the small EBML reader
-//! below. A file of either container without a video track (M4A, MKA, WebM audio), or whose
-//! only "video" is a cover or chapter picture, is an audio file and goes to [`super::audio`].
+//! below; AVI through [`super::avi`] and MPEG transport streams through [`super::mpegts`]. An
+//! ISO-BMFF or Matroska file without a video track (M4A, MKA, WebM audio), or whose only
+//! "video" is a cover or chapter picture, is an audio file and goes to [`super::audio`].
 //!
 //! Why not the `matroska` crate: it sizes buffers by declared element lengths
 //! (`vec![0; size]`), so a 28-byte file declaring a 4 GiB `CodecPrivate` aborts the process
@@ -21,7 +22,7 @@ use crate::job::DataType;
 /// The `video` metadata of DESIGN §3; the field names are the wire contract.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VideoMetadata {
-    /// `mp4`, `mov`, `3gp`, `3g2`, `mkv`, `webm`.
+    /// `mp4`, `mov`, `3gp`, `3g2`, `mkv`, `webm`, `avi`, `mpegts`.
     pub container: &'static str,
     pub duration_seconds: Option<f64>,
     /// Coded picture size, as stored (before rotation).
@@ -34,7 +35,8 @@ pub struct VideoMetadata {
     pub display_height: u32,
     /// Average frames per second (ffprobe's `avg_frame_rate`), e.g. 29.97002997 for 30000/1001.
     pub frame_rate: Option<f64>,
-    /// Number of video frames. `None` for Matroska: counting them means reading every cluster.
+    /// Number of video frames. `None` for Matroska and MPEG-TS: counting them means reading
+    /// every cluster or packet.
     pub frame_count: Option<u64>,
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
@@ -47,12 +49,8 @@ pub fn extract(source: &mut dyn ReadSeek, format: Format) -> Result<Extracted, E
     match format {
         Format::IsoBmff => extract_isobmff(source),
         Format::Matroska => extract_matroska(source),
-        Format::Avi => {
-            Err(ExtractError::Unsupported("AVI video is not supported; MP4, MOV, MKV and WebM are".into()))
-        }
-        Format::MpegTs => Err(ExtractError::Unsupported(
-            "MPEG transport streams (.ts) are not supported; MP4, MOV, MKV and WebM are".into(),
-        )),
+        Format::Avi => super::avi::extract(source),
+        Format::MpegTs => super::mpegts::extract(source),
         other => Err(ExtractError::Unsupported(format!("{other:?} is not a video container"))),
     }
 }
@@ -64,8 +62,14 @@ fn extract_audio(source: &mut dyn ReadSeek, format: Format) -> Result<Extracted,
 }
 
 /// Stored size turned for display.
-fn display_size(width: u32, height: u32, rotation: u16) -> (u32, u32) {
+pub(super) fn display_size(width: u32, height: u32, rotation: u16) -> (u32, u32) {
     if rotation % 180 == 90 { (height, width) } else { (width, height) }
+}
+
+/// Seconds rounded to the microsecond, ffprobe's precision (AV_TIME_BASE), for durations
+/// computed from a ratio that has no short decimal form (40 × 1152 / 44100 s).
+pub(super) fn whole_microseconds(seconds: f64) -> f64 {
+    (seconds * 1e6).round() / 1e6
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -514,16 +518,18 @@ fn read_element_body(
 ) -> Result<Vec<u8>, ExtractError> {
     let size =
         header.size.ok_or_else(|| ExtractError::corrupt(MATROSKA, "a header element has an unknown size"))?;
-    if size > cap {
-        return Err(ExtractError::TooLarge(format!(
-            "a Matroska header element of {size} bytes; the limit is {cap}"
-        )));
-    }
+    // Truncation first: a size that runs past the end of the file is a broken file, whatever
+    // its size; only a real element bigger than the cap is "too large".
     if header.data_start.saturating_add(size) > file_len {
         return Err(ExtractError::corrupt(
             MATROSKA,
             format!("the file ends at byte {file_len}, inside a header element (truncated)"),
         ));
+    }
+    if size > cap {
+        return Err(ExtractError::TooLarge(format!(
+            "a Matroska header element of {size} bytes; the limit is {cap}"
+        )));
     }
     source.seek(SeekFrom::Start(header.data_start))?;
     // `size` is at most `cap`.
@@ -844,13 +850,19 @@ mod tests {
         }
     }
 
+    /// Their values are checked against ffprobe in `avi.rs` and `mpegts.rs`.
     #[test]
-    fn avi_and_transport_streams_are_unsupported() {
-        for (path, format) in
-            [("video/avi_mpeg4_mp3.avi", Format::Avi), ("video/ts_h264_aac.ts", Format::MpegTs)]
-        {
-            let err = extract(&mut fixture(path), format).unwrap_err();
-            assert!(matches!(err, ExtractError::Unsupported(_)), "{path}: {err:?}");
+    fn avi_and_transport_streams_go_to_their_readers() {
+        for (path, format, mime) in [
+            ("video/avi_mpeg4_mp3.avi", Format::Avi, "video/x-msvideo"),
+            ("video/ts_h264_aac.ts", Format::MpegTs, "video/mp2t"),
+        ] {
+            let extracted = extract(&mut fixture(path), format).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(
+                (extracted.data_type, extracted.mime_type.as_str()),
+                (DataType::Video, mime),
+                "{path}"
+            );
         }
     }
 
