@@ -12,9 +12,11 @@
 //!     limits, so a hostile file costs one answer.
 //! - [`access`]: delegated access: a job's source → a short-lived signed URL (S3 through an
 //!   assumed role, GCS through an impersonated service account) or a local file.
+//! - [`config`]: typed settings: defaults → TOML file → `ASSET_WORKER_*` environment.
 //! - [`cli`]: the `extract` subcommand: files in, one JSON line per file out.
 
 pub mod access;
 pub mod cli;
+pub mod config;
 pub mod extract;
 pub mod job;

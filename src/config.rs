@@ -1,0 +1,242 @@
+//! Typed settings: built-in defaults, then an optional TOML file (`ASSET_WORKER_CONFIG` or
+//! `--config`), then `ASSET_WORKER_*` environment variables, each layer over the one before
+//! (DESIGN §4). Validated once at start, with a message that names the bad setting; secrets
+//! (the AMQP URL carries a password) are `SecretString`s, so `Debug` never prints them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The longest a signed URL may live: S3 and GCS both refuse more than 7 days.
+const MAX_URL_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Every setting of the worker. Field names are the environment variables without their
+/// `ASSET_WORKER_` prefix (lower-cased) and the keys of the TOML file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The broker, with credentials.
+    #[serde(serialize_with = "serialize_secret")]
+    pub amqp_url: SecretString,
+    /// Queue and exchange names derive from it (`{prefix}.process`, `{prefix}.results`, …).
+    pub queue_prefix: String,
+    /// Enables the local provider over this folder (development and demos).
+    pub local_root: Option<PathBuf>,
+    /// Where fetched bytes are held while a job runs: a private folder (0700) is made inside.
+    pub temp_dir: PathBuf,
+    /// Jobs in flight at once.
+    pub concurrency: usize,
+    /// Health and metrics endpoint.
+    pub http_addr: SocketAddr,
+    /// The region the worker runs in; STS and S3 are called at this region's endpoints unless
+    /// a job names its bucket's region.
+    pub region: String,
+    /// Endpoint overrides for emulators, S3-compatible stores and VPC endpoints.
+    pub s3_endpoint: Option<String>,
+    pub s3_force_path_style: bool,
+    pub sts_endpoint: Option<String>,
+    pub gcs_endpoint: Option<String>,
+    pub iam_credentials_endpoint: Option<String>,
+    /// How long a signed URL minted for a job lives.
+    pub url_ttl_seconds: u64,
+    /// How long a display URL (`asset-worker sign`, the platform's frontend) lives.
+    pub display_url_ttl_seconds: u64,
+    /// Lifetime of an assumed-role session (STS allows 900 s and up).
+    pub session_duration_seconds: u64,
+    /// Wall-clock and memory limits of one extraction child.
+    pub extract_timeout_ms: u64,
+    pub extract_memory_mb: u64,
+    /// The most bytes one job may download (ranged reads fetch only what parsers read).
+    pub max_fetch_bytes: u64,
+    /// DICOM keywords to report; unset means the default list without patient identifiers.
+    pub dicom_tags: Option<Vec<String>>,
+}
+
+fn serialize_secret<S: serde::Serializer>(secret: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose_secret())
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            amqp_url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            queue_prefix: "assets".into(),
+            local_root: None,
+            temp_dir: std::env::temp_dir().join("asset-worker"),
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            region: "eu-central-1".into(),
+            s3_endpoint: None,
+            s3_force_path_style: false,
+            sts_endpoint: None,
+            gcs_endpoint: None,
+            iam_credentials_endpoint: None,
+            url_ttl_seconds: 300,
+            display_url_ttl_seconds: 900,
+            session_duration_seconds: 900,
+            extract_timeout_ms: 30_000,
+            extract_memory_mb: 1024,
+            max_fetch_bytes: 4 << 30,
+            dicom_tags: None,
+        }
+    }
+}
+
+/// A setting that is missing, malformed or out of range, named so the operator can fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Unreadable(String),
+    #[error("configuration: {setting} ({env}) {problem}")]
+    Invalid { setting: &'static str, env: String, problem: String },
+}
+
+impl Settings {
+    /// Defaults, then `file` (if given, else `ASSET_WORKER_CONFIG` if set), then the
+    /// environment; validated.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("ASSET_WORKER_CONFIG").map(PathBuf::from));
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = &file {
+            if !file.is_file() {
+                return Err(ConfigError::Unreadable(format!("no config file at {}", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // `ASSET_WORKER_CONFIG` names the file; it is not a setting.
+        figment = figment.merge(Env::prefixed("ASSET_WORKER_").ignore(&["config"]));
+        let settings: Settings = figment.extract().map_err(|e| ConfigError::Unreadable(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting: &'static str, problem: String| ConfigError::Invalid {
+            setting,
+            env: format!("ASSET_WORKER_{}", setting.to_ascii_uppercase()),
+            problem,
+        };
+        let region_ok = !self.region.is_empty()
+            && self.region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !region_ok {
+            return Err(invalid(
+                "region",
+                format!("is {:?}; expected a region name like eu-central-1", self.region),
+            ));
+        }
+        if !self.queue_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || self.queue_prefix.is_empty()
+        {
+            return Err(invalid(
+                "queue_prefix",
+                format!("is {:?}; use letters, digits, - _ .", self.queue_prefix),
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(invalid("concurrency", "must be at least 1".into()));
+        }
+        for (setting, seconds) in [
+            ("url_ttl_seconds", self.url_ttl_seconds),
+            ("display_url_ttl_seconds", self.display_url_ttl_seconds),
+        ] {
+            if seconds == 0 || seconds > MAX_URL_TTL_SECONDS {
+                return Err(invalid(
+                    setting,
+                    format!("is {seconds}; must be 1 to {MAX_URL_TTL_SECONDS} (7 days)"),
+                ));
+            }
+        }
+        if !(900..=43_200).contains(&self.session_duration_seconds) {
+            return Err(invalid(
+                "session_duration_seconds",
+                format!("is {}; STS allows 900 to 43200", self.session_duration_seconds),
+            ));
+        }
+        if !self.temp_dir.is_absolute() {
+            return Err(invalid(
+                "temp_dir",
+                format!("is {}; must be an absolute path", self.temp_dir.display()),
+            ));
+        }
+        for (setting, endpoint) in [
+            ("s3_endpoint", &self.s3_endpoint),
+            ("sts_endpoint", &self.sts_endpoint),
+            ("gcs_endpoint", &self.gcs_endpoint),
+            ("iam_credentials_endpoint", &self.iam_credentials_endpoint),
+        ] {
+            if let Some(endpoint) = endpoint
+                && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+            {
+                return Err(invalid(setting, format!("is {endpoint:?}; expected an http(s):// URL")));
+            }
+        }
+        if !self.amqp_url.expose_secret().starts_with("amqp://")
+            && !self.amqp_url.expose_secret().starts_with("amqps://")
+        {
+            return Err(invalid(
+                "amqp_url",
+                "must start with amqp:// or amqps:// (value not shown: it holds a password)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Limits of one extraction child.
+    pub fn extract_limits(&self) -> crate::extract::sandbox::Limits {
+        crate::extract::sandbox::Limits {
+            timeout: Duration::from_millis(self.extract_timeout_ms),
+            memory_bytes: self.extract_memory_mb.saturating_mul(1024 * 1024),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file("worker.toml", "region = \"eu-west-1\"\nqueue_prefix = \"from-file\"\n")?;
+            jail.set_env("ASSET_WORKER_QUEUE_PREFIX", "from-env");
+            jail.set_env("ASSET_WORKER_S3_FORCE_PATH_STYLE", "true");
+            let settings = Settings::load(Some(Path::new("worker.toml"))).expect("valid");
+            assert_eq!(settings.region, "eu-west-1");
+            assert_eq!(settings.queue_prefix, "from-env");
+            assert!(settings.s3_force_path_style);
+            assert_eq!(settings.url_ttl_seconds, 300);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_setting_is_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ASSET_WORKER_URL_TTL_SECONDS", "999999999");
+            let message = Settings::load(None).unwrap_err().to_string();
+            assert!(message.contains("ASSET_WORKER_URL_TTL_SECONDS"), "{message}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("ASSET_WORKER_CONCURRENCY", "many");
+            let message = Settings::load(None).unwrap_err().to_string();
+            assert!(message.contains("CONCURRENCY") && message.contains("ASSET_WORKER_"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let settings =
+            Settings { amqp_url: SecretString::from("amqp://u:hunter2@h/%2f"), ..Settings::default() };
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}
