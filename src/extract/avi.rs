@@ -27,7 +27,7 @@ const AVI: &str = "AVI";
 /// Chunks we step over, all lists together, before giving up: real headers have a few dozen;
 /// the bound stops a file of millions of empty chunks from costing millions of seeks.
 const MAX_CHUNKS: usize = 4096;
-/// Streams we keep (ffmpeg's AVI demuxer caps a file at 100 too).
+/// Streams we accept: real files have a handful; the bound caps what a header can make us keep.
 const MAX_STREAMS: usize = 100;
 
 /// `avih` fields up to `dwHeight`: a shorter main header is broken.

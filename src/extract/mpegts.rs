@@ -17,8 +17,9 @@
 //!   mean reading every packet of the file.
 //!
 //! Packets are 188 bytes; 192-byte packets (M2TS, Blu-ray: a 4-byte timestamp first) and
-//! 204-byte ones (188 + Reed-Solomon parity) are read too. Nothing is searched beyond
-//! [`HEAD_LIMIT`]: tables or parameter sets missing there make the file `Corrupt`.
+//! 204-byte ones (188 + Reed-Solomon parity) are read too, though `sniff` only recognises a
+//! transport stream by 188-byte packets so far. Nothing is searched beyond [`HEAD_LIMIT`]:
+//! tables or parameter sets missing there make the file `Corrupt`.
 
 use std::io::{Read, SeekFrom};
 
@@ -375,13 +376,14 @@ struct Section<'a> {
     body: &'a [u8],
 }
 
-/// Checks a section's CRC; `None` for one not applicable yet (`current_next_indicator` 0).
-fn section_body(section: &[u8]) -> Result<Option<Section<'_>>, String> {
+/// Checks a section of the table `name` (PAT, PMT) and its CRC; `None` for one not
+/// applicable yet (`current_next_indicator` 0).
+fn section_body<'a>(section: &'a [u8], name: &str) -> Result<Option<Section<'a>>, String> {
     if section.len() < 12 || section[1] & 0x80 == 0 {
-        return Err("a table section is too short or lacks its syntax header".into());
+        return Err(format!("a {name} section is too short or lacks its syntax header"));
     }
     if crc32_mpeg2(section) != 0 {
-        return Err("a table section fails its CRC".into());
+        return Err(format!("a {name} section fails its CRC"));
     }
     if section[5] & 1 == 0 {
         return Ok(None); // current_next_indicator 0: a table announced for later
@@ -531,7 +533,7 @@ fn find_program(bytes: &[u8], layout: Layout) -> Result<Program, String> {
         if packet.pid == 0 {
             pat_sections.push(packet.unit_start, packet.payload, &mut complete, &mut problem);
             for section in complete.drain(..) {
-                match section_body(&section) {
+                match section_body(&section, "PAT") {
                     Ok(Some(Section { table_id: 0x00, body, .. })) if programs.is_empty() => {
                         programs = parse_pat(body).into_iter().map(|(n, pid)| (n, pid, None)).collect();
                         for &(_, pid, _) in &programs {
@@ -554,11 +556,11 @@ fn find_program(bytes: &[u8], layout: Layout) -> Result<Program, String> {
         };
         assembler.push(packet.unit_start, packet.payload, &mut complete, &mut problem);
         for section in complete.drain(..) {
-            let (number, body) = match section_body(&section) {
+            let (number, body) = match section_body(&section, "PMT") {
                 Ok(Some(Section { table_id: 0x02, extension, body })) => (extension, body),
                 Ok(_) => continue,
                 Err(why) => {
-                    problem = Some(why.replace("a table", "a PMT"));
+                    problem = Some(why);
                     continue;
                 }
             };
@@ -651,13 +653,22 @@ struct VideoProbe {
     scrambled: bool,
 }
 
-/// What the first audio PES packet says.
+/// What the first audio PES packets say.
 #[derive(Debug, Default)]
 struct AudioProbe {
     first_pts: Option<u64>,
     frame: Option<AudioFrame>,
-    /// The first PES packet has been looked at (a frame header found or not).
-    probed: bool,
+    /// PES packets looked at for a frame header.
+    attempts: usize,
+}
+
+/// Audio PES packets looked at for a frame header: a cut recording may start mid-frame.
+const AUDIO_PROBE_ATTEMPTS: usize = 4;
+
+impl AudioProbe {
+    fn done(&self) -> bool {
+        self.frame.is_some() || self.attempts >= AUDIO_PROBE_ATTEMPTS
+    }
 }
 
 #[derive(Debug, Default)]
@@ -673,7 +684,7 @@ impl Probes {
             (self.video.picture.is_some() || !has_picture_parser(video.codec))
                 && self.video.start_pts.len() >= START_PTS_COUNT
         });
-        let audio_done = program.audio.is_none() || self.audio.probed;
+        let audio_done = program.audio.is_none() || self.audio.done();
         video_done && audio_done
     }
 }
@@ -767,9 +778,9 @@ fn probe_video(codec: &str, data: &[u8], probe: &mut VideoProbe) {
 }
 
 fn probe_audio(codec: &str, data: &[u8], probe: &mut AudioProbe) {
-    if !probe.probed {
+    if !probe.done() {
         probe.frame = audio_frame(codec, data);
-        probe.probed = true;
+        probe.attempts += 1;
     }
 }
 

@@ -966,13 +966,17 @@ mod tests {
         let entry = element(id::TRACK_ENTRY, &huge);
         let file = [ebml_header("matroska"), element(id::SEGMENT, &element(id::TRACKS, &entry))].concat();
         assert!(matches!(err(file), ExtractError::Corrupt(_)));
-        // A Tracks element declaring 1 TiB inside an unknown-size segment: refused by its size.
-        let file = [
-            ebml_header("matroska"),
-            vec![0x18, 0x53, 0x80, 0x67, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-            vec![0x16, 0x54, 0xAE, 0x6B, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00],
-        ]
-        .concat();
+        // A Tracks element declaring 1 TiB inside an unknown-size segment of a tiny file: the
+        // file is cut short, whatever the size.
+        let segment = vec![0x18, 0x53, 0x80, 0x67, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        let tracks_1tib = vec![0x16, 0x54, 0xAE, 0x6B, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00];
+        let file = [ebml_header("matroska"), segment.clone(), tracks_1tib].concat();
+        assert!(matches!(err(file), ExtractError::Corrupt(ref m) if m.contains("truncated")));
+        // A Tracks element that really holds 17 MiB: refused by its size, not read.
+        let size = 17u64 << 20;
+        let mut tracks = vec![0x16, 0x54, 0xAE, 0x6B, 0x01];
+        tracks.extend_from_slice(&size.to_be_bytes()[1..]);
+        let file = [ebml_header("matroska"), segment, tracks, vec![0; size as usize]].concat();
         assert!(matches!(err(file), ExtractError::TooLarge(_)));
         // Not Matroska at all, and an invalid EBML ID.
         assert!(matches!(err(ebml_header("dvb")), ExtractError::Unsupported(_)));
