@@ -10,9 +10,12 @@ FIXTURE_DIRS := fixtures/image fixtures/video fixtures/audio fixtures/pdf fixtur
 extract: check-cargo
 	$(CARGO) run --quiet --release -- extract $(FIXTURE_DIRS)
 
-## Lint, then every test (unit and integration). CI runs this.
+## Lint, then every test (unit and integration), then every answer checked against what
+## ffprobe/exiftool/pdfinfo/pydicom said of the fixtures. CI runs this.
 test: check-cargo lint
 	$(CARGO) test --all-targets
+	python3 bench/crosscheck.py --bin target/debug/asset-worker > target/crosscheck.txt || { cat target/crosscheck.txt; exit 1; }
+	tail -1 target/crosscheck.txt
 
 lint: check-cargo
 	$(CARGO) fmt --all -- --check
