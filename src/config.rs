@@ -198,6 +198,8 @@ impl Settings {
 }
 
 #[cfg(test)]
+// `Jail::expect_with` takes closures returning figment's (large) error type: its API, not ours.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;

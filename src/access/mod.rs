@@ -6,6 +6,8 @@
 //! `Display` show scheme, host and path only, so it can't reach a log line or an error message
 //! by accident.
 
+pub mod aws;
+pub mod gcs;
 pub mod local;
 
 use std::fmt;
