@@ -138,7 +138,7 @@ pub fn extract_one(exe: &Path, path: &Path, run: &ExtractRun) -> FileReport {
         options: run.options.clone(),
         limits: run.limits,
     };
-    match run_in_child(exe, &request) {
+    match run_in_child(exe, &request).outcome {
         Ok(extracted) => FileReport {
             path: shown,
             status: Status::Succeeded,

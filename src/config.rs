@@ -42,17 +42,27 @@ pub struct Settings {
     pub sts_endpoint: Option<String>,
     pub gcs_endpoint: Option<String>,
     pub iam_credentials_endpoint: Option<String>,
+    /// A service-account key that signs GCS jobs naming no service account (development).
+    pub gcs_key_file: Option<PathBuf>,
     /// How long a signed URL minted for a job lives.
     pub url_ttl_seconds: u64,
     /// How long a display URL (`asset-worker sign`, the platform's frontend) lives.
     pub display_url_ttl_seconds: u64,
-    /// Lifetime of an assumed-role session (STS allows 900 s and up).
+    /// Lifetime of an assumed-role session (STS allows 900 s to 12 h; a role's own maximum may be
+    /// 1 h). A URL lives at most this minus a minute, so it must exceed the display TTL.
     pub session_duration_seconds: u64,
     /// Wall-clock and memory limits of one extraction child.
     pub extract_timeout_ms: u64,
     pub extract_memory_mb: u64,
+    /// Objects larger than this are refused before any byte is read.
+    pub max_object_bytes: u64,
     /// The most bytes one job may download (ranged reads fetch only what parsers read).
     pub max_fetch_bytes: u64,
+    /// Fetch timeouts: establishing a connection, and silence of the storage mid-answer.
+    pub fetch_connect_timeout_ms: u64,
+    pub fetch_read_timeout_ms: u64,
+    /// The unit of ranged fetching (and the least any remote file costs).
+    pub fetch_block_bytes: u64,
     /// DICOM keywords to report; unset means the default list without patient identifiers.
     pub dicom_tags: Option<Vec<String>>,
 }
@@ -76,12 +86,17 @@ impl Default for Settings {
             sts_endpoint: None,
             gcs_endpoint: None,
             iam_credentials_endpoint: None,
+            gcs_key_file: None,
             url_ttl_seconds: 300,
             display_url_ttl_seconds: 900,
-            session_duration_seconds: 900,
+            session_duration_seconds: 3600,
             extract_timeout_ms: 30_000,
             extract_memory_mb: 1024,
+            max_object_bytes: 1 << 40,
             max_fetch_bytes: 4 << 30,
+            fetch_connect_timeout_ms: 10_000,
+            fetch_read_timeout_ms: 30_000,
+            fetch_block_bytes: 256 * 1024,
             dicom_tags: None,
         }
     }
@@ -110,8 +125,13 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(file));
         }
-        // `ASSET_WORKER_CONFIG` names the file; it is not a setting.
-        figment = figment.merge(Env::prefixed("ASSET_WORKER_").ignore(&["config"]));
+        // `ASSET_WORKER_CONFIG` names the file, and `ASSET_WORKER_TEST_*` belongs to the test
+        // harness (the peers' endpoints); neither is a setting. Any other unknown
+        // `ASSET_WORKER_*` variable is refused: it is a typo that would silently do nothing.
+        let env = Env::prefixed("ASSET_WORKER_")
+            .ignore(&["config"])
+            .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"));
+        figment = figment.merge(env);
         let settings: Settings = figment.extract().map_err(|e| ConfigError::Unreadable(e.to_string()))?;
         settings.validate()?;
         Ok(settings)
@@ -159,6 +179,16 @@ impl Settings {
                 format!("is {}; STS allows 900 to 43200", self.session_duration_seconds),
             ));
         }
+        if self.session_duration_seconds < self.display_url_ttl_seconds + 360 {
+            return Err(invalid(
+                "session_duration_seconds",
+                format!(
+                    "is {}; it must be at least the display URL lifetime ({} s) plus 6 minutes, or display URLs \
+                     would be cut short by their credentials",
+                    self.session_duration_seconds, self.display_url_ttl_seconds
+                ),
+            ));
+        }
         if !self.temp_dir.is_absolute() {
             return Err(invalid(
                 "temp_dir",
@@ -186,6 +216,18 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// How the extraction child fetches a signed URL.
+    pub fn fetch_settings(&self) -> crate::fetch::FetchSettings {
+        crate::fetch::FetchSettings {
+            temp_dir: self.temp_dir.clone(),
+            max_object_bytes: self.max_object_bytes,
+            max_fetch_bytes: self.max_fetch_bytes,
+            connect_timeout: Duration::from_millis(self.fetch_connect_timeout_ms),
+            read_timeout: Duration::from_millis(self.fetch_read_timeout_ms),
+            block_bytes: self.fetch_block_bytes,
+        }
     }
 
     /// Limits of one extraction child.

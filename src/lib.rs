@@ -13,10 +13,13 @@
 //! - [`access`]: delegated access: a job's source → a short-lived signed URL (S3 through an
 //!   assumed role, GCS through an impersonated service account) or a local file.
 //! - [`config`]: typed settings: defaults → TOML file → `ASSET_WORKER_*` environment.
+//! - [`fetch`]: a signed URL → a private temp file that fills, range by range, as the
+//!   extractor reads it: only the bytes the parser touches are downloaded.
 //! - [`cli`]: the `extract` subcommand: files in, one JSON line per file out.
 
 pub mod access;
 pub mod cli;
 pub mod config;
 pub mod extract;
+pub mod fetch;
 pub mod job;

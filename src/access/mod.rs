@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod gcs;
 pub mod local;
+pub mod providers;
 
 use std::fmt;
 use std::future::Future;

@@ -361,90 +361,73 @@ fn bits_per_sample(params: &AudioCodecParameters) -> Option<u32> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// WAV, RF64, BW64
+// WAVE format tags (WAV files, and AVI audio streams)
 // ---------------------------------------------------------------------------------------------
 
-/// WAVE files, read by our own chunk walker rather than symphonia's: symphonia 0.6 does not
-/// know RF64/BW64 (the `ds64` chunk that holds 64-bit sizes), and one parser for all three is
-/// simpler than two. It seeks from chunk header to chunk header, so only the headers are read.
-mod wav {
-    use super::*;
+/// The `WAVEFORMATEX` structure and its format tags, as a WAV file's `fmt ` chunk and an AVI
+/// audio stream's `strf` chunk both hold it: one reading and one table of codec names (ffmpeg's
+/// `ff_codec_wav_tags`) serve both extractors.
+pub(super) mod wave_format {
+    use super::{u16_le, u32_le};
 
-    /// More chunks than any real file has before its audio; a bound against hostile files of
-    /// millions of empty chunks.
-    const MAX_CHUNKS: usize = 1024;
-    /// `fmt ` bytes we look at: WAVE_FORMAT_EXTENSIBLE ends at byte 40.
-    const FMT_LEN: usize = 40;
-
-    const WAVE_FORMAT_PCM: u16 = 0x0001;
-    const WAVE_FORMAT_ADPCM_MS: u16 = 0x0002;
-    const WAVE_FORMAT_IEEE_FLOAT: u16 = 0x0003;
-    const WAVE_FORMAT_ALAW: u16 = 0x0006;
-    const WAVE_FORMAT_MULAW: u16 = 0x0007;
-    const WAVE_FORMAT_IMA_ADPCM: u16 = 0x0011;
-    const WAVE_FORMAT_GSM610: u16 = 0x0031;
-    const WAVE_FORMAT_MPEG: u16 = 0x0050;
-    const WAVE_FORMAT_MPEGLAYER3: u16 = 0x0055;
-    const WAVE_FORMAT_DOLBY_AC3: u16 = 0x2000;
-    const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
+    pub(in crate::extract) const WAVE_FORMAT_PCM: u16 = 0x0001;
+    pub(in crate::extract) const WAVE_FORMAT_ADPCM_MS: u16 = 0x0002;
+    pub(in crate::extract) const WAVE_FORMAT_IEEE_FLOAT: u16 = 0x0003;
+    pub(in crate::extract) const WAVE_FORMAT_ALAW: u16 = 0x0006;
+    pub(in crate::extract) const WAVE_FORMAT_MULAW: u16 = 0x0007;
+    pub(in crate::extract) const WAVE_FORMAT_IMA_ADPCM: u16 = 0x0011;
+    /// The codec is named by a sub-format GUID at bytes 24..40, after `cbSize` and the masks.
+    pub(in crate::extract) const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
     /// The 14 bytes that follow the format code in every `KSDATAFORMAT_SUBTYPE_*` GUID whose
     /// first two bytes are a WAVE format code (PCM, IEEE float, A-law, µ-law, …).
     const SUBTYPE_GUID_TAIL: [u8; 14] =
         [0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71];
 
-    /// What a `fmt ` chunk says, with WAVE_FORMAT_EXTENSIBLE resolved to its sub-format.
-    #[derive(Debug, Clone, Copy)]
-    pub(super) struct WaveFormat {
-        pub(super) format_tag: u16,
-        pub(super) channels: u16,
-        pub(super) sample_rate: u32,
-        pub(super) block_align: u16,
-        pub(super) bits_per_sample: u16,
+    /// What a `WAVEFORMATEX` says. `format_tag` is as written until the reader resolves
+    /// [`WAVE_FORMAT_EXTENSIBLE`] with [`subformat_tag`]: a WAV file with a vendor GUID is
+    /// refused, an AVI stream with one is reported with no codec name.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(in crate::extract) struct WaveFormat {
+        pub(in crate::extract) format_tag: u16,
+        pub(in crate::extract) channels: u16,
+        pub(in crate::extract) sample_rate: u32,
+        pub(in crate::extract) block_align: u16,
+        pub(in crate::extract) bits_per_sample: u16,
         /// ADPCM's `wSamplesPerBlock`, right after `cbSize`.
-        pub(super) frames_per_block: Option<u16>,
+        pub(in crate::extract) frames_per_block: Option<u16>,
     }
 
-    pub(super) fn parse_fmt(body: &[u8], container: Container) -> Result<WaveFormat, ExtractError> {
-        let corrupt = |why: &str| ExtractError::corrupt(container.display_name(), why);
-        if body.len() < 16 {
-            return Err(corrupt("its fmt chunk is shorter than 16 bytes"));
+    impl WaveFormat {
+        /// Reads the fields of a `WAVEFORMATEX`; `None` when it is shorter than the 16 bytes
+        /// every one has.
+        pub(in crate::extract) fn from_bytes(body: &[u8]) -> Option<WaveFormat> {
+            Some(WaveFormat {
+                format_tag: u16_le(body, 0)?,
+                channels: u16_le(body, 2)?,
+                sample_rate: u32_le(body, 4)?,
+                block_align: u16_le(body, 12)?,
+                bits_per_sample: u16_le(body, 14)?,
+                frames_per_block: u16_le(body, 18),
+            })
         }
-        let field = |at| u16_le(body, at).unwrap_or(0);
-        let mut format = WaveFormat {
-            format_tag: field(0),
-            channels: field(2),
-            sample_rate: u32_le(body, 4).unwrap_or(0),
-            block_align: field(12),
-            bits_per_sample: field(14),
-            frames_per_block: u16_le(body, 18),
-        };
-        if format.format_tag == WAVE_FORMAT_EXTENSIBLE {
-            let guid = body
-                .get(24..40)
-                .ok_or_else(|| corrupt("its WAVE_FORMAT_EXTENSIBLE fmt chunk is cut short"))?;
-            if guid[2..] != SUBTYPE_GUID_TAIL {
-                return Err(ExtractError::Unsupported(format!(
-                    "{} audio in a vendor-defined sub-format (GUID {}); not read",
-                    container.display_name(),
-                    guid.iter().map(|b| format!("{b:02x}")).collect::<String>()
-                )));
-            }
-            format.format_tag = u16::from_le_bytes([guid[0], guid[1]]);
+    }
+
+    /// The format tag a `WAVE_FORMAT_EXTENSIBLE` sub-format GUID stands for: its first two
+    /// bytes, when it is one of the WAVE family's `KSDATAFORMAT_SUBTYPE_*` GUIDs; `None` for a
+    /// vendor-defined one.
+    pub(in crate::extract) fn subformat_tag(guid: &[u8]) -> Option<u16> {
+        match guid {
+            [low, high, tail @ ..] if *tail == SUBTYPE_GUID_TAIL => Some(u16::from_le_bytes([*low, *high])),
+            _ => None,
         }
-        if format.channels == 0 {
-            return Err(corrupt("its fmt chunk declares 0 channels"));
-        }
-        if format.sample_rate == 0 {
-            return Err(corrupt("its fmt chunk declares a sample rate of 0"));
-        }
-        Ok(format)
     }
 
     /// ffprobe's codec name and the stored bits per sample (for PCM-like formats) of a WAVE
     /// format. PCM is named by its container size (`block_align / channels` bytes), as ffmpeg
-    /// does: 20-bit audio in 3-byte words is `pcm_s24le` with 20 bits per sample.
-    pub(super) fn codec(format: &WaveFormat) -> (Option<&'static str>, Option<u32>) {
-        let bytes_per_sample = match format.block_align / format.channels {
+    /// does: 20-bit audio in 3-byte words is `pcm_s24le` with 20 bits per sample. PCM of a
+    /// size ffmpeg has no codec for (5 bytes, or 0) is unnamed, as are tags ffmpeg does not know.
+    pub(in crate::extract) fn codec(format: &WaveFormat) -> (Option<&'static str>, Option<u32>) {
+        let bytes_per_sample = match format.block_align.checked_div(format.channels).unwrap_or(0) {
             0 => format.bits_per_sample.div_ceil(8),
             bytes => bytes,
         };
@@ -462,15 +445,84 @@ mod wav {
             (WAVE_FORMAT_IEEE_FLOAT, 8) => "pcm_f64le",
             (WAVE_FORMAT_ALAW, _) => return (Some("pcm_alaw"), Some(8)),
             (WAVE_FORMAT_MULAW, _) => return (Some("pcm_mulaw"), Some(8)),
-            (WAVE_FORMAT_ADPCM_MS, _) => return (Some("adpcm_ms"), None),
-            (WAVE_FORMAT_IMA_ADPCM, _) => return (Some("adpcm_ima_wav"), None),
-            (WAVE_FORMAT_GSM610, _) => return (Some("gsm_ms"), None),
-            (WAVE_FORMAT_MPEG, _) => return (Some("mp2"), None),
-            (WAVE_FORMAT_MPEGLAYER3, _) => return (Some("mp3"), None),
-            (WAVE_FORMAT_DOLBY_AC3, _) => return (Some("ac3"), None),
-            _ => return (None, None),
+            (tag, _) => return (compressed_codec(tag), None),
         };
         (Some(name), Some(declared_bits))
+    }
+
+    /// ffprobe's codec name for a format tag that is not PCM-like; `None` for PCM and IEEE
+    /// float (whose sizes [`codec`] names) and for a tag ffmpeg does not know either.
+    fn compressed_codec(format_tag: u16) -> Option<&'static str> {
+        let name = match format_tag {
+            WAVE_FORMAT_ADPCM_MS => "adpcm_ms",
+            0x000A => "wmavoice",
+            WAVE_FORMAT_IMA_ADPCM => "adpcm_ima_wav",
+            0x0022 => "truespeech",
+            0x0031 => "gsm_ms",
+            0x0040 | 0x0045 | 0x0064 => "adpcm_g726",
+            0x0050 => "mp2",
+            0x0055 => "mp3",
+            0x0061 => "adpcm_ima_dk4",
+            0x0062 => "adpcm_ima_dk3",
+            0x00FF | 0x1600 | 0x1610 | 0x4143 | 0x706D | 0xA106 => "aac",
+            0x1602 => "aac_latm",
+            0x0160 => "wmav1",
+            0x0161 => "wmav2",
+            0x0162 => "wmapro",
+            0x0163 => "wmalossless",
+            0x0270 => "atrac3",
+            0x2000 | 0x0092 => "ac3",
+            0x2001 => "dts",
+            0x674F | 0x6750 | 0x6751 | 0x676F | 0x6770 | 0x6771 | 0x566F => "vorbis",
+            0xF1AC => "flac",
+            _ => return None,
+        };
+        Some(name)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// WAV, RF64, BW64
+// ---------------------------------------------------------------------------------------------
+
+/// WAVE files, read by our own chunk walker rather than symphonia's: symphonia 0.6 does not
+/// know RF64/BW64 (the `ds64` chunk that holds 64-bit sizes), and one parser for all three is
+/// simpler than two. It seeks from chunk header to chunk header, so only the headers are read.
+mod wav {
+    use super::wave_format::*;
+    use super::*;
+
+    /// More chunks than any real file has before its audio; a bound against hostile files of
+    /// millions of empty chunks.
+    const MAX_CHUNKS: usize = 1024;
+    /// `fmt ` bytes we look at: WAVE_FORMAT_EXTENSIBLE ends at byte 40.
+    const FMT_LEN: usize = 40;
+
+    /// The `fmt ` chunk; a vendor-defined sub-format is `Unsupported`, as we could not name
+    /// its codec nor size its samples.
+    pub(super) fn parse_fmt(body: &[u8], container: Container) -> Result<WaveFormat, ExtractError> {
+        let corrupt = |why: &str| ExtractError::corrupt(container.display_name(), why);
+        let mut format =
+            WaveFormat::from_bytes(body).ok_or_else(|| corrupt("its fmt chunk is shorter than 16 bytes"))?;
+        if format.format_tag == WAVE_FORMAT_EXTENSIBLE {
+            let guid = body
+                .get(24..40)
+                .ok_or_else(|| corrupt("its WAVE_FORMAT_EXTENSIBLE fmt chunk is cut short"))?;
+            format.format_tag = subformat_tag(guid).ok_or_else(|| {
+                ExtractError::Unsupported(format!(
+                    "{} audio in a vendor-defined sub-format (GUID {}); not read",
+                    container.display_name(),
+                    guid.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                ))
+            })?;
+        }
+        if format.channels == 0 {
+            return Err(corrupt("its fmt chunk declares 0 channels"));
+        }
+        if format.sample_rate == 0 {
+            return Err(corrupt("its fmt chunk declares a sample rate of 0"));
+        }
+        Ok(format)
     }
 
     /// How many sample frames `data_len` bytes of audio in `format` hold: exact for PCM-like
@@ -838,6 +890,7 @@ mod au {
 /// with the file, else from counting the frames.
 mod mpeg_audio {
     use super::*;
+    use crate::extract::mpeg_audio::{FrameHeader, frame_header};
 
     /// At most this many ID3v2 tags are skipped in a row (some taggers prepend a second one).
     const MAX_ID3V2_TAGS: usize = 4;
@@ -886,53 +939,6 @@ mod mpeg_audio {
             }
         }
         Ok((start.min(end), end))
-    }
-
-    /// What the first MPEG audio frame header says.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(super) struct FrameHeader {
-        pub(super) codec: &'static str,
-        pub(super) sample_rate: u32,
-        pub(super) channels: u32,
-        pub(super) samples_per_frame: u32,
-        /// Where a Xing/Info header starts: after the 4-byte header and the side information.
-        pub(super) xing_offset: usize,
-    }
-
-    /// Parses a 4-byte MPEG audio frame header (ISO/IEC 11172-3 §2.4.1.3, 13818-3).
-    pub(super) fn frame_header(bytes: &[u8]) -> Option<FrameHeader> {
-        let h = bytes.get(..4)?;
-        if h[0] != 0xff || h[1] & 0xe0 != 0xe0 {
-            return None;
-        }
-        let version = (h[1] >> 3) & 3; // 0: MPEG-2.5, 1: reserved, 2: MPEG-2, 3: MPEG-1
-        let layer = (h[1] >> 1) & 3; // 1: III, 2: II, 3: I
-        let bitrate_index = h[2] >> 4;
-        let rate_index = usize::from((h[2] >> 2) & 3);
-        if version == 1 || layer == 0 || bitrate_index == 15 || rate_index == 3 {
-            return None;
-        }
-        let mpeg1 = version == 3;
-        let mono = h[3] >> 6 == 3;
-        let sample_rate = [44_100, 48_000, 32_000][rate_index] >> (3 - u32::from(version.max(1)));
-        let (codec, samples_per_frame) = match (layer, mpeg1) {
-            (3, _) => ("mp1", 384),
-            (2, _) => ("mp2", 1152),
-            (_, true) => ("mp3", 1152),
-            (_, false) => ("mp3", 576),
-        };
-        let side_info = match (mpeg1, mono) {
-            (true, false) => 32,
-            (true, true) | (false, false) => 17,
-            (false, true) => 9,
-        };
-        Some(FrameHeader {
-            codec,
-            sample_rate,
-            channels: if mono { 1 } else { 2 },
-            samples_per_frame,
-            xing_offset: 4 + side_info,
-        })
     }
 
     /// What a Xing/Info or VBRI header in the first frame says: the number of audio frames
@@ -1712,6 +1718,34 @@ mod tests {
     }
 
     #[test]
+    fn wave_format_tags_name_codecs_for_wav_and_avi_alike() {
+        use wave_format::{WaveFormat, codec, subformat_tag};
+        let format = |format_tag, channels, block_align, bits_per_sample| WaveFormat {
+            format_tag,
+            channels,
+            sample_rate: 8000,
+            block_align,
+            bits_per_sample,
+            frames_per_block: None,
+        };
+        assert_eq!(codec(&format(1, 2, 6, 20)), (Some("pcm_s24le"), Some(20)), "20 bits in 3 bytes");
+        assert_eq!(codec(&format(3, 1, 8, 64)), (Some("pcm_f64le"), Some(64)));
+        assert_eq!(codec(&format(7, 1, 1, 8)), (Some("pcm_mulaw"), Some(8)));
+        assert_eq!(codec(&format(0x0161, 2, 4096, 0)), (Some("wmav2"), None));
+        assert_eq!(codec(&format(0x00ff, 2, 0, 0)), (Some("aac"), None));
+        assert_eq!(codec(&format(1, 1, 5, 40)), (None, None), "no 40-bit PCM codec");
+        assert_eq!(codec(&format(1, 0, 0, 0)), (None, None), "no channels and no bits: no size");
+        assert_eq!(codec(&format(0x1234, 1, 1, 8)), (None, None), "a tag ffmpeg does not know");
+        // KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, then a vendor GUID, then one cut short.
+        let float_guid = [3, 0, 0, 0, 0, 0, 0x10, 0, 0x80, 0, 0, 0xaa, 0, 0x38, 0x9b, 0x71];
+        assert_eq!(subformat_tag(&float_guid), Some(3));
+        let mut vendor_guid = float_guid;
+        vendor_guid[15] = 0x72;
+        assert_eq!(subformat_tag(&vendor_guid), None);
+        assert_eq!(subformat_tag(&float_guid[..15]), None);
+    }
+
+    #[test]
     fn rf64_takes_the_data_size_from_ds64() {
         // RF64 with ds64 saying 16000 data bytes; the data chunk's own size is 0xFFFFFFFF.
         let mut file = b"RF64\xff\xff\xff\xffWAVEds64\x1c\0\0\0".to_vec();
@@ -1911,27 +1945,9 @@ mod tests {
     }
 
     #[test]
-    fn mpeg_frame_headers_of_every_version() {
-        use mpeg_audio::frame_header;
-        let mpeg1 = frame_header(&[0xff, 0xfb, 0x90, 0x64]).unwrap();
-        assert_eq!(
-            (mpeg1.codec, mpeg1.sample_rate, mpeg1.channels, mpeg1.samples_per_frame),
-            ("mp3", 44100, 2, 1152)
-        );
-        let mpeg2 = frame_header(&[0xff, 0xf3, 0x84, 0xc4]).unwrap();
-        assert_eq!((mpeg2.sample_rate, mpeg2.channels, mpeg2.samples_per_frame), (24000, 1, 576));
-        let mpeg25 = frame_header(&[0xff, 0xe3, 0x80, 0xc4]).unwrap();
-        assert_eq!((mpeg25.sample_rate, mpeg25.samples_per_frame), (11025, 576));
-        let layer2 = frame_header(&[0xff, 0xfd, 0x90, 0x04]).unwrap();
-        assert_eq!((layer2.codec, layer2.samples_per_frame), ("mp2", 1152));
-        assert_eq!(frame_header(&[0xff, 0xeb, 0x90, 0xc4]), None, "reserved version");
-        assert_eq!(frame_header(&[0xff, 0xfb, 0xf0, 0xc4]), None, "bitrate index 15");
-        assert_eq!(frame_header(&[0xff, 0xfb, 0x9c, 0xc4]), None, "sample rate index 3");
-    }
-
-    #[test]
     fn frame_count_headers() {
-        use mpeg_audio::{FrameCountHeader, frame_header, header_fits};
+        use crate::extract::mpeg_audio::frame_header;
+        use mpeg_audio::{FrameCountHeader, header_fits};
         let frame_count_header = |frame: &[u8]| mpeg_audio::frame_count_header(frame, &frame_header(frame)?);
         let xing = frame_count_header(&mp3_frame(Some((40, 17135)))).unwrap();
         assert_eq!(xing, FrameCountHeader { frames: 40, bytes: Some(17135) });

@@ -18,6 +18,7 @@
 
 use std::io::{self, SeekFrom};
 
+use super::audio::wave_format::{self, WAVE_FORMAT_EXTENSIBLE, WaveFormat, subformat_tag};
 use super::video::{VideoMetadata, display_size, whole_microseconds};
 use super::{ExtractError, Extracted, ReadSeek};
 use crate::job::DataType;
@@ -68,8 +69,9 @@ enum StreamKind {
 enum StreamFormat {
     /// `BITMAPINFOHEADER`.
     Bitmap { width: i32, height: i32, compression: FourCc },
-    /// `WAVEFORMATEX`, `WAVE_FORMAT_EXTENSIBLE` resolved to its sub-format's tag.
-    Wave { format_tag: u16, channels: u16, block_align: u16, bits_per_sample: u16 },
+    /// `WAVEFORMATEX`, `WAVE_FORMAT_EXTENSIBLE` resolved to its sub-format's tag when the GUID
+    /// is of the WAVE family.
+    Wave(WaveFormat),
 }
 
 /// One `strl` list: the stream header and its format.
@@ -314,24 +316,14 @@ fn parse_stream_format(kind: StreamKind, strf: &[u8]) -> Result<Option<StreamFor
             }))
         }
         StreamKind::Audio => {
-            if strf.len() < 16 {
-                return Err(ExtractError::corrupt(AVI, "an audio stream's WAVEFORMATEX is cut short"));
+            let mut format = WaveFormat::from_bytes(strf)
+                .ok_or_else(|| ExtractError::corrupt(AVI, "an audio stream's WAVEFORMATEX is cut short"))?;
+            if format.format_tag == WAVE_FORMAT_EXTENSIBLE {
+                // A vendor-defined sub-format GUID stays unnamed.
+                format.format_tag =
+                    strf.get(24..40).and_then(subformat_tag).unwrap_or(WAVE_FORMAT_EXTENSIBLE);
             }
-            let mut format_tag = le_u16(strf, 0);
-            if format_tag == WAVE_FORMAT_EXTENSIBLE {
-                // The sub-format GUID's first two bytes are the format tag for every
-                // KSDATAFORMAT_SUBTYPE of the WAVE family; any other GUID stays unnamed.
-                format_tag = match strf.get(24..40) {
-                    Some(guid) if guid[2..] == SUBTYPE_GUID_TAIL => le_u16(guid, 0),
-                    _ => WAVE_FORMAT_EXTENSIBLE,
-                };
-            }
-            Ok(Some(StreamFormat::Wave {
-                format_tag,
-                channels: le_u16(strf, 2),
-                block_align: le_u16(strf, 12),
-                bits_per_sample: le_u16(strf, 14),
-            }))
+            Ok(Some(StreamFormat::Wave(format)))
         }
         StreamKind::Other => Ok(None),
     }
@@ -438,10 +430,6 @@ fn read_chunk_prefix_up_to(
 fn read_exact_at(source: &mut dyn ReadSeek, offset: u64, buf: &mut [u8]) -> io::Result<()> {
     source.seek(SeekFrom::Start(offset))?;
     source.read_exact(buf)
-}
-
-fn le_u16(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
 }
 
 fn le_u32(bytes: &[u8], at: usize) -> u32 {
@@ -552,58 +540,10 @@ fn printable_fourcc(tag: FourCc) -> Option<String> {
     (!text.is_empty() && text.chars().all(|c| c.is_ascii_graphic())).then_some(text)
 }
 
-const WAVE_FORMAT_PCM: u16 = 0x0001;
-const WAVE_FORMAT_IEEE_FLOAT: u16 = 0x0003;
-const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
-/// The 14 bytes after the format tag in every `KSDATAFORMAT_SUBTYPE_*` GUID of the WAVE family.
-const SUBTYPE_GUID_TAIL: [u8; 14] =
-    [0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71];
-
-/// ffprobe's `codec_name` for the audio stream's `wFormatTag`; PCM is named by its stored
-/// sample size (`nBlockAlign / nChannels` bytes), as ffmpeg does. `None` for a tag ffmpeg does
-/// not know either.
+/// ffprobe's `codec_name` for the audio stream, from the table WAV files use too.
 fn audio_codec(audio: &Stream) -> Option<&'static str> {
-    let Some(StreamFormat::Wave { format_tag, channels, block_align, bits_per_sample }) = audio.format else {
-        return None;
-    };
-    let bytes_per_sample = match block_align.checked_div(channels).unwrap_or(0) {
-        0 => bits_per_sample.div_ceil(8),
-        bytes => bytes,
-    };
-    let name = match (format_tag, bytes_per_sample) {
-        (WAVE_FORMAT_PCM, 1) => "pcm_u8",
-        (WAVE_FORMAT_PCM, 3) => "pcm_s24le",
-        (WAVE_FORMAT_PCM, 4) => "pcm_s32le",
-        (WAVE_FORMAT_PCM, 8) => "pcm_s64le",
-        (WAVE_FORMAT_PCM, _) => "pcm_s16le",
-        (WAVE_FORMAT_IEEE_FLOAT, 8) => "pcm_f64le",
-        (WAVE_FORMAT_IEEE_FLOAT, _) => "pcm_f32le",
-        (0x0002, _) => "adpcm_ms",
-        (0x0006, _) => "pcm_alaw",
-        (0x0007, _) => "pcm_mulaw",
-        (0x000A, _) => "wmavoice",
-        (0x0011, _) => "adpcm_ima_wav",
-        (0x0022, _) => "truespeech",
-        (0x0031, _) => "gsm_ms",
-        (0x0040 | 0x0045 | 0x0064, _) => "adpcm_g726",
-        (0x0050, _) => "mp2",
-        (0x0055, _) => "mp3",
-        (0x0061, _) => "adpcm_ima_dk4",
-        (0x0062, _) => "adpcm_ima_dk3",
-        (0x00FF | 0x1600 | 0x1610 | 0x4143 | 0x706D | 0xA106, _) => "aac",
-        (0x1602, _) => "aac_latm",
-        (0x0160, _) => "wmav1",
-        (0x0161, _) => "wmav2",
-        (0x0162, _) => "wmapro",
-        (0x0163, _) => "wmalossless",
-        (0x0270, _) => "atrac3",
-        (0x2000 | 0x0092, _) => "ac3",
-        (0x2001, _) => "dts",
-        (0x674F | 0x6750 | 0x6751 | 0x676F | 0x6770 | 0x6771 | 0x566F, _) => "vorbis",
-        (0xF1AC, _) => "flac",
-        _ => return None,
-    };
-    Some(name)
+    let Some(StreamFormat::Wave(format)) = audio.format else { return None };
+    wave_format::codec(&format).0
 }
 
 #[cfg(test)]

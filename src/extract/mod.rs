@@ -7,6 +7,7 @@ pub mod avi;
 pub mod dicom;
 pub mod image;
 pub mod isobmff;
+mod mpeg_audio;
 pub mod mpegts;
 pub mod pdf;
 pub mod sandbox;
@@ -18,6 +19,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fetch::FetchError;
 use crate::job::{DataType, ErrorBody, ErrorKind};
 use sniff::Format;
 
@@ -66,6 +68,8 @@ impl ExtractError {
             ExtractError::Unsupported(_) => ErrorKind::UnsupportedType,
             ExtractError::Corrupt(_) => ErrorKind::Corrupt,
             ExtractError::TooLarge(_) => ErrorKind::TooLarge,
+            // A remote source's failure (access denied, not found, …) keeps its own category.
+            ExtractError::Io(e) if let Some(fetch) = FetchError::from_io(e) => fetch.kind(),
             ExtractError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => ErrorKind::Corrupt,
             ExtractError::Io(e) if e.kind() == io::ErrorKind::InvalidData => ErrorKind::Corrupt,
             ExtractError::Io(_) => ErrorKind::Internal,
@@ -75,6 +79,7 @@ impl ExtractError {
     /// The error as it goes on the wire.
     pub fn to_body(&self) -> ErrorBody {
         let message = match self {
+            ExtractError::Io(e) if let Some(fetch) = FetchError::from_io(e) => fetch.to_string(),
             ExtractError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 "the file ends before its headers do (truncated)".to_owned()
             }

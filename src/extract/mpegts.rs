@@ -17,12 +17,13 @@
 //!   mean reading every packet of the file.
 //!
 //! Packets are 188 bytes; 192-byte packets (M2TS, Blu-ray: a 4-byte timestamp first) and
-//! 204-byte ones (188 + Reed-Solomon parity) are read too, though `sniff` only recognises a
-//! transport stream by 188-byte packets so far. Nothing is searched beyond [`HEAD_LIMIT`]:
-//! tables or parameter sets missing there make the file `Corrupt`.
+//! 204-byte ones (188 + Reed-Solomon parity) are read too, and [`packet_layout`] tells them
+//! apart for `sniff` as well. Nothing is searched beyond [`HEAD_LIMIT`]: tables or parameter
+//! sets missing there make the file `Corrupt`.
 
 use std::io::{Read, SeekFrom};
 
+use super::mpeg_audio::{adts_header, frame_header};
 use super::video::{VideoMetadata, display_size, whole_microseconds};
 use super::{ExtractError, Extracted, ReadSeek};
 use crate::job::DataType;
@@ -61,8 +62,8 @@ const PTS_EARLIER_MARGIN: u64 = 60 * 90_000;
 
 /// Where packets are in the file: every `packet_len` bytes, the 188-byte packet `prefix` bytes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Layout {
-    packet_len: usize,
+pub(super) struct Layout {
+    pub(super) packet_len: usize,
     prefix: usize,
 }
 
@@ -153,7 +154,7 @@ fn read_head(source: &mut dyn ReadSeek, file_len: u64) -> Result<Head, ExtractEr
         let have = bytes.len() as u64;
         read_range(source, have, end.saturating_sub(have), &mut bytes)?;
         let last_try = limit >= HEAD_LIMIT || end == file_len;
-        let layout = detect_layout(&bytes).ok_or_else(|| {
+        let layout = packet_layout(&bytes).ok_or_else(|| {
             ExtractError::corrupt(TS, "its first packets are not 188, 192 or 204 bytes apart")
         })?;
         match find_program(&bytes, layout) {
@@ -191,11 +192,16 @@ fn read_range(source: &mut dyn ReadSeek, offset: u64, len: u64, buffer: &mut Vec
     Ok(())
 }
 
-/// The packet layout whose sync bytes line up over the first (up to) three packets.
-fn detect_layout(bytes: &[u8]) -> Option<Layout> {
+/// How many packets' sync bytes must line up for [`packet_layout`] to believe a layout.
+pub(super) const LAYOUT_PACKETS: usize = 3;
+
+/// The packet layout whose sync bytes line up over the first [`LAYOUT_PACKETS`] packets, or
+/// over as many of them as `bytes` reaches (a short file may hold fewer): the first must be
+/// there. Layouts are tried from the most common, 188 bytes, on.
+pub(super) fn packet_layout(bytes: &[u8]) -> Option<Layout> {
     LAYOUTS.into_iter().find(|layout| {
         let syncs: Vec<Option<&u8>> =
-            (0..3).map(|i| bytes.get(layout.prefix + i * layout.packet_len)).collect();
+            (0..LAYOUT_PACKETS).map(|i| bytes.get(layout.prefix + i * layout.packet_len)).collect();
         syncs[0].is_some() && syncs.iter().flatten().all(|&&b| b == SYNC_BYTE)
     })
 }
@@ -1265,38 +1271,21 @@ fn audio_frame(codec: &str, data: &[u8]) -> Option<AudioFrame> {
     })
 }
 
-/// An ADTS header (ISO/IEC 14496-3 §1.A.2): 1024 samples per raw data block.
+/// An ADTS frame: 1024 samples per raw data block; the PMT has named the codec already.
 fn adts_frame(h: &[u8]) -> Option<AudioFrame> {
-    const RATES: [u32; 13] =
-        [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
-    if h[0] != 0xFF || h[1] & 0xF6 != 0xF0 {
-        return None;
-    }
-    let sample_rate = *RATES.get(usize::from((h[2] >> 2) & 0x0F))?;
-    let blocks = u32::from(h[6] & 3) + 1;
-    Some(AudioFrame { codec: None, samples: 1024 * blocks, sample_rate })
+    let header = adts_header(h)?;
+    Some(AudioFrame { codec: None, samples: header.samples_per_frame, sample_rate: header.sample_rate? })
 }
 
-/// An MPEG audio frame header (ISO/IEC 11172-3 §2.4.1.3): the layer names the codec, as
-/// ffprobe reports `mp2` for a layer II stream that the PMT calls MPEG audio.
+/// An MPEG audio frame: the layer names the codec, as ffprobe reports `mp2` for a layer II
+/// stream that the PMT calls MPEG audio.
 fn mpeg_audio_frame(h: &[u8]) -> Option<AudioFrame> {
-    if h[0] != 0xFF || h[1] & 0xE0 != 0xE0 {
-        return None;
-    }
-    let version = (h[1] >> 3) & 3; // 0: MPEG-2.5, 1: reserved, 2: MPEG-2, 3: MPEG-1
-    let layer = (h[1] >> 1) & 3; // 1: III, 2: II, 3: I
-    let rate_index = usize::from((h[2] >> 2) & 3);
-    if version == 1 || layer == 0 || h[2] >> 4 == 15 || rate_index == 3 {
-        return None;
-    }
-    let sample_rate = [44_100, 48_000, 32_000][rate_index] >> (3 - u32::from(version.max(1)));
-    let (codec, samples) = match (layer, version) {
-        (3, _) => ("mp1", 384),
-        (2, _) => ("mp2", 1152),
-        (_, 3) => ("mp3", 1152),
-        _ => ("mp3", 576),
-    };
-    Some(AudioFrame { codec: Some(codec), samples, sample_rate })
+    let header = frame_header(h)?;
+    Some(AudioFrame {
+        codec: Some(header.codec),
+        samples: header.samples_per_frame,
+        sample_rate: header.sample_rate,
+    })
 }
 
 /// An AC-3 or E-AC-3 sync frame header (ATSC A/52 §5.3, annex E): 6 blocks of 256 samples,

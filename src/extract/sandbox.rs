@@ -8,17 +8,23 @@
 //! back on stdout, the child caps its own address space (`RLIMIT_AS`) before touching the
 //! file, and the parent kills it at the wall-clock deadline. Whatever happens to the child
 //! becomes that file's error: `timeout`, `too_large` (memory cap), or `corrupt` (a crash).
+//!
+//! A remote object is fetched by the child itself ([`crate::fetch`]), so that the extractor's
+//! reads drive the ranged fetch and the fetched bytes die with the child. Its signed URL
+//! travels only inside the request on stdin, and nothing the child prints repeats the request.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use wait_timeout::ChildExt;
 
 use super::{ExtractOptions, Extracted};
+use crate::access::SignedUrl;
+use crate::fetch::{FetchSettings, RemoteFile};
 use crate::job::{ErrorBody, ErrorKind};
 
 /// The hidden subcommand a child runs.
@@ -52,6 +58,39 @@ impl Default for Limits {
 pub enum ChildSource {
     /// A local file.
     File { path: PathBuf },
+    /// A remote object, fetched range by range as the extractor reads it.
+    Url {
+        #[serde(with = "signed_url_in_request")]
+        url: SignedUrl,
+        fetch: FetchSettings,
+    },
+}
+
+/// A signed URL inside the request: the one place it is written out in full, because the
+/// child must send it. `SignedUrl` itself has no `Serialize`, so that nothing else can.
+mod signed_url_in_request {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Out<'a> {
+        url: &'a str,
+        expires_at: SystemTime,
+    }
+
+    #[derive(Deserialize)]
+    struct In {
+        url: String,
+        expires_at: SystemTime,
+    }
+
+    pub fn serialize<S: serde::Serializer>(url: &SignedUrl, serializer: S) -> Result<S::Ok, S::Error> {
+        Out { url: url.expose(), expires_at: url.expires_at }.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SignedUrl, D::Error> {
+        let In { url, expires_at } = In::deserialize(deserializer)?;
+        Ok(SignedUrl::new(url, expires_at))
+    }
 }
 
 /// What the parent asks a child to do.
@@ -62,27 +101,52 @@ pub struct ChildRequest {
     pub limits: Limits,
 }
 
-/// The child's one answer.
+/// The child's one answer: what it extracted (or why it could not), and what that cost.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ChildAnswer {
-    Extracted(Extracted),
-    Failed(ErrorBody),
+pub struct ChildAnswer {
+    pub outcome: Result<Extracted, ErrorBody>,
+    pub stats: ChildStats,
 }
 
-/// Runs one extraction in a child process of `exe` and returns its answer, or the error its
-/// fate stands for.
-pub fn run_in_child(exe: &Path, request: &ChildRequest) -> Result<Extracted, ErrorBody> {
+/// What one extraction cost, for the result's `stats` (and `size_bytes`). Zero where the
+/// child did not say (it died, or the step did not happen).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildStats {
+    /// Bytes downloaded (0 for a local file).
+    pub bytes_fetched: u64,
+    /// The object's or file's size, when it was learnt.
+    pub size_bytes: Option<u64>,
+    /// HTTP requests sent.
+    pub requests: u32,
+    /// Time waiting for the storage.
+    pub fetch_ms: u64,
+    /// Time extracting, fetch time excluded.
+    pub extract_ms: u64,
+}
+
+impl ChildAnswer {
+    /// An answer from a child that told nothing about its costs.
+    fn failed(error: ErrorBody) -> Self {
+        ChildAnswer { outcome: Err(error), stats: ChildStats::default() }
+    }
+}
+
+/// Runs one extraction in a child process of `exe` and returns its answer; a child that
+/// gives none gets the error its fate stands for.
+pub fn run_in_child(exe: &Path, request: &ChildRequest) -> ChildAnswer {
     let internal = |what: &str, e: &dyn std::fmt::Display| {
-        ErrorBody::new(ErrorKind::Internal, format!("the extraction child {what}: {e}"))
+        ChildAnswer::failed(ErrorBody::new(ErrorKind::Internal, format!("the extraction child {what}: {e}")))
     };
-    let mut child = Command::new(exe)
+    let mut child = match Command::new(exe)
         .arg(CHILD_SUBCOMMAND)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| internal("could not be started", &e))?;
+    {
+        Ok(child) => child,
+        Err(e) => return internal("could not be started", &e),
+    };
     let request_json = serde_json::to_vec(request).expect("requests serialise");
     let mut stdin = child.stdin.take().expect("stdin is piped");
     // A child that dies before reading its request closes the pipe; its exit status says more.
@@ -96,7 +160,7 @@ pub fn run_in_child(exe: &Path, request: &ChildRequest) -> Result<Extracted, Err
         Ok(None) => {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(ErrorBody::new(
+            return ChildAnswer::failed(ErrorBody::new(
                 ErrorKind::Timeout,
                 format!(
                     "extraction took longer than {:?} and was stopped (the time limit)",
@@ -104,18 +168,15 @@ pub fn run_in_child(exe: &Path, request: &ChildRequest) -> Result<Extracted, Err
                 ),
             ));
         }
-        Err(e) => return Err(internal("could not be waited for", &e)),
+        Err(e) => return internal("could not be waited for", &e),
     };
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     if status.success() {
-        return match serde_json::from_slice::<ChildAnswer>(&stdout) {
-            Ok(ChildAnswer::Extracted(extracted)) => Ok(extracted),
-            Ok(ChildAnswer::Failed(error)) => Err(error),
-            Err(e) => Err(internal("gave an unreadable answer", &e)),
-        };
+        return serde_json::from_slice::<ChildAnswer>(&stdout)
+            .unwrap_or_else(|e| internal("gave an unreadable answer", &e));
     }
-    Err(classify_death(status, &String::from_utf8_lossy(&stderr), &request.limits))
+    ChildAnswer::failed(classify_death(status, &String::from_utf8_lossy(&stderr), &request.limits))
 }
 
 /// Reads a pipe to its end on a thread, keeping at most `cap` bytes.
@@ -179,23 +240,28 @@ pub fn child_main() -> i32 {
     let request: ChildRequest = match serde_json::from_slice(&input) {
         Ok(request) => request,
         Err(e) => {
-            eprintln!("extract-child: unreadable request: {e}");
+            // Not `{e}`: serde's messages quote the offending value, which may be the URL.
+            eprintln!(
+                "extract-child: unreadable request ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            );
             return 2;
         }
     };
     cap_own_resources(&request.limits);
     // Panics become answers below; the default hook would only add noise on stderr.
     std::panic::set_hook(Box::new(|_| {}));
-    let answer = match std::panic::catch_unwind(|| extract_request(&request)) {
-        Ok(Ok(extracted)) => ChildAnswer::Extracted(extracted),
-        Ok(Err(error)) => ChildAnswer::Failed(error),
+    let answer = match std::panic::catch_unwind(|| answer_request(&request)) {
+        Ok(answer) => answer,
         Err(panic) => {
             let why = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown cause".into());
-            ChildAnswer::Failed(ErrorBody::new(
+            ChildAnswer::failed(ErrorBody::new(
                 ErrorKind::Corrupt,
                 format!("the parser failed on this file: {why}"),
             ))
@@ -207,13 +273,57 @@ pub fn child_main() -> i32 {
     if written.is_err() { 3 } else { 0 }
 }
 
-fn extract_request(request: &ChildRequest) -> Result<Extracted, ErrorBody> {
+fn answer_request(request: &ChildRequest) -> ChildAnswer {
     match &request.source {
-        ChildSource::File { path } => {
-            let mut file = std::fs::File::open(path).map_err(|e| open_error(path, &e))?;
-            super::extract(&mut file, &request.options).map_err(|e| e.to_body())
-        }
+        ChildSource::File { path } => extract_file(path, &request.options),
+        ChildSource::Url { url, fetch } => fetch_and_extract(url, fetch, &request.options),
     }
+}
+
+fn extract_file(path: &Path, options: &ExtractOptions) -> ChildAnswer {
+    let started = Instant::now();
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) => return ChildAnswer::failed(open_error(path, &e)),
+    };
+    let size_bytes = file.metadata().ok().map(|meta| meta.len());
+    let outcome = super::extract(&mut file, options).map_err(|e| e.to_body());
+    let stats = ChildStats { size_bytes, extract_ms: millis(started.elapsed()), ..ChildStats::default() };
+    ChildAnswer { outcome, stats }
+}
+
+/// Fetches the object as the extractor reads it. A fetch failure decides the answer even
+/// when the extractor carried on: parsers wrap I/O errors as "corrupt", and some stop at the
+/// first unreadable byte as if it were the end (a duration counted short would be a lie).
+fn fetch_and_extract(url: &SignedUrl, settings: &FetchSettings, options: &ExtractOptions) -> ChildAnswer {
+    let started = Instant::now();
+    let mut remote = match RemoteFile::new(url.clone(), settings) {
+        Ok(remote) => remote,
+        Err(error) => return ChildAnswer::failed(error.to_body()),
+    };
+    let outcome = match remote.open() {
+        Ok(_) => super::extract(&mut remote, options).map_err(|e| e.to_body()),
+        Err(error) => Err(error.to_body()),
+    };
+    let outcome = match remote.failure() {
+        Some(failure) => Err(failure.to_body()),
+        None => outcome,
+    };
+    let fetched = remote.stats();
+    // The temp file goes before the answer does.
+    drop(remote);
+    let stats = ChildStats {
+        bytes_fetched: fetched.bytes_fetched,
+        size_bytes: fetched.size_bytes,
+        requests: fetched.requests,
+        fetch_ms: millis(fetched.fetch_time),
+        extract_ms: millis(started.elapsed().saturating_sub(fetched.fetch_time)),
+    };
+    ChildAnswer { outcome, stats }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The error for a local file that can't be opened, named by what the user must fix.

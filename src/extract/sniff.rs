@@ -4,6 +4,8 @@
 //! may be an image, a video or an audio file; DICOM may lack its preamble; text has no magic at
 //! all), and each rule here is one line of a format's specification.
 
+use super::mpeg_audio::{adts_header, frame_header};
+use super::mpegts::{LAYOUT_PACKETS, packet_layout};
 use crate::job::DataType;
 
 /// How many leading bytes [`sniff`] wants to see.
@@ -155,9 +157,11 @@ fn dicom_without_preamble(head: &[u8]) -> bool {
     vr.iter().all(u8::is_ascii_uppercase) || (head[6] == 0 && head[7] == 0)
 }
 
-/// MPEG transport streams: a sync byte every 188 bytes.
+/// MPEG transport streams: a sync byte at the start of each of the first three packets, in any
+/// packet layout the transport-stream reader reads (188 bytes; 192 for M2TS, whose packets
+/// start 4 bytes in; 204 with Reed-Solomon parity), and those three packets all in `head`.
 fn is_mpeg_ts(head: &[u8]) -> bool {
-    head.len() >= 188 * 3 && (0..3).all(|i| head[i * 188] == 0x47)
+    packet_layout(head).is_some_and(|layout| head.len() >= LAYOUT_PACKETS * layout.packet_len)
 }
 
 /// Raw MPEG audio (MP3) or ADTS AAC without a tag: a frame header that is valid and followed
@@ -173,36 +177,16 @@ struct Frame {
     length: usize,
 }
 
+/// The ADTS or MPEG audio layer III frame that starts at `offset`, if one does.
 fn frame_at(head: &[u8], offset: usize) -> Option<Frame> {
-    let h = head.get(offset..offset + 7)?;
-    if h[0] != 0xff || h[1] & 0xe0 != 0xe0 {
-        return None;
+    let bytes = head.get(offset..offset.checked_add(7)?)?;
+    if let Some(adts) = adts_header(bytes) {
+        return (adts.frame_len >= 7).then_some(Frame { format: Format::Adts, length: adts.frame_len });
     }
-    let layer = (h[1] >> 1) & 3;
-    if h[1] & 0xf6 == 0xf0 {
-        // ADTS: 12-bit sync, layer 00; the frame length is 13 bits spanning bytes 3..6.
-        let length = (((h[3] & 3) as usize) << 11) | ((h[4] as usize) << 3) | ((h[5] >> 5) as usize);
-        return (length >= 7).then_some(Frame { format: Format::Adts, length });
-    }
-    let version = (h[1] >> 3) & 3; // 0: MPEG 2.5, 2: MPEG 2, 3: MPEG 1
-    let bitrate_index = (h[2] >> 4) as usize;
-    let rate_index = ((h[2] >> 2) & 3) as usize;
-    if version == 1 || layer != 1 || bitrate_index == 0 || bitrate_index == 15 || rate_index == 3 {
-        // Only layer III counts here: MP2 is rare and its check would admit more noise.
-        return None;
-    }
-    const MPEG1_KBPS: [usize; 15] = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320];
-    const MPEG2_KBPS: [usize; 15] = [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
-    const RATES: [usize; 3] = [44100, 48000, 32000];
-    let (kbps, rate, samples) = if version == 3 {
-        (MPEG1_KBPS[bitrate_index], RATES[rate_index], 1152)
-    } else {
-        let divisor = if version == 2 { 2 } else { 4 };
-        (MPEG2_KBPS[bitrate_index], RATES[rate_index] / divisor, 576)
-    };
-    let padding = ((h[2] >> 1) & 1) as usize;
-    let length = samples / 8 * kbps * 1000 / rate + padding;
-    Some(Frame { format: Format::Mp3, length })
+    // Only layer III counts here: MP2 is rare and its check would admit more noise. A free-format
+    // stream (no frame length in the header) is not recognised either.
+    let header = frame_header(bytes).filter(|header| header.layer == 3)?;
+    Some(Frame { format: Format::Mp3, length: header.frame_len? })
 }
 
 #[cfg(test)]
@@ -248,6 +232,34 @@ mod tests {
         assert_eq!(sniff(&two), Some(Format::Mp3));
         two[417] = 0; // the second header is gone: noise that happens to start with a sync word
         assert_eq!(sniff(&two), None);
+        // ADTS: two 8-byte frames (48 kHz, one raw data block); a frame length under the 7-byte
+        // header is not a frame.
+        let adts = [0xff, 0xf1, 0x4c, 0x80, 0x01, 0x1f, 0xfc, 0x00];
+        assert_eq!(sniff(&[adts, adts].concat()), Some(Format::Adts));
+        let too_short = [0xff, 0xf1, 0x4c, 0x80, 0x00, 0x1f, 0xfc, 0x00];
+        assert_eq!(sniff(&[too_short, too_short].concat()), None);
+    }
+
+    #[test]
+    fn transport_streams_in_every_packet_layout() {
+        let ts =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/video/ts_h264_aac.ts")).unwrap();
+        let m2ts: Vec<u8> = ts.chunks(188).flat_map(|p| [&[0x0C, 0, 0, 0][..], p].concat()).collect();
+        let with_parity: Vec<u8> = ts.chunks(188).flat_map(|p| [p, &[0xAB; 16][..]].concat()).collect();
+        for (bytes, layout) in [(ts, "188"), (m2ts, "M2TS"), (with_parity, "204")] {
+            assert_eq!(sniff(&bytes[..SNIFF_LEN]), Some(Format::MpegTs), "{layout}");
+        }
+        // Sync bytes only: three whole packets are needed, and at the layout's own places.
+        let syncs = |packet_len: usize, first: usize, packets: usize| {
+            let mut bytes = vec![0u8; packet_len * packets];
+            (0..packets).for_each(|i| bytes[first + i * packet_len] = 0x47);
+            bytes
+        };
+        assert_eq!(sniff(&syncs(192, 4, 3)), Some(Format::MpegTs));
+        assert_eq!(sniff(&syncs(204, 0, 3)), Some(Format::MpegTs));
+        assert_eq!(sniff(&syncs(188, 0, 2)), None, "two packets");
+        assert_eq!(sniff(&syncs(192, 4, 3)[..575]), None, "the third M2TS packet cut short");
+        assert_eq!(sniff(&syncs(192, 0, 3)), None, "192 bytes apart but not 4 bytes in");
     }
 
     #[test]

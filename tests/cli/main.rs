@@ -1,7 +1,10 @@
 //! Integration tests of the `asset-worker` binary: every test runs the real binary as a user
 //! would, over the committed fixtures. One test binary, one module per capability.
 
+mod fetch;
+mod gcs_access;
 mod golden;
+mod s3_access;
 mod sandbox;
 
 use std::path::{Path, PathBuf};

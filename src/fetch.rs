@@ -1,0 +1,1033 @@
+//! Fetching: a signed URL becomes a private temp file that fills as the extractor reads it, so
+//! only the bytes the parser touches cross the network (DESIGN §1, §7).
+//!
+//! [`RemoteFile`] is the `Read + Seek` source an extractor gets for a remote object. Its first
+//! request is a ranged GET of the first block, which also tells the object's size (and so
+//! enforces the size cap before anything else is read). After that each read that lands on a
+//! block not yet fetched asks for the missing blocks with HTTP Range requests, adjacent
+//! blocks coalesced into one request, plus a read-ahead that grows while the reads are
+//! sequential and shrinks back on a seek. A multi-GB MP4 whose `moov` is at the end costs its
+//! first block and its `moov`; an image costs its header. A server that ignores Range (200
+//! instead of 206) gets one streamed download of the whole body instead.
+//!
+//! The bytes land in an unnamed (`O_TMPFILE`) 0600 file in a 0700 directory, so they vanish
+//! with the process however it ends, SIGKILL included; [`sweep_temp_dir`] removes what a crash
+//! could leave on systems without unnamed files. Later ranges carry `If-Match` with the first
+//! answer's ETag, so a file is never stitched from two versions of an object.
+//!
+//! The signed URL is a bearer credential: it appears only in the request line. Errors are
+//! built from status codes, the storage's error *code* (never its message, which for a bad
+//! signature echoes the string that was signed) and network errors stripped of their URL.
+
+use std::fs::{self, DirBuilder, File, Permissions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::os::unix::fs::{DirBuilderExt, FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderMap, IF_MATCH, RANGE};
+use serde::{Deserialize, Serialize};
+
+use crate::access::SignedUrl;
+use crate::job::{ErrorBody, ErrorKind};
+
+/// The directory, under the configured temp dir, that holds every fetched file.
+pub const PRIVATE_DIR_NAME: &str = "asset-worker-fetch";
+/// The largest read-ahead: enough for a long video's `moov` in a few requests, small enough
+/// that a seek right after it wastes little.
+const MAX_READ_AHEAD_BYTES: u64 = 8 * 1024 * 1024;
+/// The smallest block: smaller ones would only multiply requests (and the block map).
+const MIN_BLOCK_BYTES: u64 = 4 * 1024;
+/// Pauses between attempts of one request that failed in passing (5xx, throttling, a reset).
+const RETRY_DELAYS: [Duration; 3] =
+    [Duration::from_millis(100), Duration::from_millis(400), Duration::from_millis(1600)];
+/// Enough of an error answer to find its `<Code>`.
+const MAX_ERROR_BODY_BYTES: u64 = 4096;
+/// Bytes moved from the socket to the file at a time.
+const COPY_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How an object may be fetched; set by the operator, passed to the extraction child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchSettings {
+    /// The configured temp dir; fetched bytes go to [`PRIVATE_DIR_NAME`] inside it.
+    pub temp_dir: PathBuf,
+    /// Objects larger than this are `too_large` before any byte of them is read.
+    pub max_object_bytes: u64,
+    /// The most bytes one job downloads. Ranged reads fetch only what the parser reads, so a
+    /// 50 GB video costs its `moov`; a server that ignores Range, a text file or a PDF cost
+    /// their whole size, and are refused past this.
+    pub max_fetch_bytes: u64,
+    /// How long establishing a connection may take.
+    pub connect_timeout: Duration,
+    /// How long the storage may stay silent: waiting for an answer or for the next bytes.
+    pub read_timeout: Duration,
+    /// The unit of fetching and of the first request: what an image costs at least (4 KiB or
+    /// more; less is taken as 4 KiB).
+    pub block_bytes: u64,
+}
+
+impl Default for FetchSettings {
+    /// Objects up to 1 TiB of which at most 4 GiB is fetched (the worker's configured defaults), 10 s to connect, 30 s of silence, 256 KiB
+    /// blocks: the first block holds any image header and most audio headers in one round trip.
+    fn default() -> Self {
+        FetchSettings {
+            temp_dir: std::env::temp_dir(),
+            max_object_bytes: 1 << 40,
+            max_fetch_bytes: 4 << 30,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            block_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Why an object could not be fetched, in the categories the pipeline acts on (a 403 is
+/// re-minted once, a transient failure is retried later, the rest is final). Messages name
+/// the HTTP status and the storage's error code, never the URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// 403 (or an expired session token): the URL expired, or the role may no longer read it.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// 404: no such bucket or key.
+    #[error("{0}")]
+    NotFound(String),
+    /// The object is larger than [`FetchSettings::max_fetch_bytes`].
+    #[error("{0}")]
+    TooLarge(String),
+    /// 5xx, throttling, a reset or a timeout that outlived the retries, or an object that
+    /// changed while it was read: the same job may succeed later.
+    #[error("{0}")]
+    Transient(String),
+    /// The storage answered in a way no signed GET should get (a redirect, a 400, a malformed
+    /// `Content-Range`): a setting or the signer is wrong, and an operator must look.
+    #[error("{0}")]
+    UnexpectedResponse(String),
+    /// This worker's side failed: the temp dir, the temp file, the HTTP client.
+    #[error("{0}")]
+    Local(String),
+}
+
+impl FetchError {
+    /// The wire category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            FetchError::AccessDenied(_) => ErrorKind::AccessDenied,
+            FetchError::NotFound(_) => ErrorKind::NotFound,
+            FetchError::TooLarge(_) => ErrorKind::TooLarge,
+            FetchError::Transient(_) => ErrorKind::Transient,
+            FetchError::UnexpectedResponse(_) | FetchError::Local(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The error as it goes on the wire.
+    pub fn to_body(&self) -> ErrorBody {
+        ErrorBody::new(self.kind(), self.to_string())
+    }
+
+    /// The fetch error an extractor's I/O error carries, if it came from a [`RemoteFile`]
+    /// (which reports its errors as `io::Error::other(FetchError)`).
+    pub fn from_io(error: &io::Error) -> Option<&FetchError> {
+        error.get_ref()?.downcast_ref::<FetchError>()
+    }
+}
+
+/// What fetching one object cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchStats {
+    /// Body bytes received, retries included.
+    pub bytes_fetched: u64,
+    /// The object's size, once the first answer told it.
+    pub size_bytes: Option<u64>,
+    /// HTTP requests sent.
+    pub requests: u32,
+    /// Time spent waiting for the storage (requests, bodies, pauses between retries).
+    pub fetch_time: Duration,
+}
+
+/// A remote object read through a private temp file that fills, block by block, as it is
+/// read. Reads and seeks fail with `io::Error::other(FetchError)`; the first such error is
+/// kept ([`RemoteFile::failure`]) because parsers wrap I/O errors in their own and would
+/// report a fetch that failed as a corrupt file.
+pub struct RemoteFile {
+    url: SignedUrl,
+    settings: FetchSettings,
+    client: Client,
+    file: File,
+    opened: Option<Opened>,
+    position: u64,
+    read_ahead: ReadAhead,
+    stats: FetchStats,
+    failure: Option<FetchError>,
+}
+
+/// What the first answer established.
+struct Opened {
+    size: u64,
+    /// The version every later range must come from (`If-Match`); `None` if the storage gave
+    /// no strong ETag, or everything is already here.
+    etag: Option<String>,
+    blocks: BlockMap,
+}
+
+/// How one attempt at a request failed.
+enum Failure {
+    /// In passing (5xx, throttling, a reset, a timeout): the same request may succeed.
+    Retry(FetchError),
+    /// For good, as far as this fetch goes.
+    Stop(FetchError),
+}
+
+impl RemoteFile {
+    /// Prepares the fetch of `url`: the private temp file and the HTTP client. Sends nothing
+    /// yet; the first read, seek from the end or [`RemoteFile::open`] does.
+    pub fn new(url: SignedUrl, settings: &FetchSettings) -> Result<Self, FetchError> {
+        let dir = private_dir(&settings.temp_dir)?;
+        let file = tempfile::tempfile_in(&dir)
+            .and_then(|file| {
+                // O_TMPFILE files get 0666 minus the umask; no name can reach it, but make the
+                // mode say so too.
+                file.set_permissions(Permissions::from_mode(0o600))?;
+                Ok(file)
+            })
+            .map_err(|e| FetchError::Local(format!("cannot create a temp file in {}: {e}", dir.display())))?;
+        // Redirects are not followed: the worker fetches only URLs it minted itself (§7).
+        let client = Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.read_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| FetchError::Local(format!("cannot set up the HTTP client: {}", e.without_url())))?;
+        let settings =
+            FetchSettings { block_bytes: settings.block_bytes.max(MIN_BLOCK_BYTES), ..settings.clone() };
+        Ok(RemoteFile {
+            url,
+            read_ahead: ReadAhead::new(settings.block_bytes, MAX_READ_AHEAD_BYTES),
+            settings,
+            client,
+            file,
+            opened: None,
+            position: 0,
+            stats: FetchStats::default(),
+            failure: None,
+        })
+    }
+
+    /// Sends the first request, if it has not been sent, and returns the object's size.
+    pub fn open(&mut self) -> Result<u64, FetchError> {
+        if let Some(opened) = &self.opened {
+            return Ok(opened.size);
+        }
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
+        match self.with_retries(Self::first_request) {
+            Ok(opened) => {
+                self.stats.size_bytes = Some(opened.size);
+                let size = opened.size;
+                self.opened = Some(opened);
+                Ok(size)
+            }
+            Err(error) => Err(self.fail(error)),
+        }
+    }
+
+    /// What the fetch has cost so far.
+    pub fn stats(&self) -> FetchStats {
+        self.stats
+    }
+
+    /// The first error a read or seek met, if any: when set, whatever the extractor made of
+    /// its bytes is not the file's truth.
+    pub fn failure(&self) -> Option<&FetchError> {
+        self.failure.as_ref()
+    }
+
+    fn fail(&mut self, error: FetchError) -> FetchError {
+        self.failure.get_or_insert(error).clone()
+    }
+
+    /// Runs `attempt` until it succeeds, stops, or has failed in passing once more than there
+    /// are [`RETRY_DELAYS`]; the time it takes counts as fetch time.
+    fn with_retries<T>(
+        &mut self,
+        mut attempt: impl FnMut(&mut Self) -> Result<T, Failure>,
+    ) -> Result<T, FetchError> {
+        let started = Instant::now();
+        let mut delays = RETRY_DELAYS.iter();
+        let result = loop {
+            match attempt(self) {
+                Ok(value) => break Ok(value),
+                Err(Failure::Stop(error)) => break Err(error),
+                Err(Failure::Retry(error)) => match delays.next() {
+                    Some(delay) => thread::sleep(*delay),
+                    None => {
+                        let attempts = RETRY_DELAYS.len() + 1;
+                        break Err(FetchError::Transient(format!(
+                            "{error} (gave up after {attempts} attempts)"
+                        )));
+                    }
+                },
+            }
+        };
+        self.stats.fetch_time += started.elapsed();
+        result
+    }
+
+    /// The ranged GET of the first block: it tells the size (206), that the server ignores
+    /// Range (200: then it is the whole download), or that the object is empty (416).
+    fn first_request(&mut self) -> Result<Opened, Failure> {
+        let block = self.settings.block_bytes;
+        let response = self.send(0..block, None)?;
+        match response.status() {
+            StatusCode::PARTIAL_CONTENT => {
+                let range = content_range(response.headers()).map_err(Failure::Stop)?;
+                let Some(size) = range.total else {
+                    return Err(Failure::Stop(FetchError::UnexpectedResponse(
+                        "the storage did not tell the object's size (Content-Range total `*`)".into(),
+                    )));
+                };
+                self.stats.size_bytes = Some(size);
+                self.check_size(size)?;
+                let first = 0..block.min(size);
+                if range.bytes != first {
+                    return Err(Failure::Stop(mismatched_range(&first, &range)));
+                }
+                let etag = strong_etag(response.headers());
+                self.copy_range(response, &mut first.clone())?;
+                let mut blocks = BlockMap::new(size, block);
+                blocks.mark(first);
+                Ok(Opened { size, etag, blocks })
+            }
+            StatusCode::OK => {
+                if let Some(length) = header_u64(response.headers(), CONTENT_LENGTH.as_str()) {
+                    self.stats.size_bytes = Some(length);
+                    self.check_size(length)?;
+                    // The whole body is the download: it must fit the job's budget too.
+                    self.check_budget(length).map_err(Failure::Stop)?;
+                }
+                let size = self.copy_whole_body(response)?;
+                Ok(Opened { size, etag: None, blocks: BlockMap::complete(size, block) })
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE => match unsatisfied_total(response.headers()) {
+                // Range "bytes=0-…" is unsatisfiable only when there is no byte 0.
+                Ok(None | Some(0)) => {
+                    Ok(Opened { size: 0, etag: None, blocks: BlockMap::complete(0, block) })
+                }
+                Ok(Some(size)) => Err(Failure::Stop(FetchError::UnexpectedResponse(format!(
+                    "the storage refused the range of the first block of a {size}-byte object (HTTP 416)"
+                )))),
+                Err(error) => Err(Failure::Stop(error)),
+            },
+            _ => Err(self.status_failure(response)),
+        }
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), Failure> {
+        let cap = self.settings.max_object_bytes;
+        if size > cap {
+            return Err(Failure::Stop(FetchError::TooLarge(format!(
+                "the object is {size} bytes, more than the {cap}-byte limit (setting max_object_bytes); \
+                 nothing of it was read"
+            ))));
+        }
+        Ok(())
+    }
+
+    /// Refuses a fetch that would take the job past [`FetchSettings::max_fetch_bytes`].
+    fn check_budget(&self, more: u64) -> Result<(), FetchError> {
+        let cap = self.settings.max_fetch_bytes;
+        if self.stats.bytes_fetched.saturating_add(more) > cap {
+            return Err(FetchError::TooLarge(format!(
+                "reading this object needs more than {cap} bytes (setting max_fetch_bytes)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes sure every byte of `wanted` is in the temp file, fetching the missing blocks and
+    /// the read-ahead.
+    fn ensure_present(&mut self, wanted: Range<u64>) -> Result<(), FetchError> {
+        let Some(opened) = &self.opened else { return Ok(()) };
+        if opened.blocks.is_present(&wanted) {
+            return Ok(());
+        }
+        let runs = opened.blocks.runs_to_fetch(&wanted, self.read_ahead.next_window());
+        let etag = opened.etag.clone();
+        for run in runs {
+            self.check_budget(run.end - run.start)?;
+            let mut remaining = run.clone();
+            // A body that breaks mid-way is resumed where it stopped: no byte is fetched twice.
+            self.with_retries(|this| this.fetch_range(&mut remaining, etag.as_deref()))?;
+            if let Some(opened) = &mut self.opened {
+                opened.blocks.mark(run);
+            }
+        }
+        Ok(())
+    }
+
+    /// One attempt at fetching `remaining`; advances its start by the bytes written.
+    fn fetch_range(&mut self, remaining: &mut Range<u64>, etag: Option<&str>) -> Result<(), Failure> {
+        let size = self.opened.as_ref().map_or(0, |opened| opened.size);
+        let response = self.send(remaining.clone(), etag)?;
+        match response.status() {
+            StatusCode::PARTIAL_CONTENT => {
+                let range = content_range(response.headers()).map_err(Failure::Stop)?;
+                if range.total.is_some_and(|total| total != size) {
+                    return Err(Failure::Stop(object_changed("its size changed")));
+                }
+                if range.bytes != *remaining {
+                    return Err(Failure::Stop(mismatched_range(remaining, &range)));
+                }
+                self.copy_range(response, remaining)
+            }
+            StatusCode::OK => Err(Failure::Stop(FetchError::UnexpectedResponse(
+                "the storage answered a Range request with the whole object (HTTP 200) after \
+                 answering the first one with a range"
+                    .into(),
+            ))),
+            StatusCode::RANGE_NOT_SATISFIABLE => Err(Failure::Stop(object_changed("it became shorter"))),
+            _ => Err(self.status_failure(response)),
+        }
+    }
+
+    /// Sends a GET for `range` (clipped by the server to the object's end).
+    fn send(&mut self, range: Range<u64>, etag: Option<&str>) -> Result<Response, Failure> {
+        let mut request = self
+            .client
+            .get(self.url.expose())
+            .header(RANGE, format!("bytes={}-{}", range.start, range.end.saturating_sub(1)));
+        if let Some(etag) = etag {
+            request = request.header(IF_MATCH, etag);
+        }
+        self.stats.requests += 1;
+        request.send().map_err(|e| self.network_failure(e))
+    }
+
+    /// Copies a 206 body into the temp file at `remaining`, advancing `remaining.start`.
+    fn copy_range(&mut self, mut response: Response, remaining: &mut Range<u64>) -> Result<(), Failure> {
+        let mut buffer = vec![0; COPY_BUFFER_BYTES];
+        while remaining.start < remaining.end {
+            let want = (remaining.end - remaining.start).min(buffer.len() as u64) as usize;
+            let read = match response.read(&mut buffer[..want]) {
+                Ok(0) => {
+                    return Err(Failure::Retry(FetchError::Transient(
+                        "the storage closed the connection before the whole range arrived".into(),
+                    )));
+                }
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.network_io_failure(e)),
+            };
+            self.file
+                .write_all_at(&buffer[..read], remaining.start)
+                .map_err(|e| Failure::Stop(temp_file_error(&e)))?;
+            remaining.start += read as u64;
+            self.stats.bytes_fetched += read as u64;
+        }
+        Ok(())
+    }
+
+    /// Streams a 200 body (the server ignores Range) into the temp file, at most the size cap;
+    /// returns its length.
+    fn copy_whole_body(&mut self, mut response: Response) -> Result<u64, Failure> {
+        // A retry starts the download over.
+        self.file.set_len(0).map_err(|e| Failure::Stop(temp_file_error(&e)))?;
+        let cap = self.settings.max_fetch_bytes;
+        let mut buffer = vec![0; COPY_BUFFER_BYTES];
+        let mut written = 0u64;
+        loop {
+            let room = (cap - written).min(buffer.len() as u64) as usize;
+            if room == 0 {
+                // At the cap: one more byte means the object is larger.
+                let mut probe = [0u8; 1];
+                return match response.read(&mut probe) {
+                    Ok(0) => Ok(written),
+                    Ok(_) => Err(Failure::Stop(FetchError::TooLarge(format!(
+                        "the object is more than the {cap}-byte limit (setting max_fetch_bytes); \
+                         the storage ignores Range requests, so its first {cap} bytes were read"
+                    )))),
+                    Err(e) => Err(self.network_io_failure(e)),
+                };
+            }
+            let read = match response.read(&mut buffer[..room]) {
+                Ok(0) => return Ok(written),
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.network_io_failure(e)),
+            };
+            self.file
+                .write_all_at(&buffer[..read], written)
+                .map_err(|e| Failure::Stop(temp_file_error(&e)))?;
+            written += read as u64;
+            self.stats.bytes_fetched += read as u64;
+        }
+    }
+
+    /// The failure an error status stands for, named with the storage's error code.
+    fn status_failure(&self, response: Response) -> Failure {
+        let status = response.status();
+        let mut body = Vec::new();
+        // The code helps an admin ("ExpiredToken", "SlowDown"); an unreadable body is no loss.
+        let _ = response.take(MAX_ERROR_BODY_BYTES).read_to_end(&mut body);
+        classify_status(status, error_code(&body).as_deref())
+    }
+
+    fn network_failure(&self, error: reqwest::Error) -> Failure {
+        let error = error.without_url();
+        if error.is_builder() {
+            return Failure::Stop(FetchError::UnexpectedResponse(format!(
+                "the signed URL could not be requested: {}",
+                self.scrub(&crate::extract::error_chain(&error))
+            )));
+        }
+        let what = if error.is_connect() && error.is_timeout() {
+            format!(
+                "could not connect to the storage within {:?} (setting fetch_connect_timeout_ms)",
+                self.settings.connect_timeout
+            )
+        } else if error.is_connect() {
+            "could not connect to the storage".to_owned()
+        } else if error.is_timeout() {
+            format!(
+                "the storage sent nothing for {:?} (setting fetch_read_timeout_ms)",
+                self.settings.read_timeout
+            )
+        } else {
+            "the connection to the storage failed".to_owned()
+        };
+        let cause = self.scrub(&crate::extract::error_chain(&error));
+        Failure::Retry(FetchError::Transient(format!("{what}: {cause}")))
+    }
+
+    /// A body read's error: reqwest's own error inside it may carry the URL; strip it.
+    fn network_io_failure(&self, error: io::Error) -> Failure {
+        if error.get_ref().is_some_and(|inner| inner.is::<reqwest::Error>()) {
+            if let Some(Ok(reqwest_error)) =
+                error.into_inner().map(|inner| inner.downcast::<reqwest::Error>())
+            {
+                return self.network_failure(*reqwest_error);
+            }
+            return Failure::Retry(FetchError::Transient("reading from the storage failed".into()));
+        }
+        Failure::Retry(FetchError::Transient(format!(
+            "reading from the storage failed: {}",
+            self.scrub(&crate::extract::error_chain(&error))
+        )))
+    }
+
+    /// Belt and braces for messages built from other crates' errors: no URL, no query string.
+    fn scrub(&self, message: &str) -> String {
+        let url = self.url.expose();
+        let mut message = message.replace(url, &self.url.redacted());
+        if let Some((_, query)) = url.split_once('?')
+            && !query.is_empty()
+        {
+            message = message.replace(query, "<signature redacted>");
+        }
+        message
+    }
+}
+
+impl Read for RemoteFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(failure) = &self.failure {
+            return Err(io::Error::other(failure.clone()));
+        }
+        let size = self.open().map_err(io::Error::other)?;
+        if buf.is_empty() || self.position >= size {
+            return Ok(0);
+        }
+        // One read fetches at most one read-ahead's worth; `read` may return less than asked.
+        let len = (buf.len() as u64).min(size - self.position).min(MAX_READ_AHEAD_BYTES);
+        let wanted = self.position..self.position + len;
+        self.read_ahead.note_read(&wanted);
+        if let Err(error) = self.ensure_present(wanted) {
+            return Err(io::Error::other(self.fail(error)));
+        }
+        let read = self.file.read_at(&mut buf[..len as usize], self.position).map_err(|e| {
+            let error = temp_file_error(&e);
+            io::Error::other(self.fail(error))
+        })?;
+        self.position += read as u64;
+        Ok(read)
+    }
+}
+
+impl Seek for RemoteFile {
+    fn seek(&mut self, target: SeekFrom) -> io::Result<u64> {
+        let position = match target {
+            SeekFrom::Start(offset) => Some(offset),
+            SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
+            SeekFrom::End(delta) => self.open().map_err(io::Error::other)?.checked_add_signed(delta),
+        };
+        let Some(position) = position else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the object"));
+        };
+        self.position = position;
+        Ok(position)
+    }
+}
+
+/// The private directory under `temp_dir`, created 0700 if missing. An existing one that is a
+/// symlink or open to other users is refused: fetched bytes are customers' data.
+pub fn private_dir(temp_dir: &Path) -> Result<PathBuf, FetchError> {
+    let dir = temp_dir.join(PRIVATE_DIR_NAME);
+    let refuse = |why: String| FetchError::Local(format!("the fetch temp dir {}: {why}", dir.display()));
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| refuse(format!("cannot be created: {e}")))?;
+    let meta = fs::symlink_metadata(&dir).map_err(|e| refuse(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(refuse("is not a directory (a symlink?); remove it".into()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(refuse(format!("is open to other users (mode {mode:o}); make it 0700 or remove it")));
+    }
+    Ok(dir)
+}
+
+/// Removes whatever a crash left in the private directory under `temp_dir` (named temp files
+/// exist only where the OS has no unnamed ones). Run it at start-up, before any fetch.
+/// Returns how many entries were removed.
+pub fn sweep_temp_dir(temp_dir: &Path) -> io::Result<usize> {
+    let dir = temp_dir.join(PRIVATE_DIR_NAME);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry?.path();
+        if fs::symlink_metadata(&path)?.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Which blocks of the object are in the temp file.
+#[derive(Debug)]
+struct BlockMap {
+    size: u64,
+    block: u64,
+    present: Vec<bool>,
+}
+
+impl BlockMap {
+    fn new(size: u64, block: u64) -> Self {
+        let count = size.div_ceil(block);
+        BlockMap { size, block, present: vec![false; usize::try_from(count).unwrap_or(usize::MAX)] }
+    }
+
+    fn complete(size: u64, block: u64) -> Self {
+        let mut map = BlockMap::new(size, block);
+        map.present.fill(true);
+        map
+    }
+
+    /// The blocks that hold `range`.
+    fn blocks_of(&self, range: &Range<u64>) -> Range<usize> {
+        let end = range.end.min(self.size);
+        if range.start >= end {
+            return 0..0;
+        }
+        (range.start / self.block) as usize..end.div_ceil(self.block) as usize
+    }
+
+    fn is_present(&self, range: &Range<u64>) -> bool {
+        self.present[self.blocks_of(range)].iter().all(|present| *present)
+    }
+
+    /// Marks the blocks `range` covers; a range always covers whole blocks (or ends at the
+    /// object's end), since fetches are made of whole blocks.
+    fn mark(&mut self, range: Range<u64>) {
+        let blocks = self.blocks_of(&range);
+        self.present[blocks].fill(true);
+    }
+
+    fn block_range(&self, index: usize) -> Range<u64> {
+        let start = index as u64 * self.block;
+        start..(start + self.block).min(self.size)
+    }
+
+    /// The byte ranges to request so that `wanted` is present: its missing blocks, adjacent
+    /// ones coalesced, the last run extended by read-ahead up to `window` bytes from the
+    /// start of `wanted` — but only through blocks that are missing, and only when that run
+    /// reaches the end of `wanted` (read-ahead continues a read, it does not fill holes).
+    fn runs_to_fetch(&self, wanted: &Range<u64>, window: u64) -> Vec<Range<u64>> {
+        let ahead_end = wanted.end.max(wanted.start.saturating_add(window));
+        let wanted_blocks = self.blocks_of(wanted);
+        let all_blocks = self.blocks_of(&(wanted.start..ahead_end));
+        let mut runs: Vec<Range<u64>> = Vec::new();
+        for index in all_blocks {
+            let block = self.block_range(index);
+            let beyond_wanted = index >= wanted_blocks.end;
+            match runs.last_mut() {
+                _ if self.present[index] && beyond_wanted => break,
+                _ if self.present[index] => {}
+                Some(run) if run.end == block.start => run.end = block.end,
+                _ if beyond_wanted => break,
+                _ => runs.push(block),
+            }
+        }
+        runs
+    }
+}
+
+/// The read-ahead window: one block after a seek, doubling with each fetch while the reads
+/// stay sequential, up to a maximum.
+#[derive(Debug)]
+struct ReadAhead {
+    base: u64,
+    max: u64,
+    window: u64,
+    /// Where the previous read ended: a read that starts elsewhere followed a seek.
+    last_read_end: Option<u64>,
+}
+
+impl ReadAhead {
+    fn new(base: u64, max: u64) -> Self {
+        ReadAhead { base, max: max.max(base), window: base, last_read_end: None }
+    }
+
+    /// Called on every read: a read that does not continue the previous one resets the window.
+    fn note_read(&mut self, read: &Range<u64>) {
+        if self.last_read_end != Some(read.start) {
+            self.window = self.base;
+        }
+        self.last_read_end = Some(read.end);
+    }
+
+    /// The window for a fetch that is about to be made; the next one (if reads stay
+    /// sequential) gets twice as much.
+    fn next_window(&mut self) -> u64 {
+        let window = self.window;
+        self.window = self.window.saturating_mul(2).min(self.max);
+        window
+    }
+}
+
+/// A parsed `Content-Range: bytes START-END/TOTAL` (END inclusive on the wire, exclusive here).
+#[derive(Debug, PartialEq, Eq)]
+struct ContentRange {
+    bytes: Range<u64>,
+    /// `None` for `*` (unknown).
+    total: Option<u64>,
+}
+
+fn content_range(headers: &HeaderMap) -> Result<ContentRange, FetchError> {
+    let value = headers.get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    parse_content_range(value).ok_or_else(|| malformed_content_range(value))
+}
+
+fn parse_content_range(value: &str) -> Option<ContentRange> {
+    let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let (start, end) = (parse_decimal(start)?, parse_decimal(end)?);
+    let total = if total == "*" { None } else { Some(parse_decimal(total)?) };
+    if end < start || total.is_some_and(|total| end >= total) {
+        return None;
+    }
+    Some(ContentRange { bytes: start..end.checked_add(1)?, total })
+}
+
+/// The total of a 416's `Content-Range: bytes */TOTAL`; `None` when the header is absent.
+fn unsatisfied_total(headers: &HeaderMap) -> Result<Option<u64>, FetchError> {
+    let Some(value) = headers.get(CONTENT_RANGE) else { return Ok(None) };
+    let value = value.to_str().unwrap_or("");
+    parse_unsatisfied_total(value).map(Some).ok_or_else(|| malformed_content_range(value))
+}
+
+fn parse_unsatisfied_total(value: &str) -> Option<u64> {
+    parse_decimal(value.trim().strip_prefix("bytes */")?)
+}
+
+/// Digits only: no sign, no spaces, no overflow.
+fn parse_decimal(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name).and_then(|v| v.to_str().ok()).and_then(parse_decimal)
+}
+
+/// The ETag to send back in `If-Match`; weak ones can't match by the strong comparison
+/// If-Match uses, so they are not sent.
+fn strong_etag(headers: &HeaderMap) -> Option<String> {
+    let etag = headers.get(ETAG)?.to_str().ok()?.trim();
+    (!etag.is_empty() && !etag.starts_with("W/")).then(|| etag.to_owned())
+}
+
+/// The `<Code>` of an S3 or GCS XML error answer, if it looks like one (letters and digits).
+fn error_code(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let start = text.find("<Code>")? + "<Code>".len();
+    let code = &text[start..start + text[start..].find("</Code>")?];
+    let plausible =
+        !code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+    plausible.then(|| code.to_owned())
+}
+
+/// What an error status means for this fetch.
+fn classify_status(status: StatusCode, code: Option<&str>) -> Failure {
+    let answer = match code {
+        Some(code) => format!("HTTP {} {code}", status.as_u16()),
+        None => format!("HTTP {}", status.as_u16()),
+    };
+    // An expired session token is a 400 on S3 and GCS; re-minting cures it like an expired URL.
+    let expired_token = matches!(code, Some("ExpiredToken" | "TokenRefreshRequired"));
+    let denied_because = match code {
+        Some("SignatureDoesNotMatch") => {
+            "the URL's signature does not verify (a wrong key signed it, or it was altered)"
+        }
+        Some("InvalidAccessKeyId") => "the storage does not know the key that signed the URL",
+        _ if expired_token => "the credentials behind the signed URL expired",
+        _ => {
+            "the signed URL expired, or the role may not read the object (s3:GetObject / storage.objects.get)"
+        }
+    };
+    match status.as_u16() {
+        401 | 403 => Failure::Stop(FetchError::AccessDenied(format!(
+            "the storage refused to read the object ({answer}): {denied_because}"
+        ))),
+        400 if expired_token => Failure::Stop(FetchError::AccessDenied(format!(
+            "the storage refused to read the object ({answer}): {denied_because}"
+        ))),
+        404 | 410 => Failure::Stop(FetchError::NotFound(format!(
+            "the object does not exist ({answer}): check the job's bucket and key"
+        ))),
+        412 => Failure::Stop(object_changed(&format!("its ETag no longer matches, {answer}"))),
+        // S3's `RequestTimeout` is a 400: the connection sat idle too long.
+        408 | 429 | 500..=599 => Failure::Retry(FetchError::Transient(format!(
+            "the storage is unavailable or throttling ({answer})"
+        ))),
+        400 if code == Some("RequestTimeout") => {
+            Failure::Retry(FetchError::Transient(format!("the storage timed the request out ({answer})")))
+        }
+        300..=399 => Failure::Stop(FetchError::UnexpectedResponse(format!(
+            "the storage redirected the signed GET ({answer}): the URL was signed for another \
+             region or endpoint than the bucket's"
+        ))),
+        _ => Failure::Stop(FetchError::UnexpectedResponse(format!(
+            "the storage refused the signed GET ({answer}); check how URLs are signed for this provider"
+        ))),
+    }
+}
+
+fn object_changed(how: &str) -> FetchError {
+    FetchError::Transient(format!("the object changed while it was read ({how}); try again"))
+}
+
+fn mismatched_range(asked: &Range<u64>, got: &ContentRange) -> FetchError {
+    FetchError::UnexpectedResponse(format!(
+        "the storage sent bytes {}..{} for a request of bytes {}..{}",
+        got.bytes.start, got.bytes.end, asked.start, asked.end
+    ))
+}
+
+fn malformed_content_range(value: &str) -> FetchError {
+    let shown: String = value.chars().take(80).collect();
+    FetchError::UnexpectedResponse(format!("the storage sent a malformed Content-Range: {shown:?}"))
+}
+
+fn temp_file_error(error: &io::Error) -> FetchError {
+    FetchError::Local(format!("writing or reading the fetch temp file failed: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: u64 = 1024;
+
+    /// Ranges as (start, end) pairs, to compare with literals.
+    fn spans(runs: Vec<Range<u64>>) -> Vec<(u64, u64)> {
+        runs.into_iter().map(|run| (run.start, run.end)).collect()
+    }
+
+    fn map(size: u64, block: u64, present: &[usize]) -> BlockMap {
+        let mut map = BlockMap::new(size, block);
+        for &index in present {
+            map.present[index] = true;
+        }
+        map
+    }
+
+    #[test]
+    fn missing_blocks_are_coalesced_into_one_request() {
+        let map = map(10 * KIB, KIB, &[]);
+        assert_eq!(spans(map.runs_to_fetch(&(100..3500), 0)), [(0, 4 * KIB)]);
+    }
+
+    #[test]
+    fn present_blocks_split_the_requests() {
+        let map = map(10 * KIB, KIB, &[1, 2]);
+        assert_eq!(spans(map.runs_to_fetch(&(0..5 * KIB), 0)), [(0, KIB), (3 * KIB, 5 * KIB)]);
+        assert!(map.is_present(&(KIB..3 * KIB)));
+        assert!(!map.is_present(&(KIB..3 * KIB + 1)));
+    }
+
+    #[test]
+    fn read_ahead_extends_the_last_run_through_missing_blocks_only() {
+        let map = map(10 * KIB, KIB, &[6]);
+        // Wanted: block 2; window 8 KiB → blocks 2..10, but block 6 is present: stop there.
+        assert_eq!(spans(map.runs_to_fetch(&(2 * KIB..2 * KIB + 10), 8 * KIB)), [(2 * KIB, 6 * KIB)]);
+    }
+
+    #[test]
+    fn read_ahead_does_not_fill_holes_after_a_present_tail() {
+        // Wanted blocks 0..2; block 1 is present, block 0 missing: fetch block 0 only.
+        let map = map(10 * KIB, KIB, &[1]);
+        assert_eq!(spans(map.runs_to_fetch(&(0..2 * KIB), 8 * KIB)), [(0, KIB)]);
+    }
+
+    #[test]
+    fn runs_stop_at_the_object_end_with_a_short_last_block() {
+        let map = map(2500, KIB, &[]);
+        assert_eq!(spans(map.runs_to_fetch(&(2100..2400), 8 * KIB)), [(2 * KIB, 2500)]);
+        assert_eq!(spans(map.runs_to_fetch(&(0..10), 64 * KIB)), [(0, 2500)]);
+        let mut map = map;
+        map.mark(2 * KIB..2500);
+        assert!(map.is_present(&(2048..2500)));
+        assert!(map.is_present(&(2600..2700)), "nothing to fetch past the end");
+    }
+
+    #[test]
+    fn empty_and_complete_maps_need_nothing() {
+        assert!(BlockMap::new(0, KIB).runs_to_fetch(&(0..0), KIB).is_empty());
+        assert!(BlockMap::complete(5000, KIB).is_present(&(0..5000)));
+    }
+
+    #[test]
+    fn read_ahead_doubles_while_sequential_and_resets_on_a_seek() {
+        let mut ahead = ReadAhead::new(256 * KIB, 8 * 1024 * KIB);
+        ahead.note_read(&(0..100));
+        assert_eq!(ahead.next_window(), 256 * KIB);
+        let mut position = 100;
+        let mut windows = Vec::new();
+        for _ in 0..8 {
+            ahead.note_read(&(position..position + 100));
+            position += 100;
+            windows.push(ahead.next_window() / KIB);
+        }
+        assert_eq!(windows, [512, 1024, 2048, 4096, 8192, 8192, 8192, 8192]);
+        ahead.note_read(&(1_000_000..1_000_100)); // a seek
+        assert_eq!(ahead.next_window(), 256 * KIB);
+    }
+
+    #[test]
+    fn content_ranges_parse() {
+        assert_eq!(
+            parse_content_range("bytes 0-262143/1000000"),
+            Some(ContentRange { bytes: 0..262_144, total: Some(1_000_000) })
+        );
+        assert_eq!(
+            parse_content_range("bytes 900-999/*"),
+            Some(ContentRange { bytes: 900..1000, total: None })
+        );
+        assert_eq!(parse_unsatisfied_total("bytes */0"), Some(0));
+    }
+
+    #[test]
+    fn malformed_content_ranges_are_refused() {
+        for bad in [
+            "",
+            "bytes",
+            "0-99/100",
+            "items 0-99/100",
+            "bytes 0-99",
+            "bytes 99-0/100",
+            "bytes 0-100/100",
+            "bytes -1-5/100",
+            "bytes +0-5/100",
+            "bytes 0-5/-100",
+            "bytes 0-18446744073709551615/*",
+            "bytes 0-99999999999999999999/*",
+            "bytes 0 -99/100",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_unsatisfied_total("bytes 0-1/2"), None);
+        assert_eq!(parse_unsatisfied_total("bytes */x"), None);
+    }
+
+    #[test]
+    fn error_codes_are_read_from_xml_only_when_plausible() {
+        let body = b"<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>x</Message></Error>";
+        assert_eq!(error_code(body).as_deref(), Some("SlowDown"));
+        assert_eq!(error_code(b"<Code>has space</Code>"), None);
+        assert_eq!(error_code(b"<Code>unterminated"), None);
+        assert_eq!(error_code(b"not xml"), None);
+    }
+
+    fn kind_of(status: u16, code: Option<&str>) -> (ErrorKind, bool) {
+        match classify_status(StatusCode::from_u16(status).unwrap(), code) {
+            Failure::Retry(error) => (error.kind(), true),
+            Failure::Stop(error) => (error.kind(), false),
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_the_categories_the_pipeline_acts_on() {
+        assert_eq!(kind_of(403, Some("AccessDenied")), (ErrorKind::AccessDenied, false));
+        assert_eq!(kind_of(400, Some("ExpiredToken")), (ErrorKind::AccessDenied, false));
+        assert_eq!(kind_of(404, Some("NoSuchKey")), (ErrorKind::NotFound, false));
+        assert_eq!(kind_of(503, Some("SlowDown")), (ErrorKind::Transient, true));
+        assert_eq!(kind_of(500, None), (ErrorKind::Transient, true));
+        assert_eq!(kind_of(429, None), (ErrorKind::Transient, true));
+        assert_eq!(kind_of(400, Some("RequestTimeout")), (ErrorKind::Transient, true));
+        // A changed object is not retried in place: the whole job is.
+        assert_eq!(kind_of(412, Some("PreconditionFailed")), (ErrorKind::Transient, false));
+        assert_eq!(kind_of(301, Some("PermanentRedirect")), (ErrorKind::Internal, false));
+        assert_eq!(kind_of(400, Some("AuthorizationQueryParametersError")), (ErrorKind::Internal, false));
+    }
+
+    #[test]
+    fn fetch_errors_survive_the_trip_through_io_error() {
+        let io = io::Error::other(FetchError::NotFound("gone".into()));
+        assert_eq!(FetchError::from_io(&io), Some(&FetchError::NotFound("gone".into())));
+        assert_eq!(FetchError::from_io(&io::Error::other("plain")), None);
+    }
+
+    #[test]
+    fn the_temp_file_is_unnamed_and_private() {
+        let base = tempfile::tempdir().unwrap();
+        let settings = FetchSettings { temp_dir: base.path().to_path_buf(), ..FetchSettings::default() };
+        // `new` sends nothing: the port is never dialled.
+        let url =
+            SignedUrl::new("http://127.0.0.1:9/b/k?X-Amz-Signature=s".into(), std::time::SystemTime::now());
+        let remote = RemoteFile::new(url, &settings).unwrap();
+        let dir = base.path().join(PRIVATE_DIR_NAME);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "no name in the directory (O_TMPFILE)");
+        assert_eq!(remote.file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(remote.stats(), FetchStats::default());
+    }
+
+    #[test]
+    fn the_private_dir_is_0700_and_swept() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = private_dir(base.path()).unwrap();
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        fs::write(dir.join(".tmpLEFTOVER"), b"x").unwrap();
+        assert_eq!(sweep_temp_dir(base.path()).unwrap(), 1);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        assert_eq!(sweep_temp_dir(&base.path().join("missing")).unwrap(), 0);
+        fs::set_permissions(&dir, Permissions::from_mode(0o755)).unwrap();
+        assert!(matches!(private_dir(base.path()), Err(FetchError::Local(m)) if m.contains("0700")));
+    }
+}
