@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use asset_worker::access::aws::{S3AccessSettings, S3Access};
+use asset_worker::access::aws::{S3Access, S3AccessSettings};
 use asset_worker::access::{AccessError, Fetchable, MintRequest, Provider, SignedUrl};
 use asset_worker::job::{ErrorKind, S3Source};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
