@@ -1,8 +1,11 @@
-//! The `asset-worker extract` command: local files in, one JSON line per file out (DESIGN §4).
+//! The one-shot commands of DESIGN §4: `extract` (files or objects in, one JSON line each
+//! out), `sign` (a display URL through the same delegated access) and `check` (can this
+//! integration read this object, and if not, why).
 //!
-//! It needs no service and no network, so it is the first thing a new user runs. Each file is
-//! read by a sandboxed child ([`crate::extract::sandbox`]), several at once (one per core by
-//! default); lines come out in the order the files were given.
+//! `extract` over local files needs no service and no network, so it is the first thing a new
+//! user runs. Each file is read by a sandboxed child ([`crate::extract::sandbox`]), several at
+//! once (one per core by default); lines come out in the order the inputs were given. An
+//! `s3://` or `gs://` input goes through the same pipeline as a queued job.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -12,9 +15,13 @@ use std::sync::mpsc;
 
 use serde::Serialize;
 
+use crate::access::MintRequest;
+use crate::access::providers::Access;
+use crate::config::Settings;
 use crate::extract::ExtractOptions;
 use crate::extract::sandbox::{ChildRequest, ChildSource, Limits, open_error, run_in_child};
-use crate::job::{DataType, ErrorBody, Status};
+use crate::job::{DataType, ErrorBody, ErrorKind, GcsSource, S3Source, Source, Status};
+use crate::pipeline::{PipelineSettings, Stats, process_source};
 
 /// Above this many files a progress bar is shown (on a terminal).
 const PROGRESS_BAR_MIN_FILES: usize = 20;
@@ -29,6 +36,94 @@ pub struct FileReport {
     pub size_bytes: Option<u64>,
     pub metadata: Option<serde_json::Value>,
     pub error: Option<ErrorBody>,
+    /// What fetching a remote object cost (absent for local files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+}
+
+/// The delegated access an `s3://` or `gs://` input is read through.
+#[derive(Debug, Clone, Default)]
+pub struct AccessFlags {
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    /// The bucket's region; the worker's own region when unset.
+    pub region: Option<String>,
+    pub service_account: Option<String>,
+}
+
+/// What an input names.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Local(PathBuf),
+    /// An object, shown as the user wrote it.
+    Remote {
+        shown: String,
+        source: Source,
+    },
+}
+
+/// An `s3://bucket/key` or `gs://bucket/object` argument as a job's source; `None` for a
+/// local path.
+pub fn parse_remote(arg: &str, flags: &AccessFlags, default_region: &str) -> Option<Result<Source, String>> {
+    let (scheme, rest) = arg.split_once("://")?;
+    let split = |rest: &str| match rest.split_once('/') {
+        Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
+            Ok((bucket.to_owned(), key.to_owned()))
+        }
+        _ => Err(format!("{arg}: expected {scheme}://BUCKET/KEY")),
+    };
+    Some(match scheme {
+        "s3" => split(rest).and_then(|(bucket, key)| {
+            let role_arn =
+                flags.role_arn.clone().ok_or_else(|| format!("{arg}: --role-arn is required for s3://"))?;
+            Ok(Source::S3(S3Source {
+                region: flags.region.clone().unwrap_or_else(|| default_region.to_owned()),
+                bucket,
+                key,
+                role_arn,
+                external_id: flags.external_id.clone(),
+            }))
+        }),
+        "gs" => split(rest).map(|(bucket, object)| {
+            Source::Gcs(GcsSource { bucket, object, service_account: flags.service_account.clone() })
+        }),
+        other => Err(format!("{arg}: unknown scheme {other}://; use a path, s3:// or gs://")),
+    })
+}
+
+/// The arguments of `extract` as inputs: objects parsed, directories walked.
+pub fn parse_inputs(
+    args: &[PathBuf],
+    flags: &AccessFlags,
+    default_region: &str,
+) -> Result<Vec<Input>, String> {
+    let mut inputs = Vec::new();
+    for arg in args {
+        match parse_remote(&arg.to_string_lossy(), flags, default_region) {
+            Some(source) => {
+                inputs.push(Input::Remote { shown: arg.to_string_lossy().into_owned(), source: source? })
+            }
+            None => inputs.extend(expand_paths(std::slice::from_ref(arg)).into_iter().map(Input::Local)),
+        }
+    }
+    Ok(inputs)
+}
+
+/// What reading remote objects needs: a runtime for the cloud SDKs, the providers, the
+/// pipeline's settings. Built only when an input is remote.
+pub struct RemoteContext {
+    runtime: tokio::runtime::Runtime,
+    access: Access,
+    pipeline: PipelineSettings,
+}
+
+impl RemoteContext {
+    /// Providers and pipeline from the worker's settings (the environment).
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let access = runtime.block_on(Access::from_settings(settings))?;
+        Ok(RemoteContext { runtime, access, pipeline: PipelineSettings::from_settings(settings)? })
+    }
 }
 
 /// How to run `extract`.
@@ -71,24 +166,33 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>, given: bool) {
     }
 }
 
-/// Extracts every file, writing one JSON line per file to `out` in input order. Returns
+/// Extracts every input, writing one JSON line per input to `out` in input order. Returns
 /// whether all of them succeeded.
-pub fn extract_files(files: &[PathBuf], run: &ExtractRun, out: &mut dyn Write) -> anyhow::Result<bool> {
+pub fn extract_files(
+    inputs: &[Input],
+    run: &ExtractRun,
+    remote: Option<&RemoteContext>,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
     let exe = std::env::current_exe()?;
     let next = AtomicUsize::new(0);
     let (sender, receiver) = mpsc::channel();
-    let progress = (files.len() >= PROGRESS_BAR_MIN_FILES && std::io::stderr().is_terminal())
-        .then(|| indicatif::ProgressBar::new(files.len() as u64));
+    let progress = (inputs.len() >= PROGRESS_BAR_MIN_FILES && std::io::stderr().is_terminal())
+        .then(|| indicatif::ProgressBar::new(inputs.len() as u64));
     let mut all_succeeded = true;
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        for _ in 0..run.parallel.clamp(1, files.len().max(1)) {
+        for _ in 0..run.parallel.clamp(1, inputs.len().max(1)) {
             let sender = sender.clone();
             let (next, exe) = (&next, &exe);
             scope.spawn(move || {
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = files.get(index) else { break };
-                    if sender.send((index, extract_one(exe, path, run))).is_err() {
+                    let Some(input) = inputs.get(index) else { break };
+                    let report = match input {
+                        Input::Local(path) => extract_one(exe, path, run),
+                        Input::Remote { shown, source } => extract_remote(shown, source, index, remote),
+                    };
+                    if sender.send((index, report)).is_err() {
                         break;
                     }
                 }
@@ -119,6 +223,26 @@ pub fn extract_files(files: &[PathBuf], run: &ExtractRun, out: &mut dyn Write) -
     Ok(all_succeeded)
 }
 
+/// Reads one object through delegated access, as a queued job would.
+fn extract_remote(shown: &str, source: &Source, index: usize, remote: Option<&RemoteContext>) -> FileReport {
+    let Some(remote) = remote else {
+        return failed(
+            shown.to_owned(),
+            None,
+            ErrorBody::new(ErrorKind::Internal, "remote inputs need a RemoteContext"),
+        );
+    };
+    let job_id = format!("cli-{}-{index}", std::process::id());
+    let processed =
+        remote.runtime.block_on(process_source(&remote.access, source, &job_id, &remote.pipeline));
+    let mut report = match processed.outcome {
+        Ok(extracted) => succeeded(shown.to_owned(), processed.size_bytes, extracted),
+        Err(error) => failed(shown.to_owned(), processed.size_bytes, error),
+    };
+    report.stats = Some(processed.stats);
+    report
+}
+
 /// Extracts one local file in a sandboxed child.
 pub fn extract_one(exe: &Path, path: &Path, run: &ExtractRun) -> FileReport {
     let shown = path.display().to_string();
@@ -139,16 +263,21 @@ pub fn extract_one(exe: &Path, path: &Path, run: &ExtractRun) -> FileReport {
         limits: run.limits,
     };
     match run_in_child(exe, &request).outcome {
-        Ok(extracted) => FileReport {
-            path: shown,
-            status: Status::Succeeded,
-            data_type: Some(extracted.data_type),
-            mime_type: Some(extracted.mime_type),
-            size_bytes: Some(size_bytes),
-            metadata: Some(extracted.metadata),
-            error: None,
-        },
+        Ok(extracted) => succeeded(shown, Some(size_bytes), extracted),
         Err(error) => failed(shown, Some(size_bytes), error),
+    }
+}
+
+fn succeeded(path: String, size_bytes: Option<u64>, extracted: crate::extract::Extracted) -> FileReport {
+    FileReport {
+        path,
+        status: Status::Succeeded,
+        data_type: Some(extracted.data_type),
+        mime_type: Some(extracted.mime_type),
+        size_bytes,
+        metadata: Some(extracted.metadata),
+        error: None,
+        stats: None,
     }
 }
 
@@ -161,5 +290,102 @@ fn failed(path: String, size_bytes: Option<u64>, error: ErrorBody) -> FileReport
         size_bytes,
         metadata: None,
         error: Some(error),
+        stats: None,
     }
+}
+
+/// `sign`'s answer: a URL for the platform's frontend to show the asset with.
+#[derive(Debug, Serialize)]
+pub struct SignAnswer {
+    pub url: String,
+    pub expires_at: String,
+}
+
+/// Mints a display URL for `source` through the same delegated access jobs use.
+pub async fn sign(
+    access: &Access,
+    source: &Source,
+    ttl: std::time::Duration,
+) -> Result<SignAnswer, ErrorBody> {
+    let request = MintRequest { job_id: format!("sign-{}", std::process::id()), ttl };
+    match access.mint(source, &request).await {
+        Ok(crate::access::Fetchable::Url(url)) => Ok(SignAnswer {
+            url: url.expose().to_owned(),
+            expires_at: humantime::format_rfc3339_seconds(url.expires_at).to_string(),
+        }),
+        Ok(crate::access::Fetchable::File(_)) => {
+            Err(ErrorBody::new(ErrorKind::InvalidJob, "local files have no URL to sign; use s3:// or gs://"))
+        }
+        Err(error) => Err(ErrorBody::new(error.kind(), error.to_string())),
+    }
+}
+
+/// `check`'s answer: whether a job for this object would succeed in reaching it, and if not,
+/// the error it would get.
+#[derive(Debug, Serialize)]
+pub struct CheckAnswer {
+    pub source: String,
+    pub status: Status,
+    /// The role was assumed (S3) or the URL signed (GCS): the delegation itself works.
+    pub access_granted: bool,
+    pub size_bytes: Option<u64>,
+    pub content_type: Option<String>,
+    pub error: Option<ErrorBody>,
+}
+
+/// Verifies an integration: delegation first, then the object itself.
+pub async fn check(
+    access: &Access,
+    shown: &str,
+    source: &Source,
+    fetch: &crate::fetch::FetchSettings,
+) -> CheckAnswer {
+    let mut answer = CheckAnswer {
+        source: shown.to_owned(),
+        status: Status::Failed,
+        access_granted: false,
+        size_bytes: None,
+        content_type: None,
+        error: None,
+    };
+    let job_id = format!("check-{}", std::process::id());
+    let request = MintRequest { job_id: job_id.clone(), ttl: std::time::Duration::from_secs(300) };
+    let minted = match access.mint(source, &request).await {
+        Ok(minted) => minted,
+        Err(error) => {
+            answer.error = Some(ErrorBody::new(error.kind(), error.to_string()));
+            return answer;
+        }
+    };
+    answer.access_granted = true;
+    let object = match (source, minted) {
+        // S3 answers a HEAD with what a GET would get, and tells a wrong region apart.
+        (Source::S3(s3), _) => access
+            .s3()
+            .check_object(s3, &job_id)
+            .await
+            .map(|object| (object.size_bytes, object.content_type))
+            .map_err(|error| ErrorBody::new(error.kind(), error.to_string())),
+        (_, crate::access::Fetchable::Url(url)) => {
+            let fetch = crate::fetch::FetchSettings { block_bytes: 4096, ..fetch.clone() };
+            tokio::task::spawn_blocking(move || {
+                let mut file = crate::fetch::RemoteFile::new(url, &fetch).map_err(|e| e.to_body())?;
+                file.open().map(|size| (Some(size), None)).map_err(|e| e.to_body())
+            })
+            .await
+            .unwrap_or_else(|e| Err(ErrorBody::new(ErrorKind::Internal, e.to_string())))
+        }
+        (_, crate::access::Fetchable::File(path)) => {
+            std::fs::metadata(&path).map(|meta| (Some(meta.len()), None)).map_err(|e| open_error(&path, &e))
+        }
+    };
+    match object {
+        Ok((size_bytes, content_type)) => {
+            answer.status = Status::Succeeded;
+            answer.size_bytes = size_bytes;
+            answer.content_type = content_type;
+        }
+        Err(error) => answer.error = Some(error),
+    }
+    answer
 }

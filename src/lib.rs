@@ -15,6 +15,7 @@
 //! - [`config`]: typed settings: defaults → TOML file → `ASSET_WORKER_*` environment.
 //! - [`fetch`]: a signed URL → a private temp file that fills, range by range, as the
 //!   extractor reads it: only the bytes the parser touches are downloaded.
+//! - [`pipeline`]: one object top-down: mint → fetch and extract in the child → report.
 //! - [`cli`]: the `extract` subcommand: files in, one JSON line per file out.
 
 pub mod access;
@@ -23,3 +24,4 @@ pub mod config;
 pub mod extract;
 pub mod fetch;
 pub mod job;
+pub mod pipeline;

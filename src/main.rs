@@ -4,9 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use asset_worker::cli::{ExtractRun, expand_paths, extract_files};
+use asset_worker::access::providers::Access;
+use asset_worker::cli::{AccessFlags, RemoteContext, check, extract_files, parse_inputs, parse_remote, sign};
+use asset_worker::config::Settings;
 use asset_worker::extract::ExtractOptions;
 use asset_worker::extract::sandbox::{self, CHILD_SUBCOMMAND, Limits};
 use asset_worker::job::DataType;
@@ -18,15 +20,47 @@ use asset_worker::job::DataType;
     about = "Extracts metadata from images, video, audio, PDF, DICOM and text"
 )]
 struct Cli {
+    /// A TOML settings file (else ASSET_WORKER_CONFIG); ASSET_WORKER_* variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
+/// How to reach an `s3://` or `gs://` object: the customer's delegation.
+#[derive(Args, Clone, Default)]
+struct AccessArgs {
+    /// The customer's role to assume (s3://).
+    #[arg(long, value_name = "ARN")]
+    role_arn: Option<String>,
+    /// The ExternalId the customer's role requires (s3://).
+    #[arg(long, value_name = "ID")]
+    external_id: Option<String>,
+    /// The bucket's region (s3://; default: the worker's, ASSET_WORKER_REGION).
+    #[arg(long)]
+    region: Option<String>,
+    /// The customer's service account to sign as (gs://).
+    #[arg(long, value_name = "EMAIL")]
+    service_account: Option<String>,
+}
+
+impl AccessArgs {
+    fn flags(&self) -> AccessFlags {
+        AccessFlags {
+            role_arn: self.role_arn.clone(),
+            external_id: self.external_id.clone(),
+            region: self.region.clone(),
+            service_account: self.service_account.clone(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Print one JSON line of metadata per file (directories are walked). No services needed.
+    /// Print one JSON line of metadata per file or object (directories are walked; s3:// and
+    /// gs:// objects are read through delegated access). No services needed for files.
     Extract {
-        /// Files or directories.
+        /// Files, directories, s3://BUCKET/KEY or gs://BUCKET/OBJECT.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Breaks ties when the bytes fit more than one type (e.g. an empty file as text).
@@ -45,6 +79,26 @@ enum Command {
         /// patient identifiers).
         #[arg(long, value_delimiter = ',', value_name = "KEYWORDS", env = "ASSET_WORKER_DICOM_TAGS")]
         dicom_tags: Option<Vec<String>>,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Print a display URL (JSON: url, expires_at) minted through the same delegated access.
+    Sign {
+        /// s3://BUCKET/KEY or gs://BUCKET/OBJECT.
+        object: String,
+        /// Lifetime of the URL (default ASSET_WORKER_DISPLAY_URL_TTL_SECONDS, 15 minutes).
+        #[arg(long, value_name = "SECONDS")]
+        ttl_seconds: Option<u64>,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Verify an integration: can the role be assumed (or the account signed as), is the
+    /// object readable, and if not, the error a job would get. Exit 0 if readable.
+    Check {
+        /// s3://BUCKET/KEY or gs://BUCKET/OBJECT.
+        object: String,
+        #[command(flatten)]
+        access: AccessArgs,
     },
     /// Internal: extract one file described on stdin, answer on stdout (the sandbox child).
     #[command(name = CHILD_SUBCOMMAND, hide = true)]
@@ -53,26 +107,96 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::ExtractChild => ExitCode::from(sandbox::child_main() as u8),
-        Command::Extract { paths, data_type, timeout_ms, memory_limit_mb, jobs, dicom_tags } => {
-            let run = ExtractRun {
-                options: ExtractOptions { hint: data_type, dicom_tags },
-                limits: Limits {
-                    timeout: Duration::from_millis(timeout_ms),
-                    memory_bytes: memory_limit_mb.saturating_mul(1024 * 1024),
-                },
-                parallel: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    let result = match cli.command {
+        Command::ExtractChild => return ExitCode::from(sandbox::child_main() as u8),
+        Command::Extract { paths, data_type, timeout_ms, memory_limit_mb, jobs, dicom_tags, access } => {
+            let limits = Limits {
+                timeout: Duration::from_millis(timeout_ms),
+                memory_bytes: memory_limit_mb.saturating_mul(1024 * 1024),
             };
-            let files = expand_paths(&paths);
-            match extract_files(&files, &run, &mut std::io::stdout().lock()) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(1),
-                Err(e) => {
-                    eprintln!("asset-worker: {e:#}");
-                    ExitCode::from(2)
-                }
-            }
+            let options = ExtractOptions { hint: data_type, dicom_tags };
+            let parallel =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            run_extract(cli.config, paths, access, limits, options, parallel)
+        }
+        Command::Sign { object, ttl_seconds, access } => run_sign(cli.config, &object, ttl_seconds, &access),
+        Command::Check { object, access } => run_check(cli.config, &object, &access),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("asset-worker: {e:#}");
+            ExitCode::from(2)
         }
     }
+}
+
+fn run_extract(
+    config: Option<PathBuf>,
+    paths: Vec<PathBuf>,
+    access: AccessArgs,
+    limits: Limits,
+    options: ExtractOptions,
+    parallel: usize,
+) -> anyhow::Result<bool> {
+    let any_remote = paths.iter().any(|p| p.to_string_lossy().contains("://"));
+    // Settings (endpoints, identities) matter only for objects: files need none.
+    let settings = if any_remote { Some(Settings::load(config.as_deref())?) } else { None };
+    let region = settings.as_ref().map_or("eu-central-1", |s| s.region.as_str());
+    let inputs = parse_inputs(&paths, &access.flags(), region).map_err(anyhow::Error::msg)?;
+    let remote = match &settings {
+        Some(settings) => {
+            let mut settings = settings.clone();
+            settings.extract_timeout_ms = limits.timeout.as_millis() as u64;
+            settings.extract_memory_mb = limits.memory_bytes / (1024 * 1024);
+            settings.dicom_tags = options.dicom_tags.clone();
+            Some(RemoteContext::new(&settings)?)
+        }
+        None => None,
+    };
+    let run = asset_worker::cli::ExtractRun { options, limits, parallel };
+    extract_files(&inputs, &run, remote.as_ref(), &mut std::io::stdout().lock())
+}
+
+/// Settings, a runtime, the providers and the object's source: what `sign` and `check` share.
+fn remote_object(
+    config: Option<PathBuf>,
+    object: &str,
+    access: &AccessArgs,
+) -> anyhow::Result<(Settings, tokio::runtime::Runtime, Access, asset_worker::job::Source)> {
+    let settings = Settings::load(config.as_deref())?;
+    let source = parse_remote(object, &access.flags(), &settings.region)
+        .unwrap_or_else(|| Err(format!("{object}: expected s3://BUCKET/KEY or gs://BUCKET/OBJECT")))
+        .map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let providers = runtime.block_on(Access::from_settings(&settings))?;
+    Ok((settings, runtime, providers, source))
+}
+
+fn run_sign(
+    config: Option<PathBuf>,
+    object: &str,
+    ttl_seconds: Option<u64>,
+    access: &AccessArgs,
+) -> anyhow::Result<bool> {
+    let (settings, runtime, providers, source) = remote_object(config, object, access)?;
+    let ttl = Duration::from_secs(ttl_seconds.unwrap_or(settings.display_url_ttl_seconds));
+    match runtime.block_on(sign(&providers, &source, ttl)) {
+        Ok(answer) => {
+            println!("{}", serde_json::to_string(&answer)?);
+            Ok(true)
+        }
+        Err(error) => {
+            println!("{}", serde_json::json!({ "error": error }));
+            Ok(false)
+        }
+    }
+}
+
+fn run_check(config: Option<PathBuf>, object: &str, access: &AccessArgs) -> anyhow::Result<bool> {
+    let (settings, runtime, providers, source) = remote_object(config, object, access)?;
+    let answer = runtime.block_on(check(&providers, object, &source, &settings.fetch_settings()));
+    println!("{}", serde_json::to_string(&answer)?);
+    Ok(answer.error.is_none())
 }

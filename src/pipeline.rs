@@ -1,0 +1,123 @@
+//! One object, top-down (DESIGN §1): mint access through the customer's delegation, fetch and
+//! extract in the sandboxed child, report. The fetched bytes live in an unnamed temp file of
+//! the child, so they are gone when the child is, whatever way it ends.
+//!
+//! A 403 while fetching may only mean the URL expired between mint and use (a slow queue, a
+//! clock skew): the object is minted and tried once more before the job is `access_denied`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::access::providers::Access;
+use crate::access::{Fetchable, MintRequest};
+use crate::extract::sandbox::{ChildAnswer, ChildRequest, ChildSource, ChildStats, Limits, run_in_child};
+use crate::extract::{ExtractOptions, Extracted};
+use crate::fetch::FetchSettings;
+use crate::job::{ErrorBody, ErrorKind, Source};
+
+/// How objects are processed; the same for every job of a worker.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// This binary: the sandboxed child is a subcommand of it.
+    pub exe: PathBuf,
+    pub limits: Limits,
+    pub fetch: FetchSettings,
+    /// The lifetime of the URL minted for a job.
+    pub url_ttl: Duration,
+    pub options: ExtractOptions,
+}
+
+impl PipelineSettings {
+    /// The pipeline of this worker's settings, with this binary as the child.
+    pub fn from_settings(settings: &crate::config::Settings) -> std::io::Result<Self> {
+        Ok(PipelineSettings {
+            exe: std::env::current_exe()?,
+            limits: settings.extract_limits(),
+            fetch: settings.fetch_settings(),
+            url_ttl: Duration::from_secs(settings.url_ttl_seconds),
+            options: ExtractOptions { hint: None, dicom_tags: settings.dicom_tags.clone() },
+        })
+    }
+}
+
+/// The `stats` of a result (DESIGN §2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub bytes_fetched: u64,
+    pub sign_ms: u64,
+    pub fetch_ms: u64,
+    pub extract_ms: u64,
+    pub total_ms: u64,
+}
+
+/// What became of one object.
+#[derive(Debug)]
+pub struct Processed {
+    pub outcome: Result<Extracted, ErrorBody>,
+    /// The object's size, when the fetch (or the local file) told it.
+    pub size_bytes: Option<u64>,
+    pub stats: Stats,
+}
+
+/// Processes the object `source` names, for the job `job_id` (its id names the cloud session).
+pub async fn process_source(
+    access: &Access,
+    source: &Source,
+    job_id: &str,
+    settings: &PipelineSettings,
+) -> Processed {
+    let started = Instant::now();
+    let mut stats = Stats::default();
+    let mut size_bytes = None;
+    let request = MintRequest { job_id: job_id.to_owned(), ttl: settings.url_ttl };
+    let mut outcome = Err(ErrorBody::new(ErrorKind::Internal, "the object was never tried"));
+    for attempt in 0..2 {
+        let signing = Instant::now();
+        let minted = access.mint(source, &request).await;
+        stats.sign_ms += elapsed_ms(signing);
+        let fetchable = match minted {
+            Ok(fetchable) => fetchable,
+            Err(error) => {
+                outcome = Err(ErrorBody::new(error.kind(), error.to_string()));
+                break;
+            }
+        };
+        let remote = matches!(fetchable, Fetchable::Url(_));
+        let answer = run_child(fetchable, settings).await;
+        add_child_stats(&mut stats, &answer.stats);
+        size_bytes = answer.stats.size_bytes.or(size_bytes);
+        outcome = answer.outcome;
+        let denied = matches!(&outcome, Err(error) if error.kind == ErrorKind::AccessDenied);
+        if !(remote && denied && attempt == 0) {
+            break;
+        }
+    }
+    stats.total_ms = elapsed_ms(started);
+    Processed { outcome, size_bytes, stats }
+}
+
+/// Runs the sandboxed child on a blocking thread: it waits on a process.
+async fn run_child(fetchable: Fetchable, settings: &PipelineSettings) -> ChildAnswer {
+    let source = match fetchable {
+        Fetchable::Url(url) => ChildSource::Url { url, fetch: settings.fetch.clone() },
+        Fetchable::File(path) => ChildSource::File { path },
+    };
+    let request = ChildRequest { source, options: settings.options.clone(), limits: settings.limits };
+    let exe = settings.exe.clone();
+    tokio::task::spawn_blocking(move || run_in_child(&exe, &request)).await.unwrap_or_else(|e| ChildAnswer {
+        outcome: Err(ErrorBody::new(ErrorKind::Internal, format!("the extraction task failed: {e}"))),
+        stats: ChildStats::default(),
+    })
+}
+
+fn add_child_stats(stats: &mut Stats, child: &ChildStats) {
+    stats.bytes_fetched += child.bytes_fetched;
+    stats.fetch_ms += child.fetch_ms;
+    stats.extract_ms += child.extract_ms;
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
