@@ -4,7 +4,7 @@
 CARGO ?= cargo
 FIXTURE_DIRS := fixtures/image fixtures/video fixtures/audio fixtures/pdf fixtures/dicom fixtures/text
 
-.PHONY: extract test lint unit golden fixtures references bench check-cargo
+.PHONY: extract test lint golden fixtures references bench bench-fetch check-cargo
 
 ## Extract metadata from every fixture and print one JSON line per file (no services needed).
 extract: check-cargo
@@ -38,6 +38,12 @@ references:
 ## Timing and peak memory of `extract` beside exiftool and ffprobe; see BENCHMARKS.md.
 bench: check-cargo
 	bench/extract.sh
+
+## Bytes fetched vs object size per data type, from SeaweedFS (needs ffmpeg & co. to make the
+## files, and the peers); see BENCHMARKS.md.
+bench-fetch: check-cargo
+	scripts/peers.sh start
+	set -a; . .peers/env; set +a; bench/fetch.sh
 
 check-cargo:
 	@command -v $(CARGO) >/dev/null || { echo "Rust is needed: curl https://sh.rustup.rs -sSf | sh -s -- -y (the version is pinned in rust-toolchain.toml)"; exit 1; }
