@@ -120,6 +120,9 @@ pub struct RemoteContext {
 impl RemoteContext {
     /// Providers and pipeline from the worker's settings (the environment).
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        // Fetched bytes live in unnamed files; anything named there was left by a crash on a
+        // system without O_TMPFILE.
+        crate::fetch::sweep_temp_dir(&settings.temp_dir)?;
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let access = runtime.block_on(Access::from_settings(settings))?;
         Ok(RemoteContext { runtime, access, pipeline: PipelineSettings::from_settings(settings)? })
