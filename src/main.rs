@@ -181,7 +181,15 @@ fn run_sign(
     access: &AccessArgs,
 ) -> anyhow::Result<bool> {
     let (settings, runtime, providers, source) = remote_object(config, object, access)?;
-    let ttl = Duration::from_secs(ttl_seconds.unwrap_or(settings.display_url_ttl_seconds));
+    let ttl_seconds = ttl_seconds.unwrap_or(settings.display_url_ttl_seconds);
+    if ttl_seconds > settings.display_url_ttl_seconds {
+        anyhow::bail!(
+            "--ttl-seconds {ttl_seconds} exceeds ASSET_WORKER_DISPLAY_URL_TTL_SECONDS ({}); raise that setting \
+             (and ASSET_WORKER_SESSION_DURATION_SECONDS with it) for longer display URLs",
+            settings.display_url_ttl_seconds
+        );
+    }
+    let ttl = Duration::from_secs(ttl_seconds);
     match runtime.block_on(sign(&providers, &source, ttl)) {
         Ok(answer) => {
             println!("{}", serde_json::to_string(&answer)?);

@@ -95,7 +95,28 @@ pub async fn process_source(
         }
     }
     stats.total_ms = elapsed_ms(started);
+    if let Err(error) = &mut outcome
+        && error.kind == ErrorKind::AccessDenied
+        && matches!(source, Source::S3(_) | Source::Gcs(_))
+    {
+        // Refused twice, the second time with a fresh URL: not an expiry, but the delegation.
+        error.message = format!("{} refused a freshly minted URL too: {}", describe(source), error.message);
+    }
     Processed { outcome, size_bytes, stats }
+}
+
+/// The object and the identity it is read as, for messages an admin can act on.
+fn describe(source: &Source) -> String {
+    match source {
+        Source::S3(s3) => format!("s3://{}/{} read as {}", s3.bucket, s3.key, s3.role_arn),
+        Source::Gcs(gcs) => format!(
+            "gs://{}/{} read as {}",
+            gcs.bucket,
+            gcs.object,
+            gcs.service_account.as_deref().unwrap_or("the worker's key")
+        ),
+        Source::Local(local) => format!("local file {:?}", local.key),
+    }
 }
 
 /// Runs the sandboxed child on a blocking thread: it waits on a process.

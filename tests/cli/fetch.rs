@@ -14,110 +14,24 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use asset_worker::access::SignedUrl;
 use asset_worker::extract::sandbox::{ChildAnswer, ChildRequest, ChildSource, Limits, run_in_child};
 use asset_worker::fetch::{FetchError, FetchSettings, PRIVATE_DIR_NAME, RemoteFile};
 use asset_worker::job::ErrorKind;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::primitives::ByteStream;
 
+use super::peers::{Seaweed, unique};
 use super::root;
 
 const MIB: u64 = 1024 * 1024;
 
-/// A peer setting from `.peers/env`; a test without its peers fails, it never skips.
-fn peer(name: &str) -> String {
-    let variable = format!("ASSET_WORKER_TEST_{name}");
-    std::env::var(&variable).unwrap_or_else(|_| {
-        panic!(
-            "{variable} is not set: run `make peers` and source .peers/env (`set -a; . .peers/env; set +a`)"
-        )
-    })
-}
-
 /// An object key no other test (or earlier run) uses.
 fn unique_key(test: &str, file: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("fetch/{test}-{}-{nanos}/{file}", std::process::id())
-}
-
-/// SeaweedFS as its admin: uploads fixtures and presigns GETs with the admin's keys (the
-/// delegated-access path that mints URLs in production is tested in `s3_access`).
-struct Seaweed {
-    s3: aws_sdk_s3::Client,
-    bucket: String,
-    runtime: tokio::runtime::Runtime,
+    format!("fetch/{}/{file}", unique(test))
 }
 
 impl Seaweed {
-    fn connect() -> Self {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("eu-central-1"))
-            .endpoint_url(peer("S3_ENDPOINT"))
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(
-                peer("S3_ADMIN_ACCESS_KEY_ID"),
-                peer("S3_ADMIN_SECRET_ACCESS_KEY"),
-                None,
-                None,
-                "test",
-            ))
-            .build();
-        let seaweed = Seaweed {
-            s3: aws_sdk_s3::Client::from_conf(config),
-            bucket: peer("S3_BUCKET"),
-            runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-        };
-        seaweed.runtime.block_on(async {
-            if let Err(err) = seaweed.s3.create_bucket().bucket(&seaweed.bucket).send().await {
-                let exists = err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists());
-                assert!(exists, "creating bucket: {}", aws_sdk_s3::error::DisplayErrorContext(&err));
-            }
-        });
-        seaweed
-    }
-
-    fn upload(&self, key: &str, body: ByteStream) {
-        self.runtime.block_on(async {
-            self.s3
-                .put_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .body(body)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("upload {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
-        });
-    }
-
-    fn upload_bytes(&self, key: &str, bytes: Vec<u8>) {
-        self.upload(key, ByteStream::from(bytes));
-    }
-
-    fn upload_file(&self, key: &str, path: &Path) {
-        let body = self.runtime.block_on(ByteStream::from_path(path)).expect("the file to upload opens");
-        self.upload(key, body);
-    }
-
-    fn presign(&self, key: &str, ttl: Duration) -> SignedUrl {
-        let request = self.runtime.block_on(async {
-            self.s3
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .presigned(PresigningConfig::expires_in(ttl).unwrap())
-                .await
-                .expect("presigning is local")
-        });
-        SignedUrl::new(request.uri().to_owned(), SystemTime::now() + ttl)
-    }
-
     /// Uploads a fixture under a fresh key and signs a GET for it.
     fn signed_fixture(&self, test: &str, fixture: &str) -> SignedUrl {
         let key = unique_key(test, fixture.rsplit('/').next().unwrap());

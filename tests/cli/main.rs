@@ -1,9 +1,11 @@
 //! Integration tests of the `asset-worker` binary: every test runs the real binary as a user
 //! would, over the committed fixtures. One test binary, one module per capability.
 
+mod delegated;
 mod fetch;
 mod gcs_access;
 mod golden;
+mod peers;
 mod s3_access;
 mod sandbox;
 

@@ -5,30 +5,16 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use asset_worker::access::aws::{S3Access, S3AccessSettings};
 use asset_worker::access::{AccessError, Fetchable, MintRequest, Provider, SignedUrl};
 use asset_worker::job::{ErrorKind, S3Source};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
 use base64::Engine as _;
 
-/// A peer setting from `.peers/env`; a test without its peers fails, it never skips.
-fn peer(name: &str) -> String {
-    let variable = format!("ASSET_WORKER_TEST_{name}");
-    std::env::var(&variable).unwrap_or_else(|_| {
-        panic!(
-            "{variable} is not set: run `make peers` and source .peers/env (`set -a; . .peers/env; set +a`)"
-        )
-    })
-}
-
-/// A name no other test (or earlier run) uses.
-fn unique(test: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("{test}-{}-{nanos}", std::process::id())
-}
+use super::peers::{Seaweed, moto_assumed_role, peer, unique};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -44,7 +30,7 @@ fn identity(access_key: String, secret_key: String) -> SdkConfig {
         .build()
 }
 
-/// SeaweedFS's admin: the worker's identity there, and the one that uploads test objects.
+/// SeaweedFS's admin: the worker's own identity there (it assumes the roles).
 fn seaweed_admin() -> SdkConfig {
     identity(peer("S3_ADMIN_ACCESS_KEY_ID"), peer("S3_ADMIN_SECRET_ACCESS_KEY"))
 }
@@ -76,29 +62,7 @@ fn seaweed_source(key: &str, role_arn: String) -> S3Source {
 
 /// Uploads `bytes` as the admin (creating the shared bucket if no test has yet).
 fn upload(key: &str, bytes: &[u8]) {
-    let config = aws_sdk_s3::config::Builder::from(&seaweed_admin())
-        .region(Region::new("eu-central-1"))
-        .endpoint_url(peer("S3_ENDPOINT"))
-        .force_path_style(true)
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(config);
-    let bucket = peer("S3_BUCKET");
-    runtime().block_on(async {
-        if let Err(err) = s3.create_bucket().bucket(&bucket).send().await {
-            let exists = err
-                .as_service_error()
-                .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists());
-            assert!(exists, "creating bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(&err));
-        }
-        s3.put_object()
-            .bucket(&bucket)
-            .key(key)
-            .content_type("application/octet-stream")
-            .body(bytes.to_vec().into())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("upload {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
-    });
+    Seaweed::connect().upload_bytes(key, bytes.to_vec());
 }
 
 fn request(job_id: &str) -> MintRequest {
@@ -260,20 +224,6 @@ fn assume_roles_named(marker: &str) -> usize {
         .iter()
         .filter(|form| field(form, "RoleSessionName").is_some_and(|name| name.contains(marker)))
         .count()
-}
-
-/// moto's record of the session named `session_name`.
-fn moto_assumed_role(session_name: &str) -> serde_json::Value {
-    let data: serde_json::Value =
-        reqwest::blocking::get(format!("{}/moto-api/data.json", peer("MOTO_ENDPOINT")))
-            .unwrap()
-            .json()
-            .unwrap();
-    let sessions = data["sts"]["AssumedRole"].as_array().cloned().unwrap_or_default();
-    sessions
-        .into_iter()
-        .find(|session| session["session_name"] == session_name)
-        .unwrap_or_else(|| panic!("moto has no assumed role named {session_name}"))
 }
 
 #[test]
