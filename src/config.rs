@@ -29,8 +29,15 @@ pub struct Settings {
     pub local_root: Option<PathBuf>,
     /// Where fetched bytes are held while a job runs: a private folder (0700) is made inside.
     pub temp_dir: PathBuf,
-    /// Jobs in flight at once.
+    /// Jobs in flight at once (the consumer's prefetch).
     pub concurrency: usize,
+    /// Deliveries of one job before the broker dead-letters it (`x-delivery-limit` of the
+    /// process queue). Fixed when the queue is first declared: changing it later makes the
+    /// declaration fail until the queue is re-created.
+    pub delivery_limit: u32,
+    /// On SIGTERM, how long in-flight jobs may run before they are handed back to the queue.
+    /// Keep the pod's `terminationGracePeriodSeconds` above it.
+    pub drain_timeout_seconds: u64,
     /// Health and metrics endpoint.
     pub http_addr: SocketAddr,
     /// The region the worker runs in; STS and S3 are called at this region's endpoints unless
@@ -79,6 +86,8 @@ impl Default for Settings {
             local_root: None,
             temp_dir: std::env::temp_dir().join("asset-worker"),
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            delivery_limit: 5,
+            drain_timeout_seconds: 30,
             http_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             region: "eu-central-1".into(),
             s3_endpoint: None,
@@ -159,8 +168,11 @@ impl Settings {
                 format!("is {:?}; use letters, digits, - _ .", self.queue_prefix),
             ));
         }
-        if self.concurrency == 0 {
-            return Err(invalid("concurrency", "must be at least 1".into()));
+        if self.concurrency == 0 || self.concurrency > usize::from(u16::MAX) {
+            return Err(invalid("concurrency", format!("is {}; must be 1 to 65535", self.concurrency)));
+        }
+        if self.delivery_limit == 0 {
+            return Err(invalid("delivery_limit", "must be at least 1".into()));
         }
         for (setting, seconds) in [
             ("url_ttl_seconds", self.url_ttl_seconds),

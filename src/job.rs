@@ -136,6 +136,179 @@ impl ErrorBody {
     }
 }
 
+/// The only job schema this worker reads; a job of another schema is `invalid_job`.
+pub const JOB_SCHEMA: u32 = 1;
+/// The schema of the results this worker publishes.
+pub const RESULT_SCHEMA: u32 = 1;
+
+/// A "process asset" job, as the backend enqueues it (DESIGN §2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub schema: u32,
+    /// The idempotency key: a job delivered twice is answered twice with the same id.
+    pub job_id: String,
+    /// Opaque to the worker, echoed back so the backend needs no lookup.
+    pub asset_id: String,
+    /// What the backend believes the asset is; the bytes decide, this only breaks ties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<DataType>,
+    pub source: Source,
+}
+
+/// Why a delivery is not a job this worker can run: the reason, and the job's id when one
+/// could be read, so the backend still hears about it (`invalid_job` result).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct InvalidJob {
+    pub job_id: Option<String>,
+    pub reason: InvalidJobReason,
+}
+
+/// The categories of unusable deliveries; all of them are dead-lettered, never retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidJobReason {
+    #[error("the job is not JSON: {0}")]
+    NotJson(String),
+    #[error("the job has schema {found}; this worker reads schema {JOB_SCHEMA}")]
+    WrongSchema { found: String },
+    #[error("the job's source names provider {0}; expected s3, gcs or local")]
+    UnknownProvider(String),
+    #[error("the S3 source has no external_id; the customer's role must require one (DESIGN §7)")]
+    MissingExternalId,
+    #[error("the job does not match schema {JOB_SCHEMA}: {0}")]
+    Malformed(String),
+}
+
+impl Job {
+    /// Reads a delivery's body. Checks go from the coarsest to the finest so the reason names
+    /// the first thing the sender must fix.
+    pub fn parse(body: &[u8]) -> Result<Job, InvalidJob> {
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| InvalidJob { job_id: None, reason: InvalidJobReason::NotJson(e.to_string()) })?;
+        let job_id = value
+            .get("job_id")
+            .and_then(serde_json::Value::as_str)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned);
+        let invalid = |reason| InvalidJob { job_id: job_id.clone(), reason };
+        match value.get("schema") {
+            Some(schema) if schema.as_u64() == Some(u64::from(JOB_SCHEMA)) => {}
+            Some(schema) => return Err(invalid(InvalidJobReason::WrongSchema { found: schema.to_string() })),
+            None => return Err(invalid(InvalidJobReason::WrongSchema { found: "none".into() })),
+        }
+        if let Some(provider) = value.pointer("/source/provider")
+            && !matches!(provider.as_str(), Some("s3" | "gcs" | "local"))
+        {
+            return Err(invalid(InvalidJobReason::UnknownProvider(provider.to_string())));
+        }
+        let job: Job =
+            serde_json::from_value(value).map_err(|e| invalid(InvalidJobReason::Malformed(e.to_string())))?;
+        if job.job_id.is_empty() {
+            return Err(invalid(InvalidJobReason::Malformed("job_id is empty".into())));
+        }
+        if let Source::S3(s3) = &job.source
+            && s3.external_id.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(invalid(InvalidJobReason::MissingExternalId));
+        }
+        Ok(job)
+    }
+}
+
+/// Which worker answered, for the backend's audit and an operator's debugging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub version: String,
+    pub region: String,
+    pub host: String,
+}
+
+impl WorkerInfo {
+    /// This binary, in `region`, on this host (the pod's name under Kubernetes).
+    pub fn current(region: &str) -> WorkerInfo {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "unknown".into());
+        WorkerInfo { version: env!("CARGO_PKG_VERSION").into(), region: region.into(), host }
+    }
+}
+
+/// The answer to one job (DESIGN §2), published to the results exchange or the job's
+/// `reply_to`. Every field is always present (`null` when unknown), so consumers need no
+/// defaults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobResult {
+    pub schema: u32,
+    pub job_id: String,
+    /// `None` only for an `invalid_job` whose asset id could not be read.
+    pub asset_id: Option<String>,
+    pub status: Status,
+    pub data_type: Option<DataType>,
+    pub mime_type: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub metadata: Option<serde_json::Value>,
+    pub error: Option<ErrorBody>,
+    pub stats: crate::pipeline::Stats,
+    pub worker: WorkerInfo,
+    /// RFC 3339, UTC, whole seconds.
+    pub processed_at: String,
+}
+
+impl JobResult {
+    /// The result of a job that went through the pipeline.
+    pub fn from_processed(
+        job: &Job,
+        processed: crate::pipeline::Processed,
+        worker: &WorkerInfo,
+    ) -> JobResult {
+        let mut result = JobResult::failed(
+            job.job_id.clone(),
+            Some(job.asset_id.clone()),
+            ErrorBody::new(ErrorKind::Internal, ""),
+            worker,
+        );
+        result.size_bytes = processed.size_bytes;
+        result.stats = processed.stats;
+        match processed.outcome {
+            Ok(extracted) => {
+                result.status = Status::Succeeded;
+                result.error = None;
+                result.data_type = Some(extracted.data_type);
+                result.mime_type = Some(extracted.mime_type);
+                result.metadata = Some(extracted.metadata);
+            }
+            Err(error) => result.error = Some(error),
+        }
+        result
+    }
+
+    /// A failed result with no pipeline stats (an invalid job, an exhausted retry budget).
+    pub fn failed(
+        job_id: String,
+        asset_id: Option<String>,
+        error: ErrorBody,
+        worker: &WorkerInfo,
+    ) -> JobResult {
+        JobResult {
+            schema: RESULT_SCHEMA,
+            job_id,
+            asset_id,
+            status: Status::Failed,
+            data_type: None,
+            mime_type: None,
+            size_bytes: None,
+            metadata: None,
+            error: Some(error),
+            stats: crate::pipeline::Stats::default(),
+            worker: worker.clone(),
+            processed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +343,66 @@ mod tests {
         assert!(ErrorKind::Transient.retryable());
         assert!(!ErrorKind::Corrupt.retryable());
         assert!(!ErrorKind::AccessDenied.retryable());
+    }
+
+    #[test]
+    fn a_job_parses_as_the_design_spells_it() {
+        let job = Job::parse(
+            br#"{"schema":1,"job_id":"j1","asset_id":"a1","data_type":"video",
+                "source":{"provider":"local","key":"video/clip.mp4"}}"#,
+        )
+        .unwrap();
+        assert_eq!(job.job_id, "j1");
+        assert_eq!(job.data_type, Some(DataType::Video));
+    }
+
+    #[test]
+    fn unusable_jobs_are_categorised_with_their_id_when_readable() {
+        let reason = |body: &str| Job::parse(body.as_bytes()).unwrap_err();
+        let not_json = reason("{not json");
+        assert!(matches!(not_json.reason, InvalidJobReason::NotJson(_)));
+        assert_eq!(not_json.job_id, None);
+        let schema =
+            reason(r#"{"schema":2,"job_id":"j2","asset_id":"a","source":{"provider":"local","key":"k"}}"#);
+        assert!(matches!(schema.reason, InvalidJobReason::WrongSchema { .. }));
+        assert_eq!(schema.job_id.as_deref(), Some("j2"));
+        let ftp =
+            reason(r#"{"schema":1,"job_id":"j3","asset_id":"a","source":{"provider":"ftp","key":"k"}}"#);
+        assert!(matches!(ftp.reason, InvalidJobReason::UnknownProvider(_)));
+        let no_external_id = reason(
+            r#"{"schema":1,"job_id":"j4","asset_id":"a","source":{"provider":"s3","region":"eu-central-1",
+                "bucket":"b","key":"k","role_arn":"arn:aws:iam::123456789012:role/R"}}"#,
+        );
+        assert_eq!(no_external_id.reason, InvalidJobReason::MissingExternalId);
+        assert_eq!(no_external_id.job_id.as_deref(), Some("j4"));
+        let no_asset = reason(r#"{"schema":1,"job_id":"j5","source":{"provider":"local","key":"k"}}"#);
+        assert!(matches!(no_asset.reason, InvalidJobReason::Malformed(_)));
+    }
+
+    #[test]
+    fn a_result_has_every_field_of_the_design() {
+        let worker = WorkerInfo::current("eu-central-1");
+        let result =
+            JobResult::failed("j".into(), None, ErrorBody::new(ErrorKind::InvalidJob, "bad"), &worker);
+        let value = serde_json::to_value(&result).unwrap();
+        for field in [
+            "schema",
+            "job_id",
+            "asset_id",
+            "status",
+            "data_type",
+            "mime_type",
+            "size_bytes",
+            "metadata",
+            "error",
+            "stats",
+            "worker",
+            "processed_at",
+        ] {
+            assert!(value.get(field).is_some(), "{field} missing from {value}");
+        }
+        assert_eq!(value["error"]["kind"], "invalid_job");
+        assert_eq!(value["stats"]["total_ms"], 0);
+        assert!(humantime::parse_rfc3339(value["processed_at"].as_str().unwrap()).is_ok());
     }
 }

@@ -16,7 +16,9 @@
 //! - [`fetch`]: a signed URL → a private temp file that fills, range by range, as the
 //!   extractor reads it: only the bytes the parser touches are downloaded.
 //! - [`pipeline`]: one object top-down: mint → fetch and extract in the child → report.
-//! - [`cli`]: the `extract` subcommand: files in, one JSON line per file out.
+//! - [`queue`]: AMQP: topology, confirmed publisher, the consumer loop and its ack policy.
+//! - [`cli`]: the one-shot subcommands (`extract`, `sign`, `check`) and the queue ones
+//!   (`run`, `enqueue`, `results`).
 
 pub mod access;
 pub mod cli;
@@ -25,3 +27,4 @@ pub mod extract;
 pub mod fetch;
 pub mod job;
 pub mod pipeline;
+pub mod queue;

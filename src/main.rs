@@ -1,5 +1,6 @@
 //! The `asset-worker` binary: parse the command line and dispatch a subcommand.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use asset_worker::access::providers::Access;
+use asset_worker::cli::queue as queue_cli;
 use asset_worker::cli::{AccessFlags, RemoteContext, check, extract_files, parse_inputs, parse_remote, sign};
 use asset_worker::config::Settings;
 use asset_worker::extract::ExtractOptions;
@@ -100,6 +102,29 @@ enum Command {
         #[command(flatten)]
         access: AccessArgs,
     },
+    /// The queue worker: consume jobs from {prefix}.process, publish results, until SIGTERM
+    /// or SIGINT (then drain in-flight jobs and exit 0).
+    Run,
+    /// Publish jobs to {prefix}.process (confirmed) and print their job ids, one a line:
+    /// a job per `--local` key, else one per line of stdin (raw job JSON, sent as is).
+    Enqueue {
+        /// Keys under ASSET_WORKER_LOCAL_ROOT (the worker's local provider).
+        #[arg(long = "local", value_name = "KEY", num_args = 1..)]
+        local: Vec<String>,
+        /// The data type hint of the `--local` jobs.
+        #[arg(long, value_name = "TYPE")]
+        data_type: Option<DataType>,
+    },
+    /// Print results from {prefix}.results as JSON lines, acking each. Exit 1 if fewer than
+    /// `--count` arrived before the timeout.
+    Results {
+        /// Stop after this many (default: until the timeout).
+        #[arg(long, value_name = "N")]
+        count: Option<usize>,
+        /// Give up after this long.
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        timeout: u64,
+    },
     /// Internal: extract one file described on stdin, answer on stdout (the sandbox child).
     #[command(name = CHILD_SUBCOMMAND, hide = true)]
     ExtractChild,
@@ -121,6 +146,9 @@ fn main() -> ExitCode {
         }
         Command::Sign { object, ttl_seconds, access } => run_sign(cli.config, &object, ttl_seconds, &access),
         Command::Check { object, access } => run_check(cli.config, &object, &access),
+        Command::Run => run_worker(cli.config),
+        Command::Enqueue { local, data_type } => run_enqueue(cli.config, &local, data_type),
+        Command::Results { count, timeout } => run_results(cli.config, count, Duration::from_secs(timeout)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -207,4 +235,74 @@ fn run_check(config: Option<PathBuf>, object: &str, access: &AccessArgs) -> anyh
     let answer = runtime.block_on(check(&providers, object, &source, &settings.fetch_settings()));
     println!("{}", serde_json::to_string(&answer)?);
     Ok(answer.error.is_none())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn run_worker(config: Option<PathBuf>) -> anyhow::Result<bool> {
+    let settings = Settings::load(config.as_deref())?;
+    let runtime = runtime()?;
+    let outcome = runtime.block_on(async {
+        // Installed before connecting: a SIGTERM during start-up still shuts down cleanly.
+        let shutdown = shutdown_signal()?;
+        queue_cli::run_worker(&settings, shutdown).await
+    });
+    // A job abandoned at the drain deadline may leave its extraction thread waiting on a
+    // child that has its own time limit; don't wait for it.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome.map(|()| true)
+}
+
+/// Resolves on the first SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
+fn run_enqueue(
+    config: Option<PathBuf>,
+    local: &[String],
+    data_type: Option<DataType>,
+) -> anyhow::Result<bool> {
+    let settings = Settings::load(config.as_deref())?;
+    let bodies = if local.is_empty() {
+        let mut bodies = Vec::new();
+        for line in std::io::stdin().lines() {
+            let line = line?;
+            if !line.trim().is_empty() {
+                bodies.push(line.into_bytes());
+            }
+        }
+        bodies
+    } else {
+        queue_cli::local_jobs(local, data_type)
+    };
+    let ids = runtime()?.block_on(queue_cli::enqueue(&settings, &bodies))?;
+    let mut out = std::io::stdout().lock();
+    for id in ids {
+        writeln!(out, "{}", id.as_deref().unwrap_or("-"))?;
+    }
+    Ok(true)
+}
+
+fn run_results(config: Option<PathBuf>, count: Option<usize>, timeout: Duration) -> anyhow::Result<bool> {
+    let settings = Settings::load(config.as_deref())?;
+    let printed =
+        runtime()?.block_on(queue_cli::results(&settings, count, timeout, &mut std::io::stdout().lock()))?;
+    if let Some(count) = count
+        && printed < count
+    {
+        eprintln!("asset-worker: {printed} of {count} results arrived within {} s", timeout.as_secs());
+        return Ok(false);
+    }
+    Ok(true)
 }

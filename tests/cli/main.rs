@@ -6,6 +6,7 @@ mod fetch;
 mod gcs_access;
 mod golden;
 mod peers;
+mod queue;
 mod s3_access;
 mod sandbox;
 

@@ -1,6 +1,6 @@
 //! The one-shot commands of DESIGN §4: `extract` (files or objects in, one JSON line each
 //! out), `sign` (a display URL through the same delegated access) and `check` (can this
-//! integration read this object, and if not, why).
+//! integration read this object, and if not, why). The queue commands are in [`queue`].
 //!
 //! `extract` over local files needs no service and no network, so it is the first thing a new
 //! user runs. Each file is read by a sandboxed child ([`crate::extract::sandbox`]), several at
@@ -22,6 +22,8 @@ use crate::extract::ExtractOptions;
 use crate::extract::sandbox::{ChildRequest, ChildSource, Limits, open_error, run_in_child};
 use crate::job::{DataType, ErrorBody, ErrorKind, GcsSource, S3Source, Source, Status};
 use crate::pipeline::{PipelineSettings, Stats, process_source};
+
+pub mod queue;
 
 /// Above this many files a progress bar is shown (on a terminal).
 const PROGRESS_BAR_MIN_FILES: usize = 20;

@@ -1,0 +1,126 @@
+//! The queue commands of DESIGN §4: `run` (the worker), `enqueue` (publish jobs, for
+//! operators, demos and load tests) and `results` (print answers from the results queue).
+//! Each declares the topology first, so they can be started in any order.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lapin::options::{BasicAckOptions, BasicGetOptions};
+
+use crate::access::providers::Access;
+use crate::config::Settings;
+use crate::job::{DataType, JOB_SCHEMA, Job, LocalSource, Source};
+use crate::pipeline::PipelineSettings;
+use crate::queue::connect;
+use crate::queue::consumer::{self, WorkerParts};
+use crate::queue::publisher::{ConfirmedPublisher, Destination, json_properties};
+use crate::queue::topology::{self, Names};
+
+/// How often `results` looks at an empty queue.
+const RESULTS_POLL: Duration = Duration::from_millis(50);
+
+/// The worker: sweeps what a crash left in the temp dir, then consumes until `shutdown`.
+pub async fn run_worker(
+    settings: &Settings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let swept = crate::fetch::sweep_temp_dir(&settings.temp_dir).map_err(|e| {
+        anyhow::anyhow!("sweeping ASSET_WORKER_TEMP_DIR={}: {e}", settings.temp_dir.display())
+    })?;
+    if swept > 0 {
+        eprintln!(
+            "{}",
+            serde_json::json!({"level": "info", "message": "swept the temp dir", "removed": swept})
+        );
+    }
+    let parts = WorkerParts {
+        access: Access::from_settings(settings).await?,
+        pipeline: PipelineSettings::from_settings(settings)?,
+    };
+    consumer::run(settings, parts, shutdown).await?;
+    Ok(())
+}
+
+/// A job for each file under the local root (`--local KEY…`).
+pub fn local_jobs(keys: &[String], data_type: Option<DataType>) -> Vec<Vec<u8>> {
+    keys.iter()
+        .map(|key| {
+            let job = Job {
+                schema: JOB_SCHEMA,
+                job_id: new_job_id(),
+                asset_id: key.clone(),
+                data_type,
+                source: Source::Local(LocalSource { key: key.clone() }),
+            };
+            serde_json::to_vec(&job).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Publishes each body to the process queue, confirmed, as it is (raw lines are sent even if
+/// they are not valid jobs: testing the worker's handling of bad messages needs them). Returns
+/// each body's job id, when one is readable.
+pub async fn enqueue(settings: &Settings, bodies: &[Vec<u8>]) -> anyhow::Result<Vec<Option<String>>> {
+    let connection = connect(settings).await?;
+    let names = Names::new(&settings.queue_prefix);
+    topology::declare(&connection.create_channel().await?, &names, settings.delivery_limit).await?;
+    let publisher = ConfirmedPublisher::open(&connection).await?;
+    let destination = Destination::Queue(names.process.clone());
+    let mut ids = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let job_id = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|job| job.get("job_id").and_then(|id| id.as_str()).map(str::to_owned));
+        publisher.publish(&destination, body, json_properties(job_id.as_deref())).await?;
+        ids.push(job_id);
+    }
+    publisher.close().await;
+    let _ = connection.close(200, "enqueued".into()).await;
+    Ok(ids)
+}
+
+/// Takes results off the results queue, one JSON line each to `out`, acking each once
+/// written, until `count` are printed or `timeout` passes. Returns how many were printed.
+pub async fn results(
+    settings: &Settings,
+    count: Option<usize>,
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> anyhow::Result<usize> {
+    let connection = connect(settings).await?;
+    let names = Names::new(&settings.queue_prefix);
+    let channel = connection.create_channel().await?;
+    topology::declare(&channel, &names, settings.delivery_limit).await?;
+    let deadline = Instant::now() + timeout;
+    let mut printed = 0;
+    // basic.get rather than a consumer: it takes exactly `count` messages, never prefetching
+    // one more that would then have to be handed back.
+    while count.is_none_or(|count| printed < count) && Instant::now() < deadline {
+        let Some(message) =
+            channel.basic_get(names.results_queue.as_str().into(), BasicGetOptions::default()).await?
+        else {
+            tokio::time::sleep(RESULTS_POLL).await;
+            continue;
+        };
+        let delivery = message.delivery;
+        // One line per result, whatever whitespace the publisher used.
+        match serde_json::from_slice::<serde_json::Value>(&delivery.data) {
+            Ok(value) => writeln!(out, "{value}")?,
+            Err(_) => writeln!(out, "{}", String::from_utf8_lossy(&delivery.data).trim())?,
+        }
+        out.flush()?;
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        printed += 1;
+    }
+    let _ = channel.close(200, "done".into()).await;
+    let _ = connection.close(200, "done".into()).await;
+    Ok(printed)
+}
+
+/// A job id unique without coordination: time, process and a counter.
+fn new_job_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}

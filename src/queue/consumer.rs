@@ -1,0 +1,391 @@
+//! The worker's loop (vector's AMQP source, mini-redis's shutdown): `basic_qos` →
+//! `basic_consume` → one `select!` over shutdown, finished jobs and deliveries. Each delivery
+//! becomes a task that runs the job, publishes its result with a confirm, **then** settles
+//! the delivery by the ack policy of DESIGN §2:
+//!
+//! | outcome | result published | delivery |
+//! |---|---|---|
+//! | succeeded, or failed for good (`not_found`, `corrupt`, …) | yes | ack |
+//! | `transient`, deliveries left | no | nack, requeue |
+//! | `transient`, last allowed delivery | yes, `retryable: true` | ack |
+//! | not a job (not JSON, wrong schema, unknown provider, no ExternalId) | `invalid_job`, if a job id is readable | reject, dead-lettered |
+//! | the result could not be published | no | nack, requeue |
+//!
+//! Only `transient` is retried here. `timeout` and `internal` are retryable for the backend
+//! (it may enqueue again) but not requeued by the worker: a file that hangs its parser or
+//! trips a bug would do so on every delivery, holding a worker for the whole retry budget.
+//!
+//! On shutdown the consumer is cancelled, in-flight jobs get a drain deadline, and whatever is
+//! still unsettled is nacked back to the queue for another worker.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
+};
+use lapin::types::{AMQPValue, DeliveryTag, FieldTable};
+use lapin::{Acker, Channel};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::publisher::{ConfirmedPublisher, Destination};
+use super::topology::{self, Names};
+use super::{QueueError, connect};
+use crate::access::providers::Access;
+use crate::config::Settings;
+use crate::job::{ErrorBody, ErrorKind, Job, JobResult, WorkerInfo};
+use crate::pipeline::{PipelineSettings, Processed, process_source};
+
+/// How long to wait for deliveries the broker had already sent before the cancel took effect.
+const PREFETCHED_GRACE: Duration = Duration::from_millis(500);
+
+/// What the worker needs besides the broker, built once at start.
+pub struct WorkerParts {
+    pub access: Access,
+    pub pipeline: PipelineSettings,
+}
+
+/// Everything a job task shares with the others.
+struct JobContext {
+    access: Access,
+    pipeline: PipelineSettings,
+    publisher: ConfirmedPublisher,
+    names: Names,
+    worker: WorkerInfo,
+    delivery_limit: u32,
+    /// Extraction is CPU-bound: at most one child per core runs, however large the prefetch
+    /// (prefetch may exceed the cores to hide the latency of minting and fetching).
+    extraction_slots: Semaphore,
+}
+
+/// Deliveries taken but not yet acked, nacked or rejected: what shutdown hands back.
+type Unsettled = Arc<Mutex<HashMap<DeliveryTag, Acker>>>;
+
+/// Runs the worker until `shutdown` resolves, then drains. Returns an error only when the
+/// broker fails (the process then exits non-zero and its supervisor restarts it).
+pub async fn run(
+    settings: &Settings,
+    parts: WorkerParts,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), QueueError> {
+    let connection = connect(settings).await?;
+    let names = Names::new(&settings.queue_prefix);
+    let channel = connection.create_channel().await?;
+    topology::declare(&channel, &names, settings.delivery_limit).await?;
+    let publisher = ConfirmedPublisher::open(&connection).await?;
+    let prefetch = u16::try_from(settings.concurrency).unwrap_or(u16::MAX);
+    channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    let mut consumer = channel
+        .basic_consume(
+            names.process.as_str().into(),
+            format!("asset-worker-{}", std::process::id()).into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let context = Arc::new(JobContext {
+        access: parts.access,
+        pipeline: parts.pipeline,
+        publisher: publisher.clone(),
+        worker: WorkerInfo::current(&settings.region),
+        delivery_limit: settings.delivery_limit,
+        extraction_slots: Semaphore::new(cores),
+        names,
+    });
+    log("info", "consuming", &[("queue", &context.names.process), ("prefetch", &prefetch.to_string())]);
+
+    let unsettled: Unsettled = Arc::default();
+    let mut in_flight = JoinSet::new();
+    tokio::pin!(shutdown);
+    let outcome = loop {
+        tokio::select! {
+            // Shutdown is checked first: once asked to stop, no new job starts even if a
+            // delivery is ready at the same moment.
+            biased;
+            () = &mut shutdown => break Ok(()),
+            // Reap finished tasks so the set holds only running jobs. A task that panicked
+            // left its delivery unsettled; it is nacked at shutdown or redelivered by the
+            // broker when the channel closes, so only a log line is due here.
+            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Err(error) = joined {
+                    log("error", &format!("a job task ended abnormally: {error}"), &[]);
+                }
+            }
+            // The next job. No bound is needed here: the broker sends at most `prefetch`
+            // unsettled deliveries, so the prefetch is the bound on jobs in flight.
+            delivery = consumer.next() => match delivery {
+                Some(Ok(delivery)) => {
+                    lock(&unsettled).insert(delivery.delivery_tag, delivery.acker.clone());
+                    in_flight.spawn(handle_delivery(delivery, Arc::clone(&context), Arc::clone(&unsettled)));
+                }
+                Some(Err(error)) => break Err(QueueError::Broker(error)),
+                None => break Err(QueueError::ConsumerCancelled { queue: context.names.process.clone() }),
+            },
+        }
+    };
+
+    let drain = Duration::from_secs(settings.drain_timeout_seconds);
+    stop_consuming(&channel, &mut consumer, &unsettled).await;
+    drain_in_flight(&mut in_flight, &unsettled, drain).await;
+    publisher.close().await;
+    // Best effort: the broker requeues anything unsettled when the channel closes anyway.
+    let _ = channel.close(200, "worker stopping".into()).await;
+    let _ = connection.close(200, "worker stopping".into()).await;
+    log("info", "stopped", &[]);
+    outcome
+}
+
+/// Cancels the consumer so the broker sends nothing more, and hands back deliveries it had
+/// already sent that no job took yet.
+async fn stop_consuming(channel: &Channel, consumer: &mut lapin::Consumer, unsettled: &Unsettled) {
+    if let Err(error) = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await {
+        log("warn", &format!("cancelling the consumer: {error}"), &[]);
+    }
+    while let Ok(Some(Ok(delivery))) = tokio::time::timeout(PREFETCHED_GRACE, consumer.next()).await {
+        requeue(&delivery.acker).await;
+        lock(unsettled).remove(&delivery.delivery_tag);
+    }
+}
+
+/// Lets in-flight jobs finish until `deadline`, then abandons the rest and nacks their
+/// deliveries back to the queue (another worker will run them from the start).
+async fn drain_in_flight(in_flight: &mut JoinSet<()>, unsettled: &Unsettled, deadline: Duration) {
+    let running = in_flight.len();
+    if running > 0 {
+        log("info", "draining", &[("in_flight", &running.to_string())]);
+    }
+    let all_done = async { while in_flight.join_next().await.is_some() {} };
+    if tokio::time::timeout(deadline, all_done).await.is_err() {
+        in_flight.abort_all();
+        while in_flight.join_next().await.is_some() {}
+    }
+    let left: Vec<Acker> = lock(unsettled).drain().map(|(_, acker)| acker).collect();
+    let mut requeued = 0;
+    for acker in left {
+        // An aborted task may have settled its delivery already; its acker then refuses.
+        if acker.usable() {
+            requeue(&acker).await;
+            requeued += 1;
+        }
+    }
+    if requeued > 0 {
+        log("warn", "drain deadline passed; jobs handed back", &[("requeued", &requeued.to_string())]);
+    }
+}
+
+/// One delivery, start to settlement. Never panics on the message's content: every path
+/// settles the delivery or leaves it for shutdown to hand back.
+async fn handle_delivery(delivery: Delivery, context: Arc<JobContext>, unsettled: Unsettled) {
+    let destination = match delivery.properties.reply_to() {
+        Some(queue) if !queue.as_str().is_empty() => Destination::Queue(queue.as_str().to_owned()),
+        _ => Destination::Exchange(context.names.results_exchange.clone()),
+    };
+    let correlation_id = delivery.properties.correlation_id().as_ref().map(|id| id.as_str().to_owned());
+    let job = match Job::parse(&delivery.data) {
+        Ok(job) => job,
+        Err(invalid) => {
+            let job_id = invalid
+                .job_id
+                .clone()
+                .or_else(|| delivery.properties.message_id().as_ref().map(|id| id.as_str().to_owned()))
+                .filter(|id| !id.is_empty());
+            log(
+                "warn",
+                &format!("invalid job, dead-lettered: {invalid}"),
+                &[("job_id", job_id.as_deref().unwrap_or("-"))],
+            );
+            if let Some(job_id) = job_id {
+                let result = JobResult::failed(
+                    job_id,
+                    None,
+                    ErrorBody::new(ErrorKind::InvalidJob, invalid.to_string()),
+                    &context.worker,
+                );
+                // The job is dead-lettered whether or not its answer gets out: a delivery that
+                // can never succeed must not come back.
+                if let Err(error) =
+                    context.publisher.publish_result(&result, &destination, correlation_id.as_deref()).await
+                {
+                    log("error", &error.to_string(), &[("job_id", &result.job_id)]);
+                }
+            }
+            settle(&delivery.acker, Settlement::DeadLetter).await;
+            lock(&unsettled).remove(&delivery.delivery_tag);
+            return;
+        }
+    };
+
+    let previous_deliveries = delivery_count(delivery.properties.headers());
+    let processed = run_job(&job, &context).await;
+    let mut result = JobResult::from_processed(&job, processed, &context.worker);
+    let last_delivery = is_last_delivery(previous_deliveries, context.delivery_limit);
+    let settlement = match &mut result.error {
+        Some(error) if error.kind == ErrorKind::Transient && !last_delivery => Settlement::Requeue,
+        Some(error) if error.kind == ErrorKind::Transient => {
+            error.retryable = true;
+            error.message = format!(
+                "{} (gave up after {} deliveries; the job may be enqueued again)",
+                error.message,
+                previous_deliveries + 1
+            );
+            Settlement::AckAfterPublish
+        }
+        _ => Settlement::AckAfterPublish,
+    };
+    let fields = [("job_id", job.job_id.as_str()), ("asset_id", job.asset_id.as_str())];
+    let settlement = match settlement {
+        Settlement::AckAfterPublish => {
+            match context.publisher.publish_result(&result, &destination, correlation_id.as_deref()).await {
+                Ok(()) => {
+                    let outcome =
+                        result.error.as_ref().map_or_else(|| "succeeded".to_owned(), |e| wire_name(e.kind));
+                    log("info", "job done", &[fields[0], fields[1], ("outcome", &outcome)]);
+                    Settlement::AckAfterPublish
+                }
+                Err(error) => {
+                    // Unconfirmed: acking would lose the answer. Requeued, the job runs again
+                    // (bounded by the delivery limit).
+                    log("error", &error.to_string(), &fields);
+                    Settlement::Requeue
+                }
+            }
+        }
+        other => {
+            log("warn", "transient failure, requeued", &fields);
+            other
+        }
+    };
+    settle(&delivery.acker, settlement).await;
+    lock(&unsettled).remove(&delivery.delivery_tag);
+}
+
+/// Runs the pipeline behind a panic boundary (a bug costs this job an `internal` result, not
+/// the worker) and an extraction slot.
+async fn run_job(job: &Job, context: &Arc<JobContext>) -> Processed {
+    let Ok(_slot) = context.extraction_slots.acquire().await else {
+        return internal("the extraction slots are closed".into());
+    };
+    let mut pipeline = context.pipeline.clone();
+    pipeline.options.hint = job.data_type;
+    let (task_context, source, job_id) = (Arc::clone(context), job.source.clone(), job.job_id.clone());
+    tokio::spawn(async move { process_source(&task_context.access, &source, &job_id, &pipeline).await })
+        .await
+        .unwrap_or_else(|error| internal(format!("the job's task failed: {error}")))
+}
+
+fn internal(message: String) -> Processed {
+    Processed {
+        outcome: Err(ErrorBody::new(ErrorKind::Internal, message)),
+        size_bytes: None,
+        stats: Default::default(),
+    }
+}
+
+/// How a delivery ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settlement {
+    /// The result is confirmed: done.
+    AckAfterPublish,
+    /// Back to the queue for another attempt (the broker counts it against the limit).
+    Requeue,
+    /// Never retried: to the dead-letter queue.
+    DeadLetter,
+}
+
+async fn settle(acker: &Acker, settlement: Settlement) {
+    let settled = match settlement {
+        Settlement::AckAfterPublish => acker.ack(BasicAckOptions::default()).await,
+        Settlement::Requeue => {
+            acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await
+        }
+        Settlement::DeadLetter => acker.reject(BasicRejectOptions { requeue: false }).await,
+    };
+    if let Err(error) = settled {
+        // The channel is gone: the broker requeues the delivery itself.
+        log("error", &format!("settling a delivery ({settlement:?}): {error}"), &[]);
+    }
+}
+
+async fn requeue(acker: &Acker) {
+    settle(acker, Settlement::Requeue).await;
+}
+
+/// How many times this message was delivered before and handed back (`x-delivery-count`,
+/// set by quorum queues; absent on the first delivery).
+fn delivery_count(headers: &Option<FieldTable>) -> u64 {
+    let Some(value) = headers.as_ref().and_then(|headers| headers.inner().get("x-delivery-count")) else {
+        return 0;
+    };
+    let count = match value {
+        AMQPValue::LongLongInt(n) => i128::from(*n),
+        AMQPValue::LongInt(n) => i128::from(*n),
+        AMQPValue::LongUInt(n) => i128::from(*n),
+        AMQPValue::ShortInt(n) => i128::from(*n),
+        AMQPValue::ShortUInt(n) => i128::from(*n),
+        AMQPValue::ShortShortInt(n) => i128::from(*n),
+        AMQPValue::ShortShortUInt(n) => i128::from(*n),
+        _ => 0,
+    };
+    u64::try_from(count).unwrap_or(0)
+}
+
+/// Whether a transient failure now must be answered rather than requeued. Counted
+/// conservatively (`previous + 1 >= limit`): the worker gives up on the `limit`-th delivery,
+/// before the broker could dead-letter the job silently with no result.
+fn is_last_delivery(previous_deliveries: u64, delivery_limit: u32) -> bool {
+    previous_deliveries + 1 >= u64::from(delivery_limit)
+}
+
+/// An error kind as the wire spells it.
+fn wire_name(kind: ErrorKind) -> String {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The unsettled map is only held for an insert or a remove; a poisoned lock still holds
+/// valid data.
+fn lock(unsettled: &Unsettled) -> std::sync::MutexGuard<'_, HashMap<DeliveryTag, Acker>> {
+    unsettled.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One JSON log line on stderr (structured logging with tracing comes with telemetry).
+/// Never given a URL: jobs' sources are logged by id only.
+fn log(level: &str, message: &str, fields: &[(&str, &str)]) {
+    let mut line = serde_json::Map::new();
+    line.insert("level".into(), level.into());
+    line.insert("message".into(), message.into());
+    for (key, value) in fields {
+        line.insert((*key).into(), (*value).into());
+    }
+    eprintln!("{}", serde_json::Value::Object(line));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delivery_count_header_is_read_whatever_its_integer_type() {
+        let mut headers = FieldTable::default();
+        assert_eq!(delivery_count(&None), 0);
+        headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
+        assert_eq!(delivery_count(&Some(headers.clone())), 3);
+        headers.insert("x-delivery-count".into(), AMQPValue::LongInt(-1));
+        assert_eq!(delivery_count(&Some(headers)), 0);
+    }
+
+    #[test]
+    fn the_last_delivery_is_answered_before_the_broker_dead_letters_it() {
+        assert!(!is_last_delivery(0, 5));
+        assert!(!is_last_delivery(3, 5));
+        assert!(is_last_delivery(4, 5));
+        assert!(is_last_delivery(9, 5));
+        assert!(is_last_delivery(0, 1));
+    }
+}

@@ -1,0 +1,52 @@
+//! AMQP, the worker's only door to the platform: the topology of DESIGN §2
+//! ([`topology`]), results published with publisher confirms ([`publisher`]), and the
+//! consumer loop that runs jobs and applies the ack policy ([`consumer`]).
+//!
+//! Every name derives from `ASSET_WORKER_QUEUE_PREFIX`, so tests and tenants share a broker
+//! without seeing each other's messages.
+
+pub mod consumer;
+pub mod publisher;
+pub mod topology;
+
+use lapin::{Connection, ConnectionProperties};
+use secrecy::ExposeSecret;
+
+use crate::config::Settings;
+
+/// What went wrong with the broker, by what the operator must do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The broker can't be reached or refused our credentials: check `ASSET_WORKER_AMQP_URL`.
+    #[error(
+        "cannot connect to the broker at ASSET_WORKER_AMQP_URL (value not shown: it holds a password): {0}"
+    )]
+    Connect(#[source] lapin::Error),
+    /// A queue or exchange exists with other arguments (a changed `ASSET_WORKER_DELIVERY_LIMIT`,
+    /// a classic queue where a quorum queue is expected): delete it or restore the setting.
+    #[error(
+        "declaring {name}: {source}; if it exists with other arguments, delete it or restore the setting"
+    )]
+    Topology {
+        name: String,
+        #[source]
+        source: lapin::Error,
+    },
+    /// The broker did not take a message: it is not confirmed, so the caller must not ack.
+    #[error("publishing to {destination}: {problem}")]
+    Publish { destination: String, problem: String },
+    /// The broker ended the subscription (the queue was deleted, or the node is going away).
+    #[error("the broker cancelled the consumer of {queue} (was the queue deleted?)")]
+    ConsumerCancelled { queue: String },
+    /// The channel or connection failed while consuming.
+    #[error("AMQP: {0}")]
+    Broker(#[from] lapin::Error),
+}
+
+/// Opens a connection to the configured broker, named after this worker in the management UI.
+pub async fn connect(settings: &Settings) -> Result<Connection, QueueError> {
+    let properties = ConnectionProperties::default().with_connection_name(
+        format!("asset-worker {} pid {}", env!("CARGO_PKG_VERSION"), std::process::id()).into(),
+    );
+    Connection::connect(settings.amqp_url.expose_secret(), properties).await.map_err(QueueError::Connect)
+}

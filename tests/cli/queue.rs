@@ -1,0 +1,440 @@
+//! The queue worker against the real RabbitMQ (127.0.0.1:5672, or ASSET_WORKER_AMQP_URL):
+//! each test has its own queue prefix, runs the real binary (`run`, `enqueue`, `results`)
+//! over the local provider on `fixtures/`, and deletes its queues at the end.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use serde_json::Value;
+
+use super::{fixture_files, root};
+
+const AMQP_DEFAULT: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// One test's queue names, deleted when the test ends (passed or not).
+struct Prefix {
+    name: String,
+    /// The worker's temp dir and log files.
+    dir: tempfile::TempDir,
+}
+
+impl Prefix {
+    fn new(test: &str) -> Prefix {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        Prefix {
+            name: format!("test-{test}-{}-{nanos:x}", std::process::id()),
+            dir: tempfile::tempdir().expect("a temp dir"),
+        }
+    }
+
+    fn temp_dir(&self) -> PathBuf {
+        self.dir.path().join("temp")
+    }
+
+    /// A command of the binary with this prefix's settings.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_asset-worker"));
+        command
+            .args(args)
+            .current_dir(root())
+            .env("ASSET_WORKER_QUEUE_PREFIX", &self.name)
+            .env("ASSET_WORKER_LOCAL_ROOT", root().join("fixtures"))
+            .env("ASSET_WORKER_TEMP_DIR", self.temp_dir())
+            .env("ASSET_WORKER_CONCURRENCY", "2")
+            .env("ASSET_WORKER_DELIVERY_LIMIT", "5");
+        command
+    }
+
+    /// Starts `asset-worker run`; its log goes to `worker-N.log` in the test's dir.
+    fn spawn_worker(&self, n: usize) -> Worker {
+        self.spawn_worker_with(n, &[])
+    }
+
+    /// Starts `asset-worker run` with extra settings.
+    fn spawn_worker_with(&self, n: usize, env: &[(&str, &str)]) -> Worker {
+        let log_path = self.dir.path().join(format!("worker-{n}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = self
+            .command(&["run"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the worker starts");
+        Worker { child, log_path }
+    }
+
+    /// `enqueue --local KEY…`: the job ids, in key order.
+    fn enqueue_local(&self, keys: &[&str]) -> Vec<String> {
+        let mut args = vec!["enqueue", "--local"];
+        args.extend_from_slice(keys);
+        let output = self.command(&args).output().unwrap();
+        assert!(output.status.success(), "enqueue: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect()
+    }
+
+    /// `enqueue` with raw job lines on stdin.
+    fn enqueue_raw(&self, lines: &[&str]) {
+        let mut child =
+            self.command(&["enqueue"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(lines.join("\n").as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "enqueue of raw lines failed");
+    }
+
+    /// `results --count N --timeout S`: the results that arrived (fewer if it timed out).
+    fn results(&self, count: usize, timeout_seconds: u64) -> Vec<Value> {
+        let output = self
+            .command(&["results", "--count", &count.to_string(), "--timeout", &timeout_seconds.to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+            .collect()
+    }
+
+    /// Ready messages in one of this prefix's queues.
+    fn message_count(&self, suffix: &str) -> u32 {
+        let queue = format!("{}.{suffix}", self.name);
+        broker(|channel| async move {
+            let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+            Ok(channel
+                .queue_declare(queue.as_str().into(), options, FieldTable::default())
+                .await?
+                .message_count())
+        })
+    }
+
+    /// No fetched bytes left behind.
+    fn assert_temp_dir_empty(&self) {
+        let private = self.temp_dir().join("asset-worker-fetch");
+        let left: Vec<_> =
+            std::fs::read_dir(&private).map(|d| d.filter_map(Result::ok).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "left in {}: {left:?}", private.display());
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        broker(|channel| async move {
+            for suffix in ["process", "process.dead", "results"] {
+                let queue = format!("{name}.{suffix}");
+                channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
+            }
+            for suffix in ["dlx", "results"] {
+                let exchange = format!("{name}.{suffix}");
+                channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A running worker, killed if the test ends without stopping it.
+struct Worker {
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl Worker {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (at most `limit`) for the exit status.
+    fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < limit, "the worker did not stop within {limit:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `work` on a fresh channel to the test broker.
+fn broker<T, F, Fut>(work: F) -> T
+where
+    F: FnOnce(lapin::Channel) -> Fut,
+    Fut: std::future::Future<Output = lapin::Result<T>>,
+{
+    let url = std::env::var("ASSET_WORKER_AMQP_URL").unwrap_or_else(|_| AMQP_DEFAULT.into());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let connection =
+            lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.unwrap_or_else(
+                |e| panic!("RabbitMQ at {url} (DESIGN §6: start it with `rabbitmq-server -detached`): {e}"),
+            );
+        let answer = work(connection.create_channel().await.unwrap()).await.expect("the broker answers");
+        let _ = connection.close(200, "test done".into()).await;
+        answer
+    })
+}
+
+/// The reviewed answer of `extract` for a fixture (path relative to the root).
+fn expected(fixture: &Path) -> Value {
+    let relative = fixture.strip_prefix("fixtures").unwrap();
+    let path = root().join("fixtures/expected").join(format!("{}.json", relative.display()));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Results by job id; each id must appear once.
+fn by_job_id(results: Vec<Value>) -> HashMap<String, Value> {
+    let mut map = HashMap::new();
+    for result in results {
+        let id = result["job_id"].as_str().expect("a job_id").to_owned();
+        assert!(map.insert(id.clone(), result).is_none(), "two results for job {id}");
+    }
+    map
+}
+
+#[test]
+fn every_job_gets_exactly_one_correct_result() {
+    let prefix = Prefix::new("batch");
+    let mut fixtures = Vec::new();
+    for kind in ["image", "video", "audio", "pdf", "dicom", "text"] {
+        let of_kind: Vec<PathBuf> = fixture_files()
+            .into_iter()
+            .filter(|f| f.starts_with(format!("fixtures/{kind}")))
+            .take(3)
+            .collect();
+        assert!(!of_kind.is_empty(), "no {kind} fixtures");
+        fixtures.extend(of_kind);
+    }
+    let keys: Vec<String> =
+        fixtures.iter().map(|f| f.strip_prefix("fixtures").unwrap().display().to_string()).collect();
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let ids = prefix.enqueue_local(&key_refs);
+    assert_eq!(ids.len(), fixtures.len());
+    let worker = prefix.spawn_worker(1);
+
+    let results = by_job_id(prefix.results(fixtures.len(), 120));
+    assert_eq!(results.len(), fixtures.len(), "worker log:\n{}", worker.log());
+    for ((id, fixture), key) in ids.iter().zip(&fixtures).zip(&keys) {
+        let result = &results[id];
+        let expected = expected(fixture);
+        assert_eq!(result["asset_id"], key.as_str());
+        assert_eq!(result["schema"], 1);
+        for field in ["status", "data_type", "mime_type", "size_bytes", "metadata", "error"] {
+            assert_eq!(result[field], expected[field], "{field} of {key}");
+        }
+        assert!(result["processed_at"].is_string() && result["worker"]["version"].is_string());
+        assert!(result["stats"]["total_ms"].is_u64());
+    }
+    assert!(prefix.results(1, 1).is_empty(), "no result beyond one per job");
+    prefix.assert_temp_dir_empty();
+}
+
+#[test]
+fn bad_messages_are_dead_lettered_and_the_worker_keeps_consuming() {
+    let prefix = Prefix::new("poison");
+    prefix.enqueue_raw(&[
+        "{this is not json",
+        r#"{"schema":2,"job_id":"p-schema","asset_id":"a","source":{"provider":"local","key":"text/x.txt"}}"#,
+        r#"{"schema":1,"job_id":"p-ftp","asset_id":"a","source":{"provider":"ftp","key":"k"}}"#,
+        r#"{"schema":1,"job_id":"p-s3","asset_id":"a","source":{"provider":"s3","region":"eu-central-1","bucket":"b","key":"k","role_arn":"arn:aws:iam::123456789012:role/R"}}"#,
+    ]);
+    let text = fixture_files().into_iter().find(|f| f.starts_with("fixtures/text")).unwrap();
+    let good_key = text.strip_prefix("fixtures").unwrap().display().to_string();
+    let good = prefix.enqueue_local(&[&good_key]).remove(0);
+    let worker = prefix.spawn_worker(1);
+
+    let results = by_job_id(prefix.results(4, 60));
+    assert_eq!(results.len(), 4, "three invalid_job results and the good one; log:\n{}", worker.log());
+    for id in ["p-schema", "p-ftp", "p-s3"] {
+        assert_eq!(results[id]["status"], "failed");
+        assert_eq!(results[id]["error"]["kind"], "invalid_job", "{id}: {}", results[id]);
+        assert_eq!(results[id]["error"]["retryable"], false);
+    }
+    assert_eq!(results[&good]["status"], "succeeded", "{}", results[&good]);
+    // Dead-lettering is asynchronous in the broker: wait for all four to land.
+    let started = Instant::now();
+    while prefix.message_count("process.dead") < 4 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(prefix.message_count("process.dead"), 4, "every bad message is dead-lettered");
+    assert_eq!(prefix.message_count("process"), 0);
+}
+
+#[test]
+fn a_missing_object_is_answered_once_as_not_found() {
+    let prefix = Prefix::new("missing");
+    let id = prefix.enqueue_local(&["image/no-such-file.png"]).remove(0);
+    let worker = prefix.spawn_worker(1);
+    let results = prefix.results(1, 60);
+    assert_eq!(results.len(), 1, "log:\n{}", worker.log());
+    assert_eq!(results[0]["job_id"], id.as_str());
+    assert_eq!(results[0]["status"], "failed");
+    assert_eq!(results[0]["error"]["kind"], "not_found", "{}", results[0]);
+    assert_eq!(results[0]["error"]["retryable"], false);
+    // Acked once: not redelivered, not dead-lettered, no second answer.
+    assert!(prefix.results(1, 2).is_empty());
+    assert_eq!(prefix.message_count("process"), 0);
+    assert_eq!(prefix.message_count("process.dead"), 0);
+}
+
+#[test]
+fn sigterm_mid_batch_finishes_in_flight_jobs_and_loses_none() {
+    let (results, log) = stop_mid_batch("sigterm", 30);
+    assert!(!log.contains("handed back"), "30 s are enough to finish in-flight jobs:\n{log}");
+    let ids = results.iter().map(|(id, answers)| (id, answers.len()));
+    let repeated: Vec<_> = ids.filter(|(_, n)| *n > 1).collect();
+    assert!(repeated.is_empty(), "in-flight jobs were finished, so none is answered twice: {repeated:?}");
+}
+
+/// With no drain time, in-flight jobs are abandoned and nacked back: the second worker answers
+/// them. A job abandoned between its confirmed result and its ack may be answered twice (same
+/// job id): at-least-once, never lost.
+#[test]
+fn past_the_drain_deadline_unfinished_jobs_go_back_to_the_queue() {
+    let (_, log) = stop_mid_batch("drain0", 0);
+    assert!(log.contains("jobs handed back"), "a job was in flight at SIGTERM and was nacked back:\n{log}");
+}
+
+/// Enqueues a batch, stops the first worker with SIGTERM after its first result, lets a second
+/// worker finish; asserts exit 0 and that every job was answered (and succeeded). Returns the
+/// answers by job id.
+fn stop_mid_batch(test: &str, drain_seconds: u64) -> (HashMap<String, Vec<Value>>, String) {
+    let prefix = Prefix::new(test);
+    let pool: Vec<String> = fixture_files()
+        .into_iter()
+        // Video: the slowest fixtures to read, so jobs are in flight when SIGTERM comes.
+        .filter(|f| f.starts_with("fixtures/video"))
+        .map(|f| f.strip_prefix("fixtures").unwrap().display().to_string())
+        .collect();
+    const JOBS: usize = 40;
+    let keys: Vec<&str> = pool.iter().cycle().take(JOBS).map(String::as_str).collect();
+    let ids = prefix.enqueue_local(&keys);
+
+    let drain = drain_seconds.to_string();
+    let mut first = prefix.spawn_worker_with(1, &[("ASSET_WORKER_DRAIN_TIMEOUT_SECONDS", &drain)]);
+    let mut results = prefix.results(1, 60);
+    assert_eq!(results.len(), 1, "log:\n{}", first.log());
+    let status = first.terminate(Duration::from_secs(drain_seconds + 10));
+    assert!(status.success(), "exit status {status:?}; log:\n{}", first.log());
+    // What the first worker finished while draining.
+    results.extend(prefix.results(JOBS, 2));
+    assert!(results.len() < JOBS, "the batch ended before SIGTERM: nothing was proven");
+    let log = first.log();
+
+    let second = prefix.spawn_worker(2);
+    let started = Instant::now();
+    let mut answers: HashMap<String, Vec<Value>> = HashMap::new();
+    loop {
+        for result in results.drain(..) {
+            answers.entry(result["job_id"].as_str().unwrap().to_owned()).or_default().push(result);
+        }
+        if answers.len() == JOBS || started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        results = prefix.results(JOBS - answers.len(), 5);
+    }
+    for result in prefix.results(JOBS, 2) {
+        answers.entry(result["job_id"].as_str().unwrap().to_owned()).or_default().push(result);
+    }
+    assert_eq!(answers.len(), JOBS, "every job answered; logs:\n{log}\n{}", second.log());
+    for id in &ids {
+        assert!(answers[id].iter().all(|r| r["status"] == "succeeded"), "{:?}", answers[id]);
+    }
+    (answers, log)
+}
+
+/// An unreachable STS is `transient`: the job is requeued until its last allowed delivery,
+/// then answered once, failed with `retryable: true`, and acked (not dead-lettered).
+#[test]
+fn transient_failures_exhaust_the_delivery_limit_then_answer_once() {
+    let prefix = Prefix::new("transient");
+    prefix.enqueue_raw(&[r#"{"schema":1,"job_id":"t-sts-down","asset_id":"a","source":{"provider":"s3","region":"eu-central-1","bucket":"customer-bucket","key":"k","role_arn":"arn:aws:iam::123456789012:role/R","external_id":"x"}}"#]);
+    let worker = prefix.spawn_worker_with(
+        1,
+        &[
+            // Nothing listens on port 1: every AssumeRole fails to connect.
+            ("ASSET_WORKER_STS_ENDPOINT", "http://127.0.0.1:1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    );
+    let results = prefix.results(1, 90);
+    assert_eq!(results.len(), 1, "log:\n{}", worker.log());
+    let error = &results[0]["error"];
+    assert_eq!(error["kind"], "transient", "{}", results[0]);
+    assert_eq!(error["retryable"], true);
+    assert!(error["message"].as_str().unwrap().contains("gave up after 5 deliveries"), "{error}");
+    assert_eq!(worker.log().matches("transient failure, requeued").count(), 4, "{}", worker.log());
+    assert!(prefix.results(1, 2).is_empty(), "answered once");
+    assert_eq!(prefix.message_count("process"), 0);
+    assert_eq!(prefix.message_count("process.dead"), 0, "acked after the answer, not dead-lettered");
+}
+
+/// The retry budget of the ack policy rests on how the broker counts: the worker answers a
+/// transient failure on the delivery whose `x-delivery-count` is `limit - 1`, so that
+/// delivery must happen before the broker dead-letters the job.
+#[test]
+fn the_broker_delivers_the_last_attempt_the_worker_counts_on() {
+    let prefix = Prefix::new("limit");
+    prefix.enqueue_raw(&[
+        r#"{"schema":1,"job_id":"count-me","asset_id":"a","source":{"provider":"local","key":"k"}}"#,
+    ]);
+    let queue = format!("{}.process", prefix.name);
+    let counts = broker(|channel| async move {
+        let mut counts = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            let options = lapin::options::BasicGetOptions::default();
+            let Some(message) = channel.basic_get(queue.as_str().into(), options).await? else {
+                if !counts.is_empty()
+                    && channel
+                        .queue_declare(
+                            queue.as_str().into(),
+                            QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+                            FieldTable::default(),
+                        )
+                        .await?
+                        .message_count()
+                        == 0
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let count = message
+                .delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get("x-delivery-count").and_then(|v| v.as_long_long_int()))
+                .unwrap_or(0);
+            counts.push(count);
+            let requeue = lapin::options::BasicNackOptions { requeue: true, ..Default::default() };
+            message.delivery.acker.nack(requeue).await?;
+        }
+        Ok(counts)
+    });
+    // RabbitMQ 3.10 delivers limit + 1 times (counts 0..=5); the worker gives up on the 5th.
+    assert!(counts.len() >= 5, "the job is delivered at least `limit` times: {counts:?}");
+    assert_eq!(counts[..5], [0, 1, 2, 3, 4], "each return is counted");
+    let started = Instant::now();
+    while prefix.message_count("process.dead") < 1 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(prefix.message_count("process.dead"), 1, "dead-lettered once the budget is spent");
+}
