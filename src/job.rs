@@ -236,6 +236,47 @@ impl WorkerInfo {
     }
 }
 
+/// What became of one asset: the fields a job's result and a line of `extract` share
+/// (DESIGN §2, §4).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub status: Status,
+    pub data_type: Option<DataType>,
+    pub mime_type: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub metadata: Option<serde_json::Value>,
+    pub error: Option<ErrorBody>,
+}
+
+impl Outcome {
+    /// The outcome of an extraction (or of what stopped it) of an object of `size_bytes`.
+    pub fn new(extracted: Result<crate::extract::Extracted, ErrorBody>, size_bytes: Option<u64>) -> Outcome {
+        match extracted {
+            Ok(extracted) => Outcome {
+                status: Status::Succeeded,
+                data_type: Some(extracted.data_type),
+                mime_type: Some(extracted.mime_type),
+                size_bytes,
+                metadata: Some(extracted.metadata),
+                error: None,
+            },
+            Err(error) => Outcome::failed(error, size_bytes),
+        }
+    }
+
+    /// A failure, with the object's size when it is known.
+    pub fn failed(error: ErrorBody, size_bytes: Option<u64>) -> Outcome {
+        Outcome {
+            status: Status::Failed,
+            data_type: None,
+            mime_type: None,
+            size_bytes,
+            metadata: None,
+            error: Some(error),
+        }
+    }
+}
+
 /// The answer to one job (DESIGN §2), published to the results exchange or the job's
 /// `reply_to`. Every field is always present (`null` when unknown), so consumers need no
 /// defaults.
@@ -245,12 +286,8 @@ pub struct JobResult {
     pub job_id: String,
     /// `None` only for an `invalid_job` whose asset id could not be read.
     pub asset_id: Option<String>,
-    pub status: Status,
-    pub data_type: Option<DataType>,
-    pub mime_type: Option<String>,
-    pub size_bytes: Option<u64>,
-    pub metadata: Option<serde_json::Value>,
-    pub error: Option<ErrorBody>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
     pub stats: crate::pipeline::Stats,
     pub worker: WorkerInfo,
     /// RFC 3339, UTC, whole seconds.
@@ -264,25 +301,11 @@ impl JobResult {
         processed: crate::pipeline::Processed,
         worker: &WorkerInfo,
     ) -> JobResult {
-        let mut result = JobResult::failed(
-            job.job_id.clone(),
-            Some(job.asset_id.clone()),
-            ErrorBody::new(ErrorKind::Internal, ""),
-            worker,
-        );
-        result.size_bytes = processed.size_bytes;
-        result.stats = processed.stats;
-        match processed.outcome {
-            Ok(extracted) => {
-                result.status = Status::Succeeded;
-                result.error = None;
-                result.data_type = Some(extracted.data_type);
-                result.mime_type = Some(extracted.mime_type);
-                result.metadata = Some(extracted.metadata);
-            }
-            Err(error) => result.error = Some(error),
+        let outcome = Outcome::new(processed.outcome, processed.size_bytes);
+        JobResult {
+            stats: processed.stats,
+            ..JobResult::new(job.job_id.clone(), Some(job.asset_id.clone()), outcome, worker)
         }
-        result
     }
 
     /// A failed result with no pipeline stats (an invalid job, an exhausted retry budget).
@@ -292,16 +315,15 @@ impl JobResult {
         error: ErrorBody,
         worker: &WorkerInfo,
     ) -> JobResult {
+        JobResult::new(job_id, asset_id, Outcome::failed(error, None), worker)
+    }
+
+    fn new(job_id: String, asset_id: Option<String>, outcome: Outcome, worker: &WorkerInfo) -> JobResult {
         JobResult {
             schema: RESULT_SCHEMA,
             job_id,
             asset_id,
-            status: Status::Failed,
-            data_type: None,
-            mime_type: None,
-            size_bytes: None,
-            metadata: None,
-            error: Some(error),
+            outcome,
             stats: crate::pipeline::Stats::default(),
             worker: worker.clone(),
             processed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),

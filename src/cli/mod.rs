@@ -20,7 +20,7 @@ use crate::access::providers::Access;
 use crate::config::Settings;
 use crate::extract::ExtractOptions;
 use crate::extract::sandbox::{ChildRequest, ChildSource, Limits, open_error, run_in_child};
-use crate::job::{DataType, ErrorBody, ErrorKind, GcsSource, S3Source, Source, Status};
+use crate::job::{ErrorBody, ErrorKind, GcsSource, Outcome, S3Source, Source, Status};
 use crate::pipeline::{PipelineSettings, Stats, process_source};
 
 pub mod queue;
@@ -32,12 +32,8 @@ const PROGRESS_BAR_MIN_FILES: usize = 20;
 #[derive(Debug, Serialize)]
 pub struct FileReport {
     pub path: String,
-    pub status: Status,
-    pub data_type: Option<DataType>,
-    pub mime_type: Option<String>,
-    pub size_bytes: Option<u64>,
-    pub metadata: Option<serde_json::Value>,
-    pub error: Option<ErrorBody>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
     /// What fetching a remote object cost (absent for local files).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
@@ -210,7 +206,7 @@ pub fn extract_files(
         for (index, report) in receiver {
             waiting.insert(index, report);
             while let Some(report) = waiting.remove(&next_to_write) {
-                all_succeeded &= report.status == Status::Succeeded;
+                all_succeeded &= report.outcome.status == Status::Succeeded;
                 serde_json::to_writer(&mut *out, &report)?;
                 out.write_all(b"\n")?;
                 next_to_write += 1;
@@ -231,72 +227,33 @@ pub fn extract_files(
 /// Reads one object through delegated access, as a queued job would.
 fn extract_remote(shown: &str, source: &Source, index: usize, remote: Option<&RemoteContext>) -> FileReport {
     let Some(remote) = remote else {
-        return failed(
-            shown.to_owned(),
-            None,
-            ErrorBody::new(ErrorKind::Internal, "remote inputs need a RemoteContext"),
-        );
+        let error = ErrorBody::new(ErrorKind::Internal, "remote inputs need a RemoteContext");
+        return FileReport { path: shown.to_owned(), outcome: Outcome::failed(error, None), stats: None };
     };
     let job_id = format!("cli-{}-{index}", std::process::id());
     let processed =
         remote.runtime.block_on(process_source(&remote.access, source, &job_id, &remote.pipeline));
-    let mut report = match processed.outcome {
-        Ok(extracted) => succeeded(shown.to_owned(), processed.size_bytes, extracted),
-        Err(error) => failed(shown.to_owned(), processed.size_bytes, error),
-    };
-    report.stats = Some(processed.stats);
-    report
+    let outcome = Outcome::new(processed.outcome, processed.size_bytes);
+    FileReport { path: shown.to_owned(), outcome, stats: Some(processed.stats) }
 }
 
 /// Extracts one local file in a sandboxed child.
 pub fn extract_one(exe: &Path, path: &Path, run: &ExtractRun) -> FileReport {
-    let shown = path.display().to_string();
+    let report = |outcome| FileReport { path: path.display().to_string(), outcome, stats: None };
     let size_bytes = match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() => meta.len(),
         Ok(_) => {
-            return failed(
-                shown,
-                None,
-                ErrorBody::new(crate::job::ErrorKind::UnsupportedType, "not a regular file"),
-            );
+            let error = ErrorBody::new(ErrorKind::UnsupportedType, "not a regular file");
+            return report(Outcome::failed(error, None));
         }
-        Err(e) => return failed(shown, None, open_error(path, &e)),
+        Err(e) => return report(Outcome::failed(open_error(path, &e), None)),
     };
     let request = ChildRequest {
         source: ChildSource::File { path: path.to_path_buf() },
         options: run.options.clone(),
         limits: run.limits,
     };
-    match run_in_child(exe, &request).outcome {
-        Ok(extracted) => succeeded(shown, Some(size_bytes), extracted),
-        Err(error) => failed(shown, Some(size_bytes), error),
-    }
-}
-
-fn succeeded(path: String, size_bytes: Option<u64>, extracted: crate::extract::Extracted) -> FileReport {
-    FileReport {
-        path,
-        status: Status::Succeeded,
-        data_type: Some(extracted.data_type),
-        mime_type: Some(extracted.mime_type),
-        size_bytes,
-        metadata: Some(extracted.metadata),
-        error: None,
-        stats: None,
-    }
-}
-
-fn failed(path: String, size_bytes: Option<u64>, error: ErrorBody) -> FileReport {
-    FileReport {
-        path,
-        status: Status::Failed,
-        data_type: None,
-        mime_type: None,
-        size_bytes,
-        metadata: None,
-        error: Some(error),
-        stats: None,
-    }
+    report(Outcome::new(run_in_child(exe, &request).outcome, Some(size_bytes)))
 }
 
 /// `sign`'s answer: a URL for the platform's frontend to show the asset with.

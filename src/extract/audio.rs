@@ -1842,7 +1842,7 @@ mod tests {
         let wide = metadata(&aiff(None, 20_000, 1, 32, RATE_8000, 80_000));
         assert_eq!(wide.duration_seconds, Some(1.0 / 8000.0));
         let mut no_comm = aiff(None, 1, 8000, 16, RATE_8000, 100);
-        no_comm[12..16].copy_from_slice(b"XXXX");
+        no_comm[12..16].copy_from_slice(b"JUNK");
         assert!(is_corrupt(&extract_bytes(&no_comm)), "no COMM chunk");
         assert!(is_corrupt(&extract_bytes(b"FORM\0\0\0\x04AIFFCOMM\0\0\0\x12\0\x01")), "COMM cut short");
     }

@@ -226,7 +226,7 @@ async fn handle_delivery(delivery: Delivery, context: Arc<JobContext>, unsettled
     let processed = run_job(&job, &context).await;
     let mut result = JobResult::from_processed(&job, processed, &context.worker);
     let last_delivery = is_last_delivery(previous_deliveries, context.delivery_limit);
-    let settlement = match &mut result.error {
+    let settlement = match &mut result.outcome.error {
         Some(error) if error.kind == ErrorKind::Transient && !last_delivery => Settlement::Requeue,
         Some(error) if error.kind == ErrorKind::Transient => {
             error.retryable = true;
@@ -244,8 +244,11 @@ async fn handle_delivery(delivery: Delivery, context: Arc<JobContext>, unsettled
         Settlement::AckAfterPublish => {
             match context.publisher.publish_result(&result, &destination, correlation_id.as_deref()).await {
                 Ok(()) => {
-                    let outcome =
-                        result.error.as_ref().map_or_else(|| "succeeded".to_owned(), |e| wire_name(e.kind));
+                    let outcome = result
+                        .outcome
+                        .error
+                        .as_ref()
+                        .map_or_else(|| "succeeded".to_owned(), |e| wire_name(e.kind));
                     log("info", "job done", &[fields[0], fields[1], ("outcome", &outcome)]);
                     Settlement::AckAfterPublish
                 }
