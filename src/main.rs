@@ -197,7 +197,7 @@ fn remote_object(
     let source = parse_remote(object, &access.flags(), &settings.region)
         .unwrap_or_else(|| Err(format!("{object}: expected s3://BUCKET/KEY or gs://BUCKET/OBJECT")))
         .map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = runtime()?;
     let providers = runtime.block_on(Access::from_settings(&settings))?;
     Ok((settings, runtime, providers, source))
 }
