@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 
 use asset_worker::access::providers::Access;
 use asset_worker::cli::queue as queue_cli;
-use asset_worker::cli::{AccessFlags, RemoteContext, check, extract_files, parse_inputs, parse_remote, sign};
+use asset_worker::cli::{
+    AccessFlags, RemoteContext, check, extract_files, parse_inputs, parse_remote, runtime, sign,
+};
 use asset_worker::config::Settings;
 use asset_worker::extract::ExtractOptions;
 use asset_worker::extract::sandbox::{self, CHILD_SUBCOMMAND, Limits};
@@ -235,10 +237,6 @@ fn run_check(config: Option<PathBuf>, object: &str, access: &AccessArgs) -> anyh
     let answer = runtime.block_on(check(&providers, object, &source, &settings.fetch_settings()));
     println!("{}", serde_json::to_string(&answer)?);
     Ok(answer.error.is_none())
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn run_worker(config: Option<PathBuf>) -> anyhow::Result<bool> {

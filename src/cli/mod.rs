@@ -107,6 +107,11 @@ pub fn parse_inputs(
     Ok(inputs)
 }
 
+/// The tokio runtime every command that talks to a cloud SDK or the broker runs on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
 /// What reading remote objects needs: a runtime for the cloud SDKs, the providers, the
 /// pipeline's settings. Built only when an input is remote.
 pub struct RemoteContext {
@@ -121,7 +126,7 @@ impl RemoteContext {
         // Fetched bytes live in unnamed files; anything named there was left by a crash on a
         // system without O_TMPFILE.
         crate::fetch::sweep_temp_dir(&settings.temp_dir)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let runtime = runtime()?;
         let access = runtime.block_on(Access::from_settings(settings))?;
         Ok(RemoteContext { runtime, access, pipeline: PipelineSettings::from_settings(settings)? })
     }
