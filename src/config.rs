@@ -38,6 +38,9 @@ pub struct Settings {
     /// On SIGTERM, how long in-flight jobs may run before they are handed back to the queue.
     /// Keep the pod's `terminationGracePeriodSeconds` above it.
     pub drain_timeout_seconds: u64,
+    /// The most one job may take from delivery to answer: minting, fetching and extracting
+    /// (a re-mint included). Past it the job is answered `timeout` and its child is killed.
+    pub job_timeout_seconds: u64,
     /// Health and metrics endpoint.
     pub http_addr: SocketAddr,
     /// The region the worker runs in; STS and S3 are called at this region's endpoints unless
@@ -88,6 +91,7 @@ impl Default for Settings {
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             delivery_limit: 5,
             drain_timeout_seconds: 30,
+            job_timeout_seconds: 120,
             http_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             region: "eu-central-1".into(),
             s3_endpoint: None,
@@ -170,6 +174,9 @@ impl Settings {
         }
         if self.concurrency == 0 || self.concurrency > usize::from(u16::MAX) {
             return Err(invalid("concurrency", format!("is {}; must be 1 to 65535", self.concurrency)));
+        }
+        if self.job_timeout_seconds == 0 {
+            return Err(invalid("job_timeout_seconds", "must be at least 1".into()));
         }
         if self.delivery_limit == 0 {
             return Err(invalid("delivery_limit", "must be at least 1".into()));

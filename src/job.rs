@@ -115,6 +115,21 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The wire name (`access_denied`, …), for messages and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::UnsupportedType => "unsupported_type",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::InvalidJob => "invalid_job",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
     /// Whether enqueueing the same job again may succeed without anyone changing anything.
     pub fn retryable(self) -> bool {
         matches!(self, ErrorKind::Transient | ErrorKind::Timeout | ErrorKind::Internal)
@@ -341,6 +356,20 @@ mod tests {
         assert_eq!(serde_json::to_string(&DataType::Dicom).unwrap(), "\"dicom\"");
         assert_eq!("PDF".parse::<DataType>().unwrap(), DataType::Pdf);
         assert!("movie".parse::<DataType>().is_err());
+        // as_str (metric labels, messages) spells every kind as the wire does.
+        for kind in [
+            ErrorKind::AccessDenied,
+            ErrorKind::NotFound,
+            ErrorKind::UnsupportedType,
+            ErrorKind::Corrupt,
+            ErrorKind::TooLarge,
+            ErrorKind::Timeout,
+            ErrorKind::InvalidJob,
+            ErrorKind::Transient,
+            ErrorKind::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //!   extractor reads it: only the bytes the parser touches are downloaded.
 //! - [`pipeline`]: one object top-down: mint → fetch and extract in the child → report.
 //! - [`queue`]: AMQP: topology, confirmed publisher, the consumer loop and its ack policy.
+//! - [`telemetry`]: JSON logs, Prometheus metrics, `/healthz` `/readyz` `/metrics`.
 //! - [`cli`]: the one-shot subcommands (`extract`, `sign`, `check`) and the queue ones
 //!   (`run`, `enqueue`, `results`).
 
@@ -28,3 +29,4 @@ pub mod fetch;
 pub mod job;
 pub mod pipeline;
 pub mod queue;
+pub mod telemetry;

@@ -108,14 +108,19 @@ enum Command {
     /// or SIGINT (then drain in-flight jobs and exit 0).
     Run,
     /// Publish jobs to {prefix}.process (confirmed) and print their job ids, one a line:
-    /// a job per `--local` key, else one per line of stdin (raw job JSON, sent as is).
+    /// a job per s3:// or gs:// object (with the access flags), per `--local` key, else one
+    /// per line of stdin (raw job JSON, sent as is: bad messages too, for testing).
     Enqueue {
+        /// s3://BUCKET/KEY or gs://BUCKET/OBJECT, read through the access flags below.
+        objects: Vec<String>,
         /// Keys under ASSET_WORKER_LOCAL_ROOT (the worker's local provider).
         #[arg(long = "local", value_name = "KEY", num_args = 1..)]
         local: Vec<String>,
-        /// The data type hint of the `--local` jobs.
+        /// The data type hint of the jobs.
         #[arg(long, value_name = "TYPE")]
         data_type: Option<DataType>,
+        #[command(flatten)]
+        access: AccessArgs,
     },
     /// Print results from {prefix}.results as JSON lines, acking each. Exit 1 if fewer than
     /// `--count` arrived before the timeout.
@@ -134,6 +139,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The worker logs JSON lines for log pipelines; the other commands plain text for people.
+    if !matches!(cli.command, Command::ExtractChild) {
+        asset_worker::telemetry::init_logging(matches!(cli.command, Command::Run));
+    }
     let result = match cli.command {
         Command::ExtractChild => return ExitCode::from(sandbox::child_main() as u8),
         Command::Extract { paths, data_type, timeout_ms, memory_limit_mb, jobs, dicom_tags, access } => {
@@ -149,7 +158,9 @@ fn main() -> ExitCode {
         Command::Sign { object, ttl_seconds, access } => run_sign(cli.config, &object, ttl_seconds, &access),
         Command::Check { object, access } => run_check(cli.config, &object, &access),
         Command::Run => run_worker(cli.config),
-        Command::Enqueue { local, data_type } => run_enqueue(cli.config, &local, data_type),
+        Command::Enqueue { objects, local, data_type, access } => {
+            run_enqueue(cli.config, &objects, &local, data_type, &access)
+        }
         Command::Results { count, timeout } => run_results(cli.config, count, Duration::from_secs(timeout)),
     };
     match result {
@@ -268,11 +279,29 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 fn run_enqueue(
     config: Option<PathBuf>,
+    objects: &[String],
     local: &[String],
     data_type: Option<DataType>,
+    access: &AccessArgs,
 ) -> anyhow::Result<bool> {
     let settings = Settings::load(config.as_deref())?;
-    let bodies = if local.is_empty() {
+    let bodies = if !objects.is_empty() || !local.is_empty() {
+        let mut sources = Vec::with_capacity(objects.len());
+        for object in objects {
+            let source = parse_remote(object, &access.flags(), &settings.region)
+                .unwrap_or_else(|| Err(format!("{object}: expected s3://BUCKET/KEY or gs://BUCKET/OBJECT")))
+                .map_err(anyhow::Error::msg)?;
+            sources.push((object.clone(), source));
+        }
+        let mut bodies = queue_cli::new_jobs(sources, data_type);
+        bodies.extend(queue_cli::local_jobs(local, data_type));
+        // Jobs built from flags are checked as the worker will check them (an s3:// object
+        // without --external-id would only come back as invalid_job).
+        for body in &bodies {
+            asset_worker::job::Job::parse(body).map_err(|invalid| anyhow::anyhow!("{invalid}"))?;
+        }
+        bodies
+    } else {
         let mut bodies = Vec::new();
         for line in std::io::stdin().lines() {
             let line = line?;
@@ -281,8 +310,6 @@ fn run_enqueue(
             }
         }
         bodies
-    } else {
-        queue_cli::local_jobs(local, data_type)
     };
     let ids = runtime()?.block_on(queue_cli::enqueue(&settings, &bodies))?;
     let mut out = std::io::stdout().lock();

@@ -26,6 +26,8 @@ pub struct PipelineSettings {
     pub fetch: FetchSettings,
     /// The lifetime of the URL minted for a job.
     pub url_ttl: Duration,
+    /// The most one object may take, minting, fetching and extracting (a re-mint included).
+    pub job_timeout: Duration,
     pub options: ExtractOptions,
 }
 
@@ -37,6 +39,7 @@ impl PipelineSettings {
             limits: settings.extract_limits(),
             fetch: settings.fetch_settings(),
             url_ttl: Duration::from_secs(settings.url_ttl_seconds),
+            job_timeout: Duration::from_secs(settings.job_timeout_seconds),
             options: ExtractOptions { hint: None, dicom_tags: settings.dicom_tags.clone() },
         })
     }
@@ -73,22 +76,43 @@ pub async fn process_source(
     let mut size_bytes = None;
     let request = MintRequest { job_id: job_id.to_owned(), ttl: settings.url_ttl };
     let mut outcome = Err(ErrorBody::new(ErrorKind::Internal, "the object was never tried"));
+    let deadline = started + settings.job_timeout;
+    let past_deadline = |doing: &str| {
+        ErrorBody::new(
+            ErrorKind::Timeout,
+            format!(
+                "the job's deadline of {} s (ASSET_WORKER_JOB_TIMEOUT_SECONDS) passed while {doing}",
+                settings.job_timeout.as_secs_f64()
+            ),
+        )
+    };
     for attempt in 0..2 {
         let signing = Instant::now();
-        let minted = access.mint(source, &request).await;
+        let minted = tokio::time::timeout(time_left(deadline), access.mint(source, &request)).await;
         stats.sign_ms += elapsed_ms(signing);
         let fetchable = match minted {
-            Ok(fetchable) => fetchable,
-            Err(error) => {
+            Ok(Ok(fetchable)) => fetchable,
+            Ok(Err(error)) => {
                 outcome = Err(ErrorBody::new(error.kind(), error.to_string()));
+                break;
+            }
+            Err(_) => {
+                outcome = Err(past_deadline("minting access to the object"));
                 break;
             }
         };
         let remote = matches!(fetchable, Fetchable::Url(_));
-        let answer = run_child(fetchable, settings).await;
+        // The child's wall-clock limit is cut to what is left of the job's deadline, so a job
+        // past it leaves no child behind.
+        let left = time_left(deadline);
+        let cut_short = left < settings.limits.timeout;
+        let answer = run_child(fetchable, settings, left.min(settings.limits.timeout)).await;
         add_child_stats(&mut stats, &answer.stats);
         size_bytes = answer.stats.size_bytes.or(size_bytes);
         outcome = answer.outcome;
+        if cut_short && matches!(&outcome, Err(error) if error.kind == ErrorKind::Timeout) {
+            outcome = Err(past_deadline("fetching and extracting"));
+        }
         let denied = matches!(&outcome, Err(error) if error.kind == ErrorKind::AccessDenied);
         if !(remote && denied && attempt == 0) {
             break;
@@ -120,12 +144,13 @@ fn describe(source: &Source) -> String {
 }
 
 /// Runs the sandboxed child on a blocking thread: it waits on a process.
-async fn run_child(fetchable: Fetchable, settings: &PipelineSettings) -> ChildAnswer {
+async fn run_child(fetchable: Fetchable, settings: &PipelineSettings, timeout: Duration) -> ChildAnswer {
     let source = match fetchable {
         Fetchable::Url(url) => ChildSource::Url { url, fetch: settings.fetch.clone() },
         Fetchable::File(path) => ChildSource::File { path },
     };
-    let request = ChildRequest { source, options: settings.options.clone(), limits: settings.limits };
+    let limits = Limits { timeout, ..settings.limits };
+    let request = ChildRequest { source, options: settings.options.clone(), limits };
     let exe = settings.exe.clone();
     tokio::task::spawn_blocking(move || run_in_child(&exe, &request)).await.unwrap_or_else(|e| ChildAnswer {
         outcome: Err(ErrorBody::new(ErrorKind::Internal, format!("the extraction task failed: {e}"))),
@@ -137,6 +162,11 @@ fn add_child_stats(stats: &mut Stats, child: &ChildStats) {
     stats.bytes_fetched += child.bytes_fetched;
     stats.fetch_ms += child.fetch_ms;
     stats.extract_ms += child.extract_ms;
+}
+
+/// What is left until `deadline` (zero once it passed).
+fn time_left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
 }
 
 fn elapsed_ms(since: Instant) -> u64 {

@@ -193,8 +193,19 @@ impl S3Access {
 
     /// A provider whose identity comes from the SDK's standard chain: `AWS_ACCESS_KEY_ID`/…,
     /// web identity (EKS IRSA), ECS or EKS Pod Identity, the instance profile.
-    pub async fn from_environment(settings: S3AccessSettings) -> Result<Self, AccessError> {
-        let worker = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    ///
+    /// `home_region` (the worker's own, `ASSET_WORKER_REGION`) is the region of the worker's
+    /// own identity calls unless `AWS_REGION`/`AWS_DEFAULT_REGION` name one; without it the
+    /// SDK would probe the instance metadata service for a region at every start.
+    pub async fn from_environment(
+        settings: S3AccessSettings,
+        home_region: &str,
+    ) -> Result<Self, AccessError> {
+        let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+            .unwrap_or_else(|| home_region.to_owned());
+        let worker = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region)).load().await;
         Self::new(settings, worker)
     }
 

@@ -26,13 +26,16 @@ impl Access {
     /// Builds every provider from the settings; the worker's cloud identities come from each
     /// SDK's standard chain and are only used when a job needs them.
     pub async fn from_settings(settings: &Settings) -> Result<Access, AccessError> {
-        let s3 = S3Access::from_environment(S3AccessSettings {
-            sts_endpoint: settings.sts_endpoint.clone(),
-            s3_endpoint: settings.s3_endpoint.clone(),
-            force_path_style: settings.s3_force_path_style,
-            url_ttl: Duration::from_secs(settings.url_ttl_seconds.max(settings.display_url_ttl_seconds)),
-            session_duration: Duration::from_secs(settings.session_duration_seconds),
-        })
+        let s3 = S3Access::from_environment(
+            S3AccessSettings {
+                sts_endpoint: settings.sts_endpoint.clone(),
+                s3_endpoint: settings.s3_endpoint.clone(),
+                force_path_style: settings.s3_force_path_style,
+                url_ttl: Duration::from_secs(settings.url_ttl_seconds.max(settings.display_url_ttl_seconds)),
+                session_duration: Duration::from_secs(settings.session_duration_seconds),
+            },
+            &settings.region,
+        )
         .await?;
         let local = settings.local_root.as_deref().map(LocalAccess::new).transpose()?;
         Ok(Access { s3, gcs: gcs_access(settings), local })

@@ -16,11 +16,13 @@ use crate::queue::connect;
 use crate::queue::consumer::{self, WorkerParts};
 use crate::queue::publisher::{ConfirmedPublisher, Destination, json_properties};
 use crate::queue::topology::{self, Names};
+use crate::telemetry::{self, Readiness};
 
 /// How often `results` looks at an empty queue.
 const RESULTS_POLL: Duration = Duration::from_millis(50);
 
-/// The worker: sweeps what a crash left in the temp dir, then consumes until `shutdown`.
+/// The worker: sweeps what a crash left in the temp dir, serves health and metrics, then
+/// consumes until `shutdown`.
 pub async fn run_worker(
     settings: &Settings,
     shutdown: impl std::future::Future<Output = ()>,
@@ -29,33 +31,38 @@ pub async fn run_worker(
         anyhow::anyhow!("sweeping ASSET_WORKER_TEMP_DIR={}: {e}", settings.temp_dir.display())
     })?;
     if swept > 0 {
-        eprintln!(
-            "{}",
-            serde_json::json!({"level": "info", "message": "swept the temp dir", "removed": swept})
-        );
+        tracing::info!(removed = swept, "swept the temp dir of what a previous run left");
     }
+    let readiness = Readiness::default();
+    let metrics = telemetry::install_metrics()?;
+    let http_addr = telemetry::serve(settings.http_addr, readiness.clone(), metrics).await?;
+    tracing::info!(%http_addr, "serving /healthz /readyz /metrics");
     let parts = WorkerParts {
         access: Access::from_settings(settings).await?,
         pipeline: PipelineSettings::from_settings(settings)?,
+        readiness,
     };
     consumer::run(settings, parts, shutdown).await?;
     Ok(())
 }
 
-/// A job for each file under the local root (`--local KEY…`).
-pub fn local_jobs(keys: &[String], data_type: Option<DataType>) -> Vec<Vec<u8>> {
-    keys.iter()
-        .map(|key| {
-            let job = Job {
-                schema: JOB_SCHEMA,
-                job_id: new_job_id(),
-                asset_id: key.clone(),
-                data_type,
-                source: Source::Local(LocalSource { key: key.clone() }),
-            };
+/// One job per source, each with a fresh job id; the asset id is what names the object
+/// (the local key, or the `s3://`/`gs://` address).
+pub fn new_jobs(sources: Vec<(String, Source)>, data_type: Option<DataType>) -> Vec<Vec<u8>> {
+    sources
+        .into_iter()
+        .map(|(asset_id, source)| {
+            let job = Job { schema: JOB_SCHEMA, job_id: new_job_id(), asset_id, data_type, source };
             serde_json::to_vec(&job).unwrap_or_default()
         })
         .collect()
+}
+
+/// A job for each file under the local root (`--local KEY…`).
+pub fn local_jobs(keys: &[String], data_type: Option<DataType>) -> Vec<Vec<u8>> {
+    let sources =
+        keys.iter().map(|key| (key.clone(), Source::Local(LocalSource { key: key.clone() }))).collect();
+    new_jobs(sources, data_type)
 }
 
 /// Publishes each body to the process queue, confirmed, as it is (raw lines are sent even if

@@ -17,6 +17,12 @@
 //!
 //! On shutdown the consumer is cancelled, in-flight jobs get a drain deadline, and whatever is
 //! still unsettled is nacked back to the queue for another worker.
+//!
+//! A lost connection (the broker restarted, `rabbitmqctl close_all_connections`, a network
+//! cut) ends the session: readiness goes false, the jobs in flight are abandoned (their
+//! deliveries died with the channel, so the broker gives them out again: finishing them would
+//! only publish duplicates), and the worker reconnects with backoff ([`super::reconnect`]),
+//! re-declares the topology and consumes again.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,17 +36,20 @@ use lapin::options::{
     BasicRejectOptions,
 };
 use lapin::types::{AMQPValue, DeliveryTag, FieldTable};
-use lapin::{Acker, Channel};
+use lapin::{Acker, Channel, Connection};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::publisher::{ConfirmedPublisher, Destination};
+use super::reconnect::Backoff;
 use super::topology::{self, Names};
 use super::{QueueError, connect};
 use crate::access::providers::Access;
 use crate::config::Settings;
 use crate::job::{ErrorBody, ErrorKind, Job, JobResult, WorkerInfo};
 use crate::pipeline::{PipelineSettings, Processed, process_source};
+use crate::telemetry::{self, Readiness, metric};
 
 /// How long to wait for deliveries the broker had already sent before the cancel took effect.
 const PREFETCHED_GRACE: Duration = Duration::from_millis(500);
@@ -49,13 +58,14 @@ const PREFETCHED_GRACE: Duration = Duration::from_millis(500);
 pub struct WorkerParts {
     pub access: Access,
     pub pipeline: PipelineSettings,
+    /// Set while connected and consuming (`/readyz`).
+    pub readiness: Readiness,
 }
 
-/// Everything a job task shares with the others.
+/// Everything a job task shares with the others, across broker sessions.
 struct JobContext {
     access: Access,
     pipeline: PipelineSettings,
-    publisher: ConfirmedPublisher,
     names: Names,
     worker: WorkerInfo,
     delivery_limit: u32,
@@ -67,86 +77,175 @@ struct JobContext {
 /// Deliveries taken but not yet acked, nacked or rejected: what shutdown hands back.
 type Unsettled = Arc<Mutex<HashMap<DeliveryTag, Acker>>>;
 
-/// Runs the worker until `shutdown` resolves, then drains. Returns an error only when the
-/// broker fails (the process then exits non-zero and its supervisor restarts it).
+/// One connection to the broker, with the topology declared and a consumer subscribed.
+struct Session {
+    connection: Connection,
+    channel: Channel,
+    consumer: lapin::Consumer,
+    publisher: ConfirmedPublisher,
+}
+
+impl Session {
+    async fn open(settings: &Settings, names: &Names) -> Result<Session, QueueError> {
+        let connection = connect(settings).await?;
+        let channel = connection.create_channel().await?;
+        topology::declare(&channel, names, settings.delivery_limit).await?;
+        let publisher = ConfirmedPublisher::open(&connection).await?;
+        let prefetch = u16::try_from(settings.concurrency).unwrap_or(u16::MAX);
+        channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+        let consumer = channel
+            .basic_consume(
+                names.process.as_str().into(),
+                format!("asset-worker-{}", std::process::id()).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(queue = %names.process, prefetch, "consuming");
+        Ok(Session { connection, channel, consumer, publisher })
+    }
+
+    /// Closes what is still open; best effort (the broker requeues anything unsettled when
+    /// the channel closes anyway).
+    async fn close(self, reason: &str) {
+        self.publisher.close().await;
+        let _ = self.channel.close(200, reason.into()).await;
+        let _ = self.connection.close(200, reason.into()).await;
+    }
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// Asked to stop: drained and closed.
+    Shutdown,
+    /// The connection, channel or consumer failed: reconnect.
+    Lost(QueueError),
+}
+
+/// Runs the worker until `shutdown` resolves, then drains. Reconnects whenever the broker is
+/// lost; returns an error only for what reconnecting cannot mend (a topology that conflicts
+/// with the settings), and the process then exits non-zero.
 pub async fn run(
     settings: &Settings,
     parts: WorkerParts,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), QueueError> {
-    let connection = connect(settings).await?;
-    let names = Names::new(&settings.queue_prefix);
-    let channel = connection.create_channel().await?;
-    topology::declare(&channel, &names, settings.delivery_limit).await?;
-    let publisher = ConfirmedPublisher::open(&connection).await?;
-    let prefetch = u16::try_from(settings.concurrency).unwrap_or(u16::MAX);
-    channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
-    let mut consumer = channel
-        .basic_consume(
-            names.process.as_str().into(),
-            format!("asset-worker-{}", std::process::id()).into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let context = Arc::new(JobContext {
         access: parts.access,
         pipeline: parts.pipeline,
-        publisher: publisher.clone(),
         worker: WorkerInfo::current(&settings.region),
         delivery_limit: settings.delivery_limit,
         extraction_slots: Semaphore::new(cores),
-        names,
+        names: Names::new(&settings.queue_prefix),
     });
-    log("info", "consuming", &[("queue", &context.names.process), ("prefetch", &prefetch.to_string())]);
+    let readiness = parts.readiness;
+    let drain = Duration::from_secs(settings.drain_timeout_seconds);
+    let mut backoff = Backoff::default();
+    let mut sessions = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        let opened = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            opened = Session::open(settings, &context.names) => opened,
+        };
+        let session = match opened {
+            Ok(session) => session,
+            // The broker answered and refused the declaration: no retry will change that.
+            Err(error @ QueueError::Topology { .. }) => return Err(error),
+            Err(error) => {
+                let wait = backoff.next_wait();
+                tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "the broker is unreachable");
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(wait) => continue,
+                }
+            }
+        };
+        if sessions > 0 {
+            metrics::counter!(metric::RECONNECTS).increment(1);
+            tracing::info!(reconnects = sessions, "reconnected to the broker");
+        }
+        sessions += 1;
+        backoff.reset();
+        readiness.set(true);
+        let ended = consume(session, &context, &mut shutdown, drain, &readiness).await;
+        readiness.set(false);
+        match ended {
+            SessionEnd::Shutdown => break,
+            SessionEnd::Lost(error) => {
+                tracing::warn!(%error, "lost the broker; reconnecting");
+            }
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
 
+/// One session's loop: one `select!` over shutdown, finished jobs and deliveries.
+async fn consume(
+    mut session: Session,
+    context: &Arc<JobContext>,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    drain: Duration,
+    readiness: &Readiness,
+) -> SessionEnd {
     let unsettled: Unsettled = Arc::default();
     let mut in_flight = JoinSet::new();
-    tokio::pin!(shutdown);
-    let outcome = loop {
+    let lost = loop {
         tokio::select! {
             // Shutdown is checked first: once asked to stop, no new job starts even if a
             // delivery is ready at the same moment.
             biased;
-            () = &mut shutdown => break Ok(()),
+            () = shutdown.as_mut() => break None,
             // Reap finished tasks so the set holds only running jobs. A task that panicked
             // left its delivery unsettled; it is nacked at shutdown or redelivered by the
             // broker when the channel closes, so only a log line is due here.
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Err(error) = joined {
-                    log("error", &format!("a job task ended abnormally: {error}"), &[]);
+                    tracing::error!(%error, "a job task ended abnormally");
                 }
             }
             // The next job. No bound is needed here: the broker sends at most `prefetch`
             // unsettled deliveries, so the prefetch is the bound on jobs in flight.
-            delivery = consumer.next() => match delivery {
+            delivery = session.consumer.next() => match delivery {
                 Some(Ok(delivery)) => {
                     lock(&unsettled).insert(delivery.delivery_tag, delivery.acker.clone());
-                    in_flight.spawn(handle_delivery(delivery, Arc::clone(&context), Arc::clone(&unsettled)));
+                    let task = handle_delivery(
+                        delivery,
+                        Arc::clone(context),
+                        session.publisher.clone(),
+                        Arc::clone(&unsettled),
+                    );
+                    in_flight.spawn(task);
                 }
-                Some(Err(error)) => break Err(QueueError::Broker(error)),
-                None => break Err(QueueError::ConsumerCancelled { queue: context.names.process.clone() }),
+                Some(Err(error)) => break Some(QueueError::Broker(error)),
+                None => break Some(QueueError::ConsumerCancelled { queue: context.names.process.clone() }),
             },
         }
     };
-
-    let drain = Duration::from_secs(settings.drain_timeout_seconds);
-    stop_consuming(&channel, &mut consumer, &unsettled).await;
+    if let Some(error) = lost {
+        // The deliveries died with the channel: the broker hands them out again.
+        in_flight.abort_all();
+        while in_flight.join_next().await.is_some() {}
+        session.close("connection lost").await;
+        return SessionEnd::Lost(error);
+    }
+    readiness.set(false);
+    tracing::info!("asked to stop: taking no more jobs");
+    stop_consuming(&session.channel, &mut session.consumer, &unsettled).await;
     drain_in_flight(&mut in_flight, &unsettled, drain).await;
-    publisher.close().await;
-    // Best effort: the broker requeues anything unsettled when the channel closes anyway.
-    let _ = channel.close(200, "worker stopping".into()).await;
-    let _ = connection.close(200, "worker stopping".into()).await;
-    log("info", "stopped", &[]);
-    outcome
+    session.close("worker stopping").await;
+    SessionEnd::Shutdown
 }
 
 /// Cancels the consumer so the broker sends nothing more, and hands back deliveries it had
 /// already sent that no job took yet.
 async fn stop_consuming(channel: &Channel, consumer: &mut lapin::Consumer, unsettled: &Unsettled) {
     if let Err(error) = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await {
-        log("warn", &format!("cancelling the consumer: {error}"), &[]);
+        tracing::warn!(%error, "cancelling the consumer");
     }
     while let Ok(Some(Ok(delivery))) = tokio::time::timeout(PREFETCHED_GRACE, consumer.next()).await {
         requeue(&delivery.acker).await;
@@ -159,7 +258,7 @@ async fn stop_consuming(channel: &Channel, consumer: &mut lapin::Consumer, unset
 async fn drain_in_flight(in_flight: &mut JoinSet<()>, unsettled: &Unsettled, deadline: Duration) {
     let running = in_flight.len();
     if running > 0 {
-        log("info", "draining", &[("in_flight", &running.to_string())]);
+        tracing::info!(in_flight = running, "draining");
     }
     let all_done = async { while in_flight.join_next().await.is_some() {} };
     if tokio::time::timeout(deadline, all_done).await.is_err() {
@@ -176,13 +275,36 @@ async fn drain_in_flight(in_flight: &mut JoinSet<()>, unsettled: &Unsettled, dea
         }
     }
     if requeued > 0 {
-        log("warn", "drain deadline passed; jobs handed back", &[("requeued", &requeued.to_string())]);
+        tracing::warn!(requeued, "drain deadline passed; jobs handed back");
+    }
+}
+
+/// Counts a job in `asset_worker_jobs_in_flight` for as long as it lives, however it ends
+/// (settled, aborted at the drain deadline or when the connection is lost).
+struct InFlight;
+
+impl InFlight {
+    fn start() -> InFlight {
+        metrics::gauge!(metric::IN_FLIGHT).increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(metric::IN_FLIGHT).decrement(1.0);
     }
 }
 
 /// One delivery, start to settlement. Never panics on the message's content: every path
 /// settles the delivery or leaves it for shutdown to hand back.
-async fn handle_delivery(delivery: Delivery, context: Arc<JobContext>, unsettled: Unsettled) {
+async fn handle_delivery(
+    delivery: Delivery,
+    context: Arc<JobContext>,
+    publisher: ConfirmedPublisher,
+    unsettled: Unsettled,
+) {
+    let _in_flight = InFlight::start();
     let destination = match delivery.properties.reply_to() {
         Some(queue) if !queue.as_str().is_empty() => Destination::Queue(queue.as_str().to_owned()),
         _ => Destination::Exchange(context.names.results_exchange.clone()),
@@ -196,11 +318,8 @@ async fn handle_delivery(delivery: Delivery, context: Arc<JobContext>, unsettled
                 .clone()
                 .or_else(|| delivery.properties.message_id().as_ref().map(|id| id.as_str().to_owned()))
                 .filter(|id| !id.is_empty());
-            log(
-                "warn",
-                &format!("invalid job, dead-lettered: {invalid}"),
-                &[("job_id", job_id.as_deref().unwrap_or("-"))],
-            );
+            tracing::warn!(job_id = job_id.as_deref().unwrap_or("-"), problem = %invalid, "invalid job, dead-lettered");
+            telemetry::job_answered(None, Some(ErrorKind::InvalidJob), &Default::default());
             if let Some(job_id) = job_id {
                 let result = JobResult::failed(
                     job_id,
@@ -211,9 +330,9 @@ async fn handle_delivery(delivery: Delivery, context: Arc<JobContext>, unsettled
                 // The job is dead-lettered whether or not its answer gets out: a delivery that
                 // can never succeed must not come back.
                 if let Err(error) =
-                    context.publisher.publish_result(&result, &destination, correlation_id.as_deref()).await
+                    publisher.publish_result(&result, &destination, correlation_id.as_deref()).await
                 {
-                    log("error", &error.to_string(), &[("job_id", &result.job_id)]);
+                    tracing::error!(job_id = %result.job_id, %error, "the invalid_job result was not published");
                 }
             }
             settle(&delivery.acker, Settlement::DeadLetter).await;
@@ -221,52 +340,64 @@ async fn handle_delivery(delivery: Delivery, context: Arc<JobContext>, unsettled
             return;
         }
     };
-
-    let previous_deliveries = delivery_count(delivery.properties.headers());
-    let processed = run_job(&job, &context).await;
-    let mut result = JobResult::from_processed(&job, processed, &context.worker);
-    let last_delivery = is_last_delivery(previous_deliveries, context.delivery_limit);
-    let settlement = match &mut result.outcome.error {
-        Some(error) if error.kind == ErrorKind::Transient && !last_delivery => Settlement::Requeue,
-        Some(error) if error.kind == ErrorKind::Transient => {
-            error.retryable = true;
-            error.message = format!(
-                "{} (gave up after {} deliveries; the job may be enqueued again)",
-                error.message,
-                previous_deliveries + 1
-            );
-            Settlement::AckAfterPublish
-        }
-        _ => Settlement::AckAfterPublish,
-    };
-    let fields = [("job_id", job.job_id.as_str()), ("asset_id", job.asset_id.as_str())];
-    let settlement = match settlement {
-        Settlement::AckAfterPublish => {
-            match context.publisher.publish_result(&result, &destination, correlation_id.as_deref()).await {
-                Ok(()) => {
-                    let outcome = result
-                        .outcome
-                        .error
-                        .as_ref()
-                        .map_or_else(|| "succeeded".to_owned(), |e| wire_name(e.kind));
-                    log("info", "job done", &[fields[0], fields[1], ("outcome", &outcome)]);
-                    Settlement::AckAfterPublish
-                }
-                Err(error) => {
-                    // Unconfirmed: acking would lose the answer. Requeued, the job runs again
-                    // (bounded by the delivery limit).
-                    log("error", &error.to_string(), &fields);
-                    Settlement::Requeue
+    // Every line logged for this job, here and in the pipeline's task, carries its ids.
+    let span = tracing::info_span!("job", job_id = %job.job_id, asset_id = %job.asset_id);
+    async move {
+        let previous_deliveries = delivery_count(delivery.properties.headers());
+        let processed = run_job(&job, &context).await;
+        let mut result = JobResult::from_processed(&job, processed, &context.worker);
+        let last_delivery = is_last_delivery(previous_deliveries, context.delivery_limit);
+        let settlement = match &mut result.outcome.error {
+            Some(error) if error.kind == ErrorKind::Transient && !last_delivery => Settlement::Requeue,
+            Some(error) if error.kind == ErrorKind::Transient => {
+                error.retryable = true;
+                error.message = format!(
+                    "{} (gave up after {} deliveries; the job may be enqueued again)",
+                    error.message,
+                    previous_deliveries + 1
+                );
+                Settlement::AckAfterPublish
+            }
+            _ => Settlement::AckAfterPublish,
+        };
+        let error_kind = result.outcome.error.as_ref().map(|error| error.kind);
+        let settlement = match settlement {
+            Settlement::AckAfterPublish => {
+                match publisher.publish_result(&result, &destination, correlation_id.as_deref()).await {
+                    Ok(()) => {
+                        let data_type = result.outcome.data_type.or(job.data_type);
+                        telemetry::job_answered(data_type, error_kind, &result.stats);
+                        let outcome = error_kind.map_or("succeeded", ErrorKind::as_str);
+                        let message = result.outcome.error.as_ref().map(|error| error.message.as_str());
+                        tracing::info!(
+                            outcome,
+                            data_type = data_type.map_or("unknown", |t| t.as_str()),
+                            total_ms = result.stats.total_ms,
+                            bytes_fetched = result.stats.bytes_fetched,
+                            error = message,
+                            "job done"
+                        );
+                        Settlement::AckAfterPublish
+                    }
+                    Err(error) => {
+                        // Unconfirmed: acking would lose the answer. Requeued, the job runs
+                        // again (bounded by the delivery limit).
+                        tracing::error!(%error, "the result was not published; the job goes back to the queue");
+                        Settlement::Requeue
+                    }
                 }
             }
-        }
-        other => {
-            log("warn", "transient failure, requeued", &fields);
-            other
-        }
-    };
-    settle(&delivery.acker, settlement).await;
-    lock(&unsettled).remove(&delivery.delivery_tag);
+            other => {
+                let message = result.outcome.error.as_ref().map(|error| error.message.as_str());
+                tracing::warn!(error = message, deliveries = previous_deliveries + 1, "transient failure, requeued");
+                other
+            }
+        };
+        settle(&delivery.acker, settlement).await;
+        lock(&unsettled).remove(&delivery.delivery_tag);
+    }
+    .instrument(span)
+    .await;
 }
 
 /// Runs the pipeline behind a panic boundary (a bug costs this job an `internal` result, not
@@ -278,7 +409,8 @@ async fn run_job(job: &Job, context: &Arc<JobContext>) -> Processed {
     let mut pipeline = context.pipeline.clone();
     pipeline.options.hint = job.data_type;
     let (task_context, source, job_id) = (Arc::clone(context), job.source.clone(), job.job_id.clone());
-    tokio::spawn(async move { process_source(&task_context.access, &source, &job_id, &pipeline).await })
+    let task = async move { process_source(&task_context.access, &source, &job_id, &pipeline).await };
+    tokio::spawn(task.in_current_span())
         .await
         .unwrap_or_else(|error| internal(format!("the job's task failed: {error}")))
 }
@@ -302,6 +434,17 @@ enum Settlement {
     DeadLetter,
 }
 
+impl Settlement {
+    /// The `settlement` label of `asset_worker_deliveries_total`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Settlement::AckAfterPublish => "ack",
+            Settlement::Requeue => "requeue",
+            Settlement::DeadLetter => "dead_letter",
+        }
+    }
+}
+
 async fn settle(acker: &Acker, settlement: Settlement) {
     let settled = match settlement {
         Settlement::AckAfterPublish => acker.ack(BasicAckOptions::default()).await,
@@ -310,9 +453,10 @@ async fn settle(acker: &Acker, settlement: Settlement) {
         }
         Settlement::DeadLetter => acker.reject(BasicRejectOptions { requeue: false }).await,
     };
-    if let Err(error) = settled {
+    match settled {
+        Ok(_) => metrics::counter!(metric::DELIVERIES, "settlement" => settlement.as_str()).increment(1),
         // The channel is gone: the broker requeues the delivery itself.
-        log("error", &format!("settling a delivery ({settlement:?}): {error}"), &[]);
+        Err(error) => tracing::error!(%error, ?settlement, "settling a delivery failed"),
     }
 }
 
@@ -346,27 +490,10 @@ fn is_last_delivery(previous_deliveries: u64, delivery_limit: u32) -> bool {
     previous_deliveries + 1 >= u64::from(delivery_limit)
 }
 
-/// An error kind as the wire spells it.
-fn wire_name(kind: ErrorKind) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
 /// The unsettled map is only held for an insert or a remove; a poisoned lock still holds
 /// valid data.
 fn lock(unsettled: &Unsettled) -> std::sync::MutexGuard<'_, HashMap<DeliveryTag, Acker>> {
     unsettled.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// One JSON log line on stderr (structured logging with tracing comes with telemetry).
-/// Never given a URL: jobs' sources are logged by id only.
-fn log(level: &str, message: &str, fields: &[(&str, &str)]) {
-    let mut line = serde_json::Map::new();
-    line.insert("level".into(), level.into());
-    line.insert("message".into(), message.into());
-    for (key, value) in fields {
-        line.insert((*key).into(), (*value).into());
-    }
-    eprintln!("{}", serde_json::Value::Object(line));
 }
 
 #[cfg(test)]

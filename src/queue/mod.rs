@@ -7,6 +7,7 @@
 
 pub mod consumer;
 pub mod publisher;
+pub mod reconnect;
 pub mod topology;
 
 use lapin::{Connection, ConnectionProperties};

@@ -46,7 +46,9 @@ impl Prefix {
             .env("ASSET_WORKER_LOCAL_ROOT", root().join("fixtures"))
             .env("ASSET_WORKER_TEMP_DIR", self.temp_dir())
             .env("ASSET_WORKER_CONCURRENCY", "2")
-            .env("ASSET_WORKER_DELIVERY_LIMIT", "5");
+            .env("ASSET_WORKER_DELIVERY_LIMIT", "5")
+            // Every worker of every test on its own free port.
+            .env("ASSET_WORKER_HTTP_ADDR", "127.0.0.1:0");
         command
     }
 

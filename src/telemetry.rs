@@ -1,0 +1,186 @@
+//! What operators see of a running worker: JSON log lines (`tracing`), Prometheus metrics
+//! (the `metrics` facade, rendered by metrics-exporter-prometheus) and the HTTP endpoints
+//! that probes and scrapers call, on `ASSET_WORKER_HTTP_ADDR`:
+//!
+//! | path | answers |
+//! |---|---|
+//! | `/healthz` | 200 while the process serves requests (liveness: a restart would not help otherwise) |
+//! | `/readyz` | 200 while connected to the broker and consuming; 503 while (re)connecting or draining |
+//! | `/metrics` | Prometheus text format, the metrics of [`metric`] |
+//!
+//! Labels are bounded: an outcome is `succeeded` or one of the nine error kinds, a data type
+//! one of six (or `unknown`), a stage one of four. Job ids, keys and buckets are never labels
+//! (unbounded), and a signed URL is never anywhere: logs name jobs by id and asset id only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::job::{DataType, ErrorKind};
+use crate::pipeline::Stats;
+
+/// Liveness probe path.
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Readiness probe path.
+pub const READYZ_PATH: &str = "/readyz";
+/// Prometheus scrape path.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// The log filter when `RUST_LOG` is not set: our own events from `info`, other crates'
+/// only when something is wrong.
+const DEFAULT_LOG_FILTER: &str = "warn,asset_worker=info";
+
+/// How often histograms are compacted (the exporter leaves this to its user).
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Histogram buckets for the `_seconds` metrics: from a local file's few milliseconds to the
+/// minutes a large remote video may take.
+const SECONDS_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// Every metric the worker exports, by name (dashboards and alerts are written against these).
+pub mod metric {
+    /// Jobs answered, by `outcome` (`succeeded` or an error kind) and `data_type`.
+    pub const JOBS: &str = "asset_worker_jobs_total";
+    /// Time per stage of a job (`stage`: sign, fetch, extract, total).
+    pub const STAGE_SECONDS: &str = "asset_worker_stage_seconds";
+    /// Bytes downloaded from customers' buckets.
+    pub const BYTES_FETCHED: &str = "asset_worker_fetched_bytes_total";
+    /// Jobs running now (taken from the queue, not yet settled).
+    pub const IN_FLIGHT: &str = "asset_worker_jobs_in_flight";
+    /// Deliveries settled, by `settlement` (ack, requeue, dead_letter).
+    pub const DELIVERIES: &str = "asset_worker_deliveries_total";
+    /// Broker connections re-established after a loss.
+    pub const RECONNECTS: &str = "asset_worker_broker_reconnects_total";
+    /// 1 while connected and consuming, else 0 (what `/readyz` answers).
+    pub const READY: &str = "asset_worker_ready";
+}
+
+/// Log lines: one JSON object per line on stderr for the worker (`json`), plain text for the
+/// interactive commands. `RUST_LOG` overrides the default filter. A second call is a no-op
+/// (tests run several commands in one process).
+pub fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json {
+        // Event fields flattened beside `message`; the job span's fields (job_id, asset_id)
+        // under `span`, on every line logged inside it.
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+    } else {
+        builder.with_target(false).try_init()
+    };
+}
+
+/// Whether the worker is ready: shared by the consumer (which sets it) and `/readyz`.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+        metrics::gauge!(metric::READY).set(if ready { 1.0 } else { 0.0 });
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Installs the Prometheus recorder (once per process) and describes every metric.
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .install_recorder()?;
+    metrics::describe_counter!(metric::JOBS, "Jobs answered, by outcome and data type.");
+    metrics::describe_histogram!(
+        metric::STAGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Time per stage of a job (sign, fetch, extract, total)."
+    );
+    metrics::describe_counter!(
+        metric::BYTES_FETCHED,
+        metrics::Unit::Bytes,
+        "Bytes downloaded from customers' buckets."
+    );
+    metrics::describe_gauge!(metric::IN_FLIGHT, "Jobs taken from the queue and not yet settled.");
+    metrics::describe_counter!(metric::DELIVERIES, "Deliveries settled, by settlement.");
+    metrics::describe_counter!(metric::RECONNECTS, "Broker connections re-established after a loss.");
+    metrics::describe_gauge!(metric::READY, "1 while connected to the broker and consuming.");
+    // Present from the start, so a scrape before the first job shows zeros, not nothing.
+    metrics::counter!(metric::RECONNECTS).absolute(0);
+    metrics::gauge!(metric::IN_FLIGHT).set(0.0);
+    metrics::gauge!(metric::READY).set(0.0);
+    Ok(handle)
+}
+
+/// Binds `addr` (failing at start, with the address, if it is taken) and serves the three
+/// endpoints in the background. Returns the bound address (port 0 picks a free one).
+pub async fn serve(
+    addr: SocketAddr,
+    readiness: Readiness,
+    metrics: PrometheusHandle,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding ASSET_WORKER_HTTP_ADDR={addr} for health and metrics: {e}"))?;
+    let bound = listener.local_addr()?;
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let router = Router::new()
+        .route(HEALTHZ_PATH, get(|| async { "ok\n" }))
+        .route(
+            READYZ_PATH,
+            get(move || {
+                let ready = readiness.is_ready();
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready: connecting to the broker or draining\n")
+                    }
+                }
+            }),
+        )
+        .route(
+            METRICS_PATH,
+            get(move || {
+                let text = metrics.render();
+                async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+            }),
+        );
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "the health and metrics server stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// Records one answered job: its outcome, its data type and what each stage cost.
+pub fn job_answered(data_type: Option<DataType>, error: Option<ErrorKind>, stats: &Stats) {
+    let outcome = error.map_or("succeeded", ErrorKind::as_str);
+    let data_type = data_type.map_or("unknown", DataType::as_str);
+    metrics::counter!(metric::JOBS, "outcome" => outcome, "data_type" => data_type).increment(1);
+    for (stage, ms) in [
+        ("sign", stats.sign_ms),
+        ("fetch", stats.fetch_ms),
+        ("extract", stats.extract_ms),
+        ("total", stats.total_ms),
+    ] {
+        metrics::histogram!(metric::STAGE_SECONDS, "stage" => stage).record(ms as f64 / 1000.0);
+    }
+    metrics::counter!(metric::BYTES_FETCHED).increment(stats.bytes_fetched);
+}
