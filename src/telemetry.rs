@@ -64,18 +64,37 @@ pub mod metric {
 }
 
 /// Log lines: one JSON object per line on stderr for the worker (`json`), plain text for the
-/// interactive commands. `RUST_LOG` overrides the default filter. A second call is a no-op
-/// (tests run several commands in one process).
+/// interactive commands. `RUST_LOG` overrides the default filter, within [`third_party_ceiling`].
+/// A second call is a no-op (tests run several commands in one process).
 pub fn init_logging(json: bool) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json {
+    let filter = filter.and(tracing_subscriber::filter::filter_fn(third_party_ceiling));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = if json {
         // Event fields flattened beside `message`; the job span's fields (job_id, asset_id)
         // under `span`, on every line logged inside it.
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+        layer
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed()
     } else {
-        builder.with_target(false).try_init()
+        layer.with_target(false).with_filter(filter).boxed()
     };
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// Other crates may log at `info` and above only, whatever `RUST_LOG` asks: below that, the
+/// AWS SDK traces canonical requests with the session token in them, HTTP clients trace
+/// headers, and a signed URL or credential must never reach a log line (DESIGN §1).
+fn third_party_ceiling(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.target().starts_with("asset_worker") || *metadata.level() <= tracing::Level::INFO
 }
 
 /// Whether the worker is ready: shared by the consumer (which sets it) and `/readyz`.

@@ -7,6 +7,7 @@ mod gcs_access;
 mod golden;
 mod peers;
 mod queue;
+mod queue_faults;
 mod s3_access;
 mod sandbox;
 

@@ -17,28 +17,41 @@ use super::{fixture_files, root};
 const AMQP_DEFAULT: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// One test's queue names, deleted when the test ends (passed or not).
-struct Prefix {
-    name: String,
+pub struct Prefix {
+    pub name: String,
     /// The worker's temp dir and log files.
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+    /// The broker of every command, when not the default one (a test's own vhost).
+    amqp_url: Option<String>,
 }
 
 impl Prefix {
-    fn new(test: &str) -> Prefix {
+    pub fn new(test: &str) -> Prefix {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
         Prefix {
             name: format!("test-{test}-{}-{nanos:x}", std::process::id()),
             dir: tempfile::tempdir().expect("a temp dir"),
+            amqp_url: None,
         }
     }
 
-    fn temp_dir(&self) -> PathBuf {
+    /// A prefix whose commands all use `amqp_url` (a vhost of the test's own).
+    pub fn on_broker(test: &str, amqp_url: String) -> Prefix {
+        let mut prefix = Prefix::new(test);
+        prefix.amqp_url = Some(amqp_url);
+        prefix
+    }
+
+    pub fn temp_dir(&self) -> PathBuf {
         self.dir.path().join("temp")
     }
 
     /// A command of the binary with this prefix's settings.
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_asset-worker"));
+        if let Some(url) = &self.amqp_url {
+            command.env("ASSET_WORKER_AMQP_URL", url);
+        }
         command
             .args(args)
             .current_dir(root())
@@ -53,12 +66,12 @@ impl Prefix {
     }
 
     /// Starts `asset-worker run`; its log goes to `worker-N.log` in the test's dir.
-    fn spawn_worker(&self, n: usize) -> Worker {
+    pub fn spawn_worker(&self, n: usize) -> Worker {
         self.spawn_worker_with(n, &[])
     }
 
     /// Starts `asset-worker run` with extra settings.
-    fn spawn_worker_with(&self, n: usize, env: &[(&str, &str)]) -> Worker {
+    pub fn spawn_worker_with(&self, n: usize, env: &[(&str, &str)]) -> Worker {
         let log_path = self.dir.path().join(format!("worker-{n}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = self
@@ -72,7 +85,7 @@ impl Prefix {
     }
 
     /// `enqueue --local KEY…`: the job ids, in key order.
-    fn enqueue_local(&self, keys: &[&str]) -> Vec<String> {
+    pub fn enqueue_local(&self, keys: &[&str]) -> Vec<String> {
         let mut args = vec!["enqueue", "--local"];
         args.extend_from_slice(keys);
         let output = self.command(&args).output().unwrap();
@@ -81,7 +94,7 @@ impl Prefix {
     }
 
     /// `enqueue` with raw job lines on stdin.
-    fn enqueue_raw(&self, lines: &[&str]) {
+    pub fn enqueue_raw(&self, lines: &[&str]) {
         let mut child =
             self.command(&["enqueue"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
         child.stdin.take().unwrap().write_all(lines.join("\n").as_bytes()).unwrap();
@@ -89,7 +102,7 @@ impl Prefix {
     }
 
     /// `results --count N --timeout S`: the results that arrived (fewer if it timed out).
-    fn results(&self, count: usize, timeout_seconds: u64) -> Vec<Value> {
+    pub fn results(&self, count: usize, timeout_seconds: u64) -> Vec<Value> {
         let output = self
             .command(&["results", "--count", &count.to_string(), "--timeout", &timeout_seconds.to_string()])
             .output()
@@ -102,7 +115,7 @@ impl Prefix {
     }
 
     /// Ready messages in one of this prefix's queues.
-    fn message_count(&self, suffix: &str) -> u32 {
+    pub fn message_count(&self, suffix: &str) -> u32 {
         let queue = format!("{}.{suffix}", self.name);
         broker(|channel| async move {
             let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
@@ -114,7 +127,7 @@ impl Prefix {
     }
 
     /// No fetched bytes left behind.
-    fn assert_temp_dir_empty(&self) {
+    pub fn assert_temp_dir_empty(&self) {
         let private = self.temp_dir().join("asset-worker-fetch");
         let left: Vec<_> =
             std::fs::read_dir(&private).map(|d| d.filter_map(Result::ok).collect()).unwrap_or_default();
@@ -124,6 +137,9 @@ impl Prefix {
 
 impl Drop for Prefix {
     fn drop(&mut self) {
+        if self.amqp_url.is_some() {
+            return; // the test's own vhost goes, and its queues with it
+        }
         let name = self.name.clone();
         broker(|channel| async move {
             for suffix in ["process", "process.dead", "results"] {
@@ -140,18 +156,18 @@ impl Drop for Prefix {
 }
 
 /// A running worker, killed if the test ends without stopping it.
-struct Worker {
-    child: Child,
+pub struct Worker {
+    pub child: Child,
     log_path: PathBuf,
 }
 
 impl Worker {
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     /// Sends SIGTERM and waits (at most `limit`) for the exit status.
-    fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         let started = Instant::now();
@@ -173,7 +189,7 @@ impl Drop for Worker {
 }
 
 /// Runs `work` on a fresh channel to the test broker.
-fn broker<T, F, Fut>(work: F) -> T
+pub fn broker<T, F, Fut>(work: F) -> T
 where
     F: FnOnce(lapin::Channel) -> Fut,
     Fut: std::future::Future<Output = lapin::Result<T>>,
@@ -199,7 +215,7 @@ fn expected(fixture: &Path) -> Value {
 }
 
 /// Results by job id; each id must appear once.
-fn by_job_id(results: Vec<Value>) -> HashMap<String, Value> {
+pub fn by_job_id(results: Vec<Value>) -> HashMap<String, Value> {
     let mut map = HashMap::new();
     for result in results {
         let id = result["job_id"].as_str().expect("a job_id").to_owned();

@@ -1,0 +1,417 @@
+//! The queue worker under faults, against the real RabbitMQ: the broker dropping and refusing
+//! it, `kill -9` mid-batch, two workers on one queue, hostile files in the sandbox, a job past
+//! its deadline; and what operators watch (`/healthz`, `/readyz`, `/metrics`, JSON logs).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::fixture_files;
+use super::queue::{Prefix, Worker, by_job_id};
+
+/// The key of the text file of [`slow_jobs_root`].
+const SLOW_KEY: &str = "slow.txt";
+
+/// Keys (relative to `fixtures/`) of the fixtures under `fixtures/{kind}`.
+fn keys_of(kind: &str) -> Vec<String> {
+    fixture_files()
+        .into_iter()
+        .filter(|f| f.starts_with(format!("fixtures/{kind}")))
+        .map(|f| f.strip_prefix("fixtures").unwrap().display().to_string())
+        .collect()
+}
+
+/// `count` keys, cycling through `pool`.
+fn cycle(pool: &[String], count: usize) -> Vec<&str> {
+    pool.iter().cycle().take(count).map(String::as_str).collect()
+}
+
+/// Polls `condition` every 50 ms until it holds or `limit` passes; says whether it held.
+fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}
+
+/// The address the worker serves health and metrics on (it binds port 0 in tests and logs it).
+fn http_addr(worker: &Worker) -> String {
+    let mut found = None;
+    let logged = wait_until(Duration::from_secs(30), || {
+        found = worker.log().lines().find_map(|line| {
+            let line: Value = serde_json::from_str(line).ok()?;
+            line["http_addr"].as_str().map(str::to_owned)
+        });
+        found.is_some()
+    });
+    assert!(logged, "the worker never logged its http_addr:\n{}", worker.log());
+    found.unwrap()
+}
+
+/// GET `path` from the worker: status and body (status 0 if nothing answered).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    match client.get(format!("http://{addr}{path}")).send() {
+        Ok(response) => (response.status().as_u16(), response.text().unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
+
+fn ready(addr: &str) -> u16 {
+    get(addr, asset_worker::telemetry::READYZ_PATH).0
+}
+
+/// The value of one sample of a metric in Prometheus text, matched by name and labels (in
+/// any order).
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
+        let all_match =
+            labels.iter().all(|(key, value)| series_labels.contains(&format!("{key}=\"{value}\"")));
+        (series_name == name && all_match).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// Collects results, beginning with those `already` taken, until every id in `ids` has at
+/// least one (or `limit` passes), then a little longer to catch duplicates. Answers by job id.
+fn answers_for(
+    prefix: &Prefix,
+    ids: &[String],
+    already: Vec<Value>,
+    limit: Duration,
+) -> HashMap<String, Vec<Value>> {
+    let mut answers: HashMap<String, Vec<Value>> = HashMap::new();
+    for result in already {
+        answers.entry(result["job_id"].as_str().unwrap().to_owned()).or_default().push(result);
+    }
+    let started = Instant::now();
+    let mut last_round = false;
+    loop {
+        let missing = ids.iter().filter(|id| !answers.contains_key(*id)).count();
+        let timeout = if last_round { 2 } else { 5 };
+        for result in prefix.results(missing.max(1), timeout) {
+            answers.entry(result["job_id"].as_str().unwrap().to_owned()).or_default().push(result);
+        }
+        if last_round {
+            return answers;
+        }
+        last_round = ids.iter().all(|id| answers.contains_key(id)) || started.elapsed() > limit;
+    }
+}
+
+/// A RabbitMQ vhost of the test's own, deleted at the end: `close_all_connections -p` and
+/// permission changes then touch no other test's connections.
+struct Vhost {
+    name: String,
+}
+
+impl Vhost {
+    fn new(test: &str) -> Vhost {
+        let name = super::peers::unique(test);
+        rabbitmqctl(&["add_vhost", &name]);
+        let vhost = Vhost { name };
+        vhost.allow();
+        vhost
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// guest may use the vhost.
+    fn allow(&self) {
+        rabbitmqctl(&["set_permissions", "-p", &self.name, "guest", ".*", ".*", ".*"]);
+    }
+
+    /// guest may no longer open connections to it: reconnecting fails until `allow`.
+    fn refuse(&self) {
+        rabbitmqctl(&["clear_permissions", "-p", &self.name, "guest"]);
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.name]).output();
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let output = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl (DESIGN §6)");
+    assert!(output.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn health_readiness_metrics_and_json_logs_tell_what_the_worker_does() {
+    let prefix = Prefix::new("telemetry");
+    let worker = prefix.spawn_worker(1);
+    let addr = http_addr(&worker);
+    assert_eq!(get(&addr, asset_worker::telemetry::HEALTHZ_PATH).0, 200);
+    assert!(wait_until(Duration::from_secs(30), || ready(&addr) == 200), "never ready:\n{}", worker.log());
+
+    let images = keys_of("image");
+    let mut keys = cycle(&images, 3);
+    keys.push("image/no-such-file.png");
+    let ids = prefix.enqueue_local(&keys);
+    let results = by_job_id(prefix.results(4, 60));
+    assert_eq!(results.len(), 4, "{}", worker.log());
+
+    let (status, metrics) = get(&addr, asset_worker::telemetry::METRICS_PATH);
+    assert_eq!(status, 200);
+    use asset_worker::telemetry::metric;
+    let jobs = |outcome, data_type| {
+        sample(&metrics, metric::JOBS, &[("outcome", outcome), ("data_type", data_type)]).unwrap_or(0.0)
+    };
+    assert_eq!(jobs("succeeded", "image"), 3.0, "{metrics}");
+    assert_eq!(jobs("not_found", "unknown"), 1.0, "{metrics}");
+    assert_eq!(sample(&metrics, metric::DELIVERIES, &[("settlement", "ack")]), Some(4.0), "{metrics}");
+    assert_eq!(sample(&metrics, metric::IN_FLIGHT, &[]), Some(0.0), "{metrics}");
+    assert_eq!(sample(&metrics, metric::READY, &[]), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, metric::RECONNECTS, &[]), Some(0.0), "{metrics}");
+    let total_count = format!("{}_count", metric::STAGE_SECONDS);
+    assert_eq!(sample(&metrics, &total_count, &[("stage", "total")]), Some(4.0), "{metrics}");
+    // Bounded labels: no job id, key or path is a label value.
+    for id in &ids {
+        assert!(!metrics.contains(id.as_str()), "job id {id} in the metrics");
+    }
+    assert!(!metrics.contains("no-such-file"), "an asset key in the metrics");
+
+    // Every log line is one JSON object; every line about a job carries its ids.
+    let log = worker.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"))
+        })
+        .collect();
+    let done: Vec<&Value> = lines.iter().filter(|line| line["message"] == "job done").collect();
+    assert_eq!(done.len(), 4, "{log}");
+    for (line, id) in done.iter().zip(&ids) {
+        assert!(ids.contains(&line["span"]["job_id"].as_str().unwrap().to_owned()), "{line}");
+        assert!(line["span"]["asset_id"].is_string(), "{line}");
+        let _ = id;
+    }
+}
+
+/// The broker closes the worker's connection (`rabbitmqctl close_all_connections`) and then
+/// refuses it for a while: readiness goes false, the worker retries with backoff, and once
+/// let back in it re-declares, consumes again and the batch completes.
+#[test]
+fn the_worker_reconnects_when_the_broker_drops_it_and_is_unready_meanwhile() {
+    let vhost = Vhost::new("reconnect");
+    let prefix = Prefix::on_broker("reconnect", vhost.url());
+    let root = slow_jobs_root(&prefix);
+    const JOBS: usize = 30;
+    let ids = prefix.enqueue_local(&[SLOW_KEY; JOBS]);
+    let worker = prefix.spawn_worker_with(1, &[("ASSET_WORKER_LOCAL_ROOT", &root)]);
+    let addr = http_addr(&worker);
+    let first = prefix.results(1, 60);
+    assert_eq!(first.len(), 1, "{}", worker.log());
+
+    vhost.refuse();
+    rabbitmqctl(&["close_all_connections", "-p", &vhost.name, "test: the broker drops the worker"]);
+    assert!(wait_until(Duration::from_secs(10), || ready(&addr) == 503), "still ready:\n{}", worker.log());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(ready(&addr), 503, "ready while the broker refuses it:\n{}", worker.log());
+    vhost.allow();
+    assert!(wait_until(Duration::from_secs(40), || ready(&addr) == 200), "not back:\n{}", worker.log());
+
+    let answers = answers_for(&prefix, &ids, first, Duration::from_secs(120));
+    let missing: Vec<_> = ids.iter().filter(|id| !answers.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "unanswered after the reconnect: {missing:?}\n{}", worker.log());
+    // Only jobs in flight when the connection dropped can run twice (prefetch 2).
+    let twice = answers.values().filter(|a| a.len() > 1).count();
+    assert!(twice <= 2, "{twice} jobs answered twice");
+    assert!(answers.values().flatten().all(|r| r["status"] == "succeeded"));
+
+    let (_, metrics) = get(&addr, asset_worker::telemetry::METRICS_PATH);
+    let reconnects = sample(&metrics, asset_worker::telemetry::metric::RECONNECTS, &[]).unwrap_or(0.0);
+    assert!(reconnects >= 1.0, "{metrics}");
+    let log = worker.log();
+    assert!(log.contains("lost the broker") && log.contains("the broker is unreachable"), "{log}");
+    let after_reconnect = log.split("reconnected to the broker").nth(1).unwrap_or_default();
+    assert!(after_reconnect.contains("job done"), "the cut came after the batch: nothing was proven\n{log}");
+    prefix.assert_temp_dir_empty();
+}
+
+/// SIGKILL leaves no chance to drain: the broker hands the unacked jobs to the next worker.
+/// Every job is answered; only jobs in flight at the kill are answered twice (same job id);
+/// no fetched bytes are left behind.
+#[test]
+fn kill_9_mid_batch_then_a_new_worker_answers_every_job() {
+    let prefix = Prefix::new("kill9");
+    let root = slow_jobs_root(&prefix);
+    const JOBS: usize = 30;
+    let ids = prefix.enqueue_local(&[SLOW_KEY; JOBS]);
+    let mut first = prefix.spawn_worker_with(1, &[("ASSET_WORKER_LOCAL_ROOT", &root)]);
+    let early = prefix.results(3, 60);
+    assert_eq!(early.len(), 3, "{}", first.log());
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    // What a crash on a system without unnamed temp files (O_TMPFILE) would leave behind:
+    // the next worker's start-up sweep removes it.
+    let private = prefix.temp_dir().join("asset-worker-fetch");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::write(private.join("fetch-left-by-a-crash"), b"customer bytes").unwrap();
+
+    let second = prefix.spawn_worker_with(2, &[("ASSET_WORKER_LOCAL_ROOT", &root)]);
+    let answers = answers_for(&prefix, &ids, early, Duration::from_secs(120));
+    assert!(second.log().contains("job done"), "the kill came after the batch: nothing was proven");
+    let missing: Vec<_> = ids.iter().filter(|id| !answers.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "lost: {missing:?}\n{}", second.log());
+    assert!(answers.len() < JOBS + 1 && answers.keys().all(|id| ids.contains(id)));
+    let twice: Vec<_> = answers.iter().filter(|(_, a)| a.len() > 1).map(|(id, a)| (id, a.len())).collect();
+    assert!(
+        twice.len() <= 2 && twice.iter().all(|(_, n)| *n == 2),
+        "prefetch 2 bounds the repeats: {twice:?}"
+    );
+    assert!(answers.values().flatten().all(|r| r["status"] == "succeeded"));
+    prefix.assert_temp_dir_empty();
+    assert!(second.log().contains("swept the temp dir"), "{}", second.log());
+}
+
+/// Two workers on one queue: the broker deals the jobs out; none is run by both.
+#[test]
+fn two_workers_share_one_queue_and_run_each_job_once() {
+    let prefix = Prefix::new("share");
+    let workers = [prefix.spawn_worker(1), prefix.spawn_worker(2)];
+    for worker in &workers {
+        let addr = http_addr(worker);
+        assert!(wait_until(Duration::from_secs(30), || ready(&addr) == 200), "{}", worker.log());
+    }
+    let mut pool = keys_of("image");
+    pool.extend(keys_of("audio"));
+    const JOBS: usize = 40;
+    let ids = prefix.enqueue_local(&cycle(&pool, JOBS));
+    let results = by_job_id(prefix.results(JOBS, 120));
+    assert_eq!(results.len(), JOBS);
+    assert!(prefix.results(1, 2).is_empty(), "one result per job");
+
+    let done_by = |worker: &Worker| -> HashSet<String> {
+        worker
+            .log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["message"] == "job done")
+            .map(|line| line["span"]["job_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (first, second) = (done_by(&workers[0]), done_by(&workers[1]));
+    assert!(!first.is_empty() && !second.is_empty(), "both worked: {} and {}", first.len(), second.len());
+    assert!(first.is_disjoint(&second), "a job run by both: {:?}", first.intersection(&second));
+    assert_eq!(first.len() + second.len(), JOBS);
+    assert_eq!(first.union(&second).cloned().collect::<HashSet<_>>(), ids.into_iter().collect());
+}
+
+/// Writes `mib` MiB of English-like text to `path`: every byte is counted, so reading it
+/// takes time in proportion (about 0.1 s per 10 MiB in a debug build).
+fn write_text(path: &Path, mib: usize) {
+    let line = "alpha beta gamma delta omega ".repeat(8) + "\n";
+    let block = line.repeat((1 << 20) / line.len());
+    let mut text = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for _ in 0..mib {
+        std::io::Write::write_all(&mut text, block.as_bytes()).unwrap();
+    }
+}
+
+/// A local root under the test's dir holding one text file that takes a few hundred
+/// milliseconds to read: jobs slow enough that a fault lands mid-batch. Returns the root.
+fn slow_jobs_root(prefix: &Prefix) -> String {
+    let root = prefix.dir.path().join("assets");
+    std::fs::create_dir_all(&root).unwrap();
+    write_text(&root.join("slow.txt"), 24);
+    root.display().to_string()
+}
+
+/// Writes the hostile files of the sandbox test into `root`: a text file that takes seconds
+/// to count (a child that "hangs" past a short limit) and a PDF the parser must hold in
+/// memory whole (96 MiB, over a 128 MiB address-space cap with the parser's own copies).
+fn write_hostile_files(root: &Path) {
+    write_text(&root.join("slow.txt"), 256);
+
+    let body = vec![b' '; 96 << 20];
+    let objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_vec(),
+        [format!("<< /Length {} >>\nstream\n", body.len()).as_bytes(), &body, b"\nendstream"].concat(),
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (number, object) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend(format!("{} 0 obj\n", number + 1).as_bytes());
+        pdf.extend(object);
+        pdf.extend(b"\nendobj\n");
+    }
+    let xref = pdf.len();
+    pdf.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for offset in offsets {
+        pdf.extend(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1)
+            .as_bytes(),
+    );
+    std::fs::write(root.join("huge.pdf"), pdf).unwrap();
+}
+
+/// A child past its time limit, a child past its memory cap and a job past its deadline each
+/// fail their own job; the jobs around them succeed and the worker keeps consuming.
+#[test]
+fn a_child_that_hangs_or_blows_its_memory_cap_fails_only_that_job() {
+    let prefix = Prefix::new("sandbox");
+    let root = prefix.dir.path().join("assets");
+    std::fs::create_dir_all(&root).unwrap();
+    write_hostile_files(&root);
+    let fixtures = super::root().join("fixtures");
+    for key in ["image/png_rgb8.png", "text/utf8_lf.txt", "audio/au_mulaw_8000_mono.au"] {
+        let source = fixtures.join(key);
+        assert!(source.is_file(), "fixture {key} moved");
+        std::fs::copy(&source, root.join(key.replace('/', "-"))).unwrap();
+    }
+    let small = ["image-png_rgb8.png", "text-utf8_lf.txt", "audio-au_mulaw_8000_mono.au"];
+    let root_env = root.display().to_string();
+
+    let ids = prefix.enqueue_local(&["slow.txt", small[0], "huge.pdf", small[1], small[2]]);
+    let mut worker = prefix.spawn_worker_with(
+        1,
+        &[
+            ("ASSET_WORKER_LOCAL_ROOT", &root_env),
+            ("ASSET_WORKER_EXTRACT_TIMEOUT_MS", "1500"),
+            ("ASSET_WORKER_EXTRACT_MEMORY_MB", "128"),
+        ],
+    );
+    let results = by_job_id(prefix.results(5, 120));
+    assert_eq!(results.len(), 5, "{}", worker.log());
+    let slow = &results[&ids[0]]["error"];
+    assert_eq!(slow["kind"], "timeout", "{slow}");
+    assert_eq!(slow["retryable"], true);
+    let huge = &results[&ids[2]]["error"];
+    assert_eq!(huge["kind"], "too_large", "{huge}");
+    for id in [&ids[1], &ids[3], &ids[4]] {
+        assert_eq!(results[id]["status"], "succeeded", "{}", results[id]);
+    }
+    assert!(worker.terminate(Duration::from_secs(40)).success());
+
+    // The job's own deadline: the child's 30 s limit is cut to what is left of 1 s.
+    let ids = prefix.enqueue_local(&["slow.txt", small[0]]);
+    let worker = prefix.spawn_worker_with(
+        2,
+        &[("ASSET_WORKER_LOCAL_ROOT", &root_env), ("ASSET_WORKER_JOB_TIMEOUT_SECONDS", "1")],
+    );
+    let results = by_job_id(prefix.results(2, 60));
+    assert_eq!(results.len(), 2, "{}", worker.log());
+    let slow = &results[&ids[0]]["error"];
+    assert_eq!(slow["kind"], "timeout", "{slow}");
+    assert!(slow["message"].as_str().unwrap().contains("ASSET_WORKER_JOB_TIMEOUT_SECONDS"), "{slow}");
+    assert_eq!(results[&ids[1]]["status"], "succeeded");
+    prefix.assert_temp_dir_empty();
+}
