@@ -28,8 +28,8 @@ use super::root;
 const EXTERNAL_ID: &str = "hub-org-1234";
 /// The service-account key of Google's conformance vectors: signs GCS URLs for fake-gcs-server,
 /// which checks no signature.
-const GCS_KEY_FILE: &str = "tests/vectors/gcs-v4/test_service_account.not-a-test.json";
-const PNG: &str = "fixtures/image/png_rgb8.png";
+pub const GCS_KEY_FILE: &str = "tests/vectors/gcs-v4/test_service_account.not-a-test.json";
+pub const PNG: &str = "fixtures/image/png_rgb8.png";
 
 // ---------------------------------------------------------------------------------------------
 // The binary, run as an operator would.
@@ -685,7 +685,7 @@ fn gcs_upload(endpoint: &str, bucket: &str, object: &str, bytes: Vec<u8>) {
 }
 
 /// A fresh bucket holding [`PNG`] as `dir/png_rgb8.png`; its `gs://` name.
-fn gcs_fixture(endpoint: &str) -> String {
+pub fn gcs_fixture(endpoint: &str) -> String {
     let bucket = unique("delegated");
     gcs_upload(endpoint, &bucket, "dir/png_rgb8.png", std::fs::read(root().join(PNG)).expect("the fixture"));
     format!("gs://{bucket}/dir/png_rgb8.png")

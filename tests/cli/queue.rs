@@ -208,7 +208,7 @@ where
 }
 
 /// The reviewed answer of `extract` for a fixture (path relative to the root).
-fn expected(fixture: &Path) -> Value {
+pub fn expected(fixture: &Path) -> Value {
     let relative = fixture.strip_prefix("fixtures").unwrap();
     let path = root().join("fixtures/expected").join(format!("{}.json", relative.display()));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()

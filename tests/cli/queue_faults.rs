@@ -415,3 +415,80 @@ fn a_child_that_hangs_or_blows_its_memory_cap_fails_only_that_job() {
     assert_eq!(results[&ids[1]]["status"], "succeeded");
     prefix.assert_temp_dir_empty();
 }
+
+/// Objects in customers' buckets through the queue: `enqueue s3://… gs://…` with the access
+/// flags, a worker that assumes the role on SeaweedFS (and signs for fake-gcs-server) at
+/// `RUST_LOG=trace`: each answers like its file, nothing stays in the temp dir, and no line
+/// of the worker's log holds a signature, a session token or the worker's secret key.
+#[test]
+fn objects_in_customer_buckets_through_the_queue_leave_no_secret_in_the_log() {
+    use super::delegated::{GCS_KEY_FILE, PNG, gcs_fixture};
+    use super::peers::{Seaweed, peer, unique};
+    let seaweed = Seaweed::connect();
+    let fixtures = [PNG, "fixtures/video/mp4_h264_aac_moov_at_end.mp4"];
+    let mut objects = Vec::new();
+    for fixture in fixtures {
+        let key =
+            format!("queue/{}/{}", unique("objects"), Path::new(fixture).file_name().unwrap().display());
+        seaweed.upload_file(&key, &super::root().join(fixture));
+        objects.push(format!("s3://{}/{key}", seaweed.bucket));
+    }
+    let gcs_endpoint = peer("GCS_ENDPOINT");
+    let gcs_object = gcs_fixture(&gcs_endpoint);
+
+    let prefix = Prefix::new("objects");
+    let role = peer("S3_ROLE_ARN");
+    let mut args = vec!["enqueue"];
+    args.extend(objects.iter().map(String::as_str));
+    args.extend(["--role-arn", &role, "--external-id", "hub-org-1234"]);
+    let enqueued = prefix.command(&args).output().unwrap();
+    assert!(enqueued.status.success(), "{}", String::from_utf8_lossy(&enqueued.stderr));
+    let mut ids: Vec<String> =
+        String::from_utf8(enqueued.stdout).unwrap().lines().map(str::to_owned).collect();
+    let enqueued = prefix.command(&["enqueue", &gcs_object]).output().unwrap();
+    assert!(enqueued.status.success(), "{}", String::from_utf8_lossy(&enqueued.stderr));
+    ids.extend(String::from_utf8(enqueued.stdout).unwrap().lines().map(str::to_owned));
+    assert_eq!(ids.len(), 3);
+    // An s3:// object without an ExternalId is refused at enqueue, as the worker would refuse it.
+    let refused = prefix.command(&["enqueue", &objects[0], "--role-arn", &role]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("external_id"), "{refused:?}");
+
+    let secret = peer("S3_ADMIN_SECRET_ACCESS_KEY");
+    let key_file = super::root().join(GCS_KEY_FILE).display().to_string();
+    let worker = prefix.spawn_worker_with(
+        1,
+        &[
+            ("AWS_ACCESS_KEY_ID", &peer("S3_ADMIN_ACCESS_KEY_ID")),
+            ("AWS_SECRET_ACCESS_KEY", &secret),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("ASSET_WORKER_S3_ENDPOINT", &peer("S3_ENDPOINT")),
+            ("ASSET_WORKER_STS_ENDPOINT", &peer("STS_ENDPOINT")),
+            ("ASSET_WORKER_S3_FORCE_PATH_STYLE", "true"),
+            ("ASSET_WORKER_GCS_ENDPOINT", &gcs_endpoint),
+            ("ASSET_WORKER_GCS_KEY_FILE", &key_file),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    let results = by_job_id(prefix.results(3, 60));
+    assert_eq!(results.len(), 3, "{}", worker.log());
+    for (id, fixture) in ids.iter().zip([fixtures[0], fixtures[1], PNG]) {
+        let (result, expected) = (&results[id], super::queue::expected(Path::new(fixture)));
+        for field in ["status", "data_type", "mime_type", "size_bytes", "metadata", "error"] {
+            assert_eq!(result[field], expected[field], "{field} of {fixture}: {result}");
+        }
+        let fetched = result["stats"]["bytes_fetched"].as_u64().unwrap();
+        assert!(fetched > 0, "{result}");
+    }
+    prefix.assert_temp_dir_empty();
+
+    let log = worker.log();
+    assert!(log.lines().count() > 3, "the worker logged its jobs:\n{log}");
+    let lower = log.to_ascii_lowercase();
+    for name in
+        ["x-amz-signature", "x-amz-security-token", "x-amz-credential", "x-goog-signature", "private key"]
+    {
+        assert!(!lower.contains(name), "{name} in the worker's log:\n{log}");
+    }
+    assert!(!log.contains(&secret), "the worker's secret key in its log");
+}
