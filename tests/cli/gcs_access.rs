@@ -15,11 +15,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use asset_worker::access::gcs::{DEFAULT_TTL, GcsAccess, GcsSettings};
 use asset_worker::access::{AccessError, Fetchable, MintRequest, Provider};
 use asset_worker::job::GcsSource;
+
+use super::peers::unique;
 use base64::Engine as _;
 use google_cloud_auth::credentials::{CacheableResource, Credentials, CredentialsProvider, EntityTag};
 use google_cloud_auth::signer::Signer;
@@ -40,12 +41,6 @@ fn test_key() -> serde_json::Value {
 
 fn key_signer() -> Signer {
     google_cloud_auth::credentials::service_account::Builder::new(test_key()).build_signer().expect("the key")
-}
-
-/// A name no other test (or earlier run) uses.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 /// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
