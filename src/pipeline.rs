@@ -6,6 +6,8 @@
 //! clock skew): the object is minted and tried once more before the job is `access_denied`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -152,10 +154,26 @@ async fn run_child(fetchable: Fetchable, settings: &PipelineSettings, timeout: D
     let limits = Limits { timeout, ..settings.limits };
     let request = ChildRequest { source, options: settings.options.clone(), limits };
     let exe = settings.exe.clone();
-    tokio::task::spawn_blocking(move || run_in_child(&exe, &request)).await.unwrap_or_else(|e| ChildAnswer {
-        outcome: Err(ErrorBody::new(ErrorKind::Internal, format!("the extraction task failed: {e}"))),
-        stats: ChildStats::default(),
+    // Dropped with this future when its job is abandoned (the drain deadline, a lost broker):
+    // then the child is killed rather than left to run out its time for nobody.
+    let cancel = CancelOnDrop::default();
+    let cancelled = Arc::clone(&cancel.0);
+    tokio::task::spawn_blocking(move || run_in_child(&exe, &request, &cancelled)).await.unwrap_or_else(|e| {
+        ChildAnswer {
+            outcome: Err(ErrorBody::new(ErrorKind::Internal, format!("the extraction task failed: {e}"))),
+            stats: ChildStats::default(),
+        }
     })
+}
+
+/// Sets its flag when dropped.
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 fn add_child_stats(stats: &mut Stats, child: &ChildStats) {

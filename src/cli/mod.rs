@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use serde::Serialize;
@@ -258,7 +258,7 @@ pub fn extract_one(exe: &Path, path: &Path, run: &ExtractRun) -> FileReport {
         options: run.options.clone(),
         limits: run.limits,
     };
-    report(Outcome::new(run_in_child(exe, &request).outcome, Some(size_bytes)))
+    report(Outcome::new(run_in_child(exe, &request, &AtomicBool::new(false)).outcome, Some(size_bytes)))
 }
 
 /// `sign`'s answer: a URL for the platform's frontend to show the asset with.

@@ -16,6 +16,7 @@
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,6 +35,10 @@ pub const CHILD_SUBCOMMAND: &str = "extract-child";
 const MAX_ANSWER_BYTES: u64 = 64 * 1024 * 1024;
 /// The most stderr kept from a child, to recognise how it died.
 const MAX_STDERR_BYTES: u64 = 64 * 1024;
+/// How often a waiting parent looks whether the child's job was abandoned.
+pub const CANCEL_POLL: Duration = Duration::from_millis(50);
+/// How often a child looks whether its parent is still there.
+const ORPHAN_POLL: Duration = Duration::from_millis(200);
 
 /// How much one extraction may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,8 +137,9 @@ impl ChildAnswer {
 }
 
 /// Runs one extraction in a child process of `exe` and returns its answer; a child that
-/// gives none gets the error its fate stands for.
-pub fn run_in_child(exe: &Path, request: &ChildRequest) -> ChildAnswer {
+/// gives none gets the error its fate stands for. Setting `cancelled` kills the child within
+/// [`CANCEL_POLL`] (the job it served was abandoned: a drain deadline, a lost broker).
+pub fn run_in_child(exe: &Path, request: &ChildRequest, cancelled: &AtomicBool) -> ChildAnswer {
     let internal = |what: &str, e: &dyn std::fmt::Display| {
         ChildAnswer::failed(ErrorBody::new(ErrorKind::Internal, format!("the extraction child {what}: {e}")))
     };
@@ -155,20 +161,30 @@ pub fn run_in_child(exe: &Path, request: &ChildRequest) -> ChildAnswer {
     // Both pipes are drained on threads so that a chatty child can't block on a full pipe.
     let stdout = drain(child.stdout.take().expect("stdout is piped"), MAX_ANSWER_BYTES);
     let stderr = drain(child.stderr.take().expect("stderr is piped"), MAX_STDERR_BYTES);
-    let status = match child.wait_timeout(request.limits.timeout) {
-        Ok(Some(status)) => status,
-        Ok(None) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return ChildAnswer::failed(ErrorBody::new(
-                ErrorKind::Timeout,
-                format!(
-                    "extraction took longer than {:?} and was stopped (the time limit)",
-                    request.limits.timeout
-                ),
-            ));
+    let deadline = Instant::now() + request.limits.timeout;
+    let status = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match child.wait_timeout(left.min(CANCEL_POLL)) {
+            Ok(Some(status)) => break status,
+            Ok(None) if cancelled.load(Ordering::Relaxed) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return internal("was stopped", &"its job was abandoned");
+            }
+            Ok(None) if left.is_zero() => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return ChildAnswer::failed(ErrorBody::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "extraction took longer than {:?} and was stopped (the time limit)",
+                        request.limits.timeout
+                    ),
+                ));
+            }
+            Ok(None) => continue,
+            Err(e) => return internal("could not be waited for", &e),
         }
-        Err(e) => return internal("could not be waited for", &e),
     };
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
@@ -250,6 +266,7 @@ pub fn child_main() -> i32 {
             return 2;
         }
     };
+    exit_when_orphaned();
     cap_own_resources(&request.limits);
     // Panics become answers below; the default hook would only add noise on stderr.
     std::panic::set_hook(Box::new(|_| {}));
@@ -271,6 +288,25 @@ pub fn child_main() -> i32 {
     let written =
         serde_json::to_writer(&mut stdout, &answer).map_err(io::Error::from).and_then(|()| stdout.flush());
     if written.is_err() { 3 } else { 0 }
+}
+
+/// A child whose parent died (a worker killed with SIGKILL) has no one to answer: it exits
+/// rather than read on for nothing, and its unnamed temp file goes with it. Started before
+/// the address-space cap, with a small stack, so that even a 1 MiB cap leaves it running.
+fn exit_when_orphaned() {
+    let parent = std::os::unix::process::parent_id();
+    let watchdog =
+        thread::Builder::new().name("orphan-watchdog".into()).stack_size(64 * 1024).spawn(move || {
+            loop {
+                thread::sleep(ORPHAN_POLL);
+                if std::os::unix::process::parent_id() != parent {
+                    std::process::exit(4);
+                }
+            }
+        });
+    if let Err(e) = watchdog {
+        eprintln!("extract-child: no orphan watchdog: {e}");
+    }
 }
 
 fn answer_request(request: &ChildRequest) -> ChildAnswer {

@@ -72,7 +72,7 @@ fn extract_url(url: &SignedUrl, fetch: FetchSettings) -> ChildAnswer {
         options: Default::default(),
         limits: Limits { timeout: Duration::from_secs(120), ..Limits::default() },
     };
-    run_in_child(exe(), &request)
+    run_in_child(exe(), &request, &Default::default())
 }
 
 fn extract_local(fixture: &Path) -> ChildAnswer {
@@ -81,7 +81,7 @@ fn extract_local(fixture: &Path) -> ChildAnswer {
         options: Default::default(),
         limits: Limits::default(),
     };
-    run_in_child(exe(), &request)
+    run_in_child(exe(), &request, &Default::default())
 }
 
 /// The error of an answer that must have failed, checked for secrets on the way.

@@ -7,6 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use asset_worker::extract::sandbox::{ChildRequest, ChildSource, Limits, run_in_child};
 use serde_json::Value;
 
 use super::fixture_files;
@@ -403,7 +407,7 @@ fn a_child_that_hangs_or_blows_its_memory_cap_fails_only_that_job() {
 
     // The job's own deadline: the child's 30 s limit is cut to what is left of 1 s.
     let ids = prefix.enqueue_local(&["slow.txt", small[0]]);
-    let worker = prefix.spawn_worker_with(
+    let mut worker = prefix.spawn_worker_with(
         2,
         &[("ASSET_WORKER_LOCAL_ROOT", &root_env), ("ASSET_WORKER_JOB_TIMEOUT_SECONDS", "1")],
     );
@@ -414,6 +418,61 @@ fn a_child_that_hangs_or_blows_its_memory_cap_fails_only_that_job() {
     assert!(slow["message"].as_str().unwrap().contains("ASSET_WORKER_JOB_TIMEOUT_SECONDS"), "{slow}");
     assert_eq!(results[&ids[1]]["status"], "succeeded");
     prefix.assert_temp_dir_empty();
+    assert!(worker.terminate(Duration::from_secs(40)).success());
+
+    // A worker killed with SIGKILL: its child, with seconds of reading left, exits at once
+    // rather than finish for nobody (it watches for its parent's death).
+    prefix.enqueue_local(&["slow.txt"]);
+    let mut worker = prefix.spawn_worker_with(3, &[("ASSET_WORKER_LOCAL_ROOT", &root_env)]);
+    let mut children = Vec::new();
+    let started = wait_until(Duration::from_secs(30), || {
+        children = extract_children(&prefix.name);
+        !children.is_empty()
+    });
+    assert!(started, "no extraction child appeared:\n{}", worker.log());
+    worker.child.kill().unwrap();
+    worker.child.wait().unwrap();
+    let gone = wait_until(Duration::from_millis(1500), || children.iter().all(|pid| !is_alive(*pid)));
+    assert!(gone, "the orphaned child {children:?} outlived its worker");
+
+    // A job abandoned by a live worker (the drain deadline, a lost broker) kills its child.
+    let request = ChildRequest {
+        source: ChildSource::File { path: root.join("slow.txt") },
+        options: Default::default(),
+        limits: Limits::default(),
+    };
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let cancel = Arc::clone(&cancelled);
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        cancel.store(true, Ordering::Relaxed);
+    });
+    let answer = run_in_child(Path::new(env!("CARGO_BIN_EXE_asset-worker")), &request, &cancelled);
+    canceller.join().unwrap();
+    let error = answer.outcome.expect_err("stopped before it could finish");
+    assert!(error.message.contains("abandoned"), "{error:?}");
+}
+
+/// Extraction children started by the workers of `prefix` (they inherit its environment).
+fn extract_children(prefix: &str) -> Vec<u32> {
+    let marker = format!("ASSET_WORKER_QUEUE_PREFIX={prefix}");
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let read = |file: &str| std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&read("cmdline")).into_owned();
+            let environ = read("environ");
+            cmdline.contains("extract-child")
+                && environ.split(|b| *b == 0).any(|variable| variable == marker.as_bytes())
+        })
+        .collect()
+}
+
+/// Whether a process still runs (a zombie awaiting its reaper counts as gone).
+fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
 }
 
 /// Objects in customers' buckets through the queue: `enqueue s3://… gs://…` with the access
