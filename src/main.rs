@@ -258,8 +258,8 @@ fn run_worker(config: Option<PathBuf>) -> anyhow::Result<bool> {
         let shutdown = shutdown_signal()?;
         queue_cli::run_worker(&settings, shutdown).await
     });
-    // A job abandoned at the drain deadline may leave its extraction thread waiting on a
-    // child that has its own time limit; don't wait for it.
+    // A job abandoned at the drain deadline leaves its extraction thread killing its child
+    // (within 50 ms); don't wait longer than that for blocking threads.
     runtime.shutdown_timeout(Duration::from_secs(1));
     outcome.map(|()| true)
 }
