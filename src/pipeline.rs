@@ -3,7 +3,8 @@
 //! the child, so they are gone when the child is, whatever way it ends.
 //!
 //! A 403 while fetching may only mean the URL expired between mint and use (a slow queue, a
-//! clock skew): the object is minted and tried once more before the job is `access_denied`.
+//! clock skew), or that the customer revoked the sessions issued so far: the object is minted
+//! once more, from new credentials, and tried again before the job is `access_denied`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,7 +77,7 @@ pub async fn process_source(
     let started = Instant::now();
     let mut stats = Stats::default();
     let mut size_bytes = None;
-    let request = MintRequest { job_id: job_id.to_owned(), ttl: settings.url_ttl };
+    let mut request = MintRequest::new(job_id, settings.url_ttl);
     let mut outcome = Err(ErrorBody::new(ErrorKind::Internal, "the object was never tried"));
     let deadline = started + settings.job_timeout;
     let past_deadline = |doing: &str| {
@@ -119,6 +120,9 @@ pub async fn process_source(
         if !(remote && denied && attempt == 0) {
             break;
         }
+        // The second try does without any cached session: the refusal may be the customer
+        // revoking the sessions issued so far, which a new one is not.
+        request.fresh_credentials = true;
     }
     stats.total_ms = elapsed_ms(started);
     if let Err(error) = &mut outcome

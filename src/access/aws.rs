@@ -217,7 +217,7 @@ impl S3Access {
     /// Checks that the job's object can be read the way a job would read it: assume the role
     /// (with the session policy), then HEAD the object. For `asset-worker check`.
     pub async fn check_object(&self, source: &S3Source, job_id: &str) -> Result<ReadableObject, AccessError> {
-        let session = self.session(source, job_id, self.settings.url_ttl).await?;
+        let session = self.session(source, job_id, self.settings.url_ttl, false).await?;
         match session.s3.head_object().bucket(&source.bucket).key(&source.key).send().await {
             Ok(head) => Ok(ReadableObject {
                 size_bytes: head.content_length().and_then(|n| u64::try_from(n).ok()),
@@ -229,9 +229,16 @@ impl S3Access {
         }
     }
 
-    /// The session for `source`, from the cache if it still has enough life for a URL of `ttl`,
-    /// otherwise from a new AssumeRole named after `job_id`.
-    async fn session(&self, source: &S3Source, job_id: &str, ttl: Duration) -> Result<Session, AccessError> {
+    /// The session for `source`, from the cache if it still has enough life for a URL of `ttl`
+    /// (and `fresh` does not ask for new credentials), otherwise from a new AssumeRole named
+    /// after `job_id`, which replaces the cached one.
+    async fn session(
+        &self,
+        source: &S3Source,
+        job_id: &str,
+        ttl: Duration,
+        fresh: bool,
+    ) -> Result<Session, AccessError> {
         let external_id = validate_source(source)?;
         let key = SessionKey {
             role_arn: source.role_arn.clone(),
@@ -242,7 +249,8 @@ impl S3Access {
         let slot = self.slot(&key);
         let mut cached = slot.lock().await;
         let needed = life_needed(ttl, self.settings.session_duration);
-        if let Some(session) = cached.as_ref()
+        if !fresh
+            && let Some(session) = cached.as_ref()
             && session.remaining(SystemTime::now()) >= needed
         {
             return Ok(session.clone());
@@ -335,7 +343,7 @@ impl Provider for S3Access {
 
     async fn mint(&self, source: &S3Source, request: &MintRequest) -> Result<Fetchable, AccessError> {
         let wanted = request.ttl.min(self.settings.url_ttl);
-        let session = self.session(source, &request.job_id, wanted).await?;
+        let session = self.session(source, &request.job_id, wanted, request.fresh_credentials).await?;
         let now = SystemTime::now();
         let ttl = wanted.min(session.remaining(now).saturating_sub(EXPIRY_MARGIN));
         if ttl < Duration::from_secs(1) {
@@ -984,7 +992,7 @@ mod tests {
     }
 
     fn mint_request() -> MintRequest {
-        MintRequest { job_id: "job-1".into(), ttl: Duration::from_secs(300) }
+        MintRequest::new("job-1", Duration::from_secs(300))
     }
 
     #[tokio::test]

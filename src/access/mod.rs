@@ -78,6 +78,17 @@ pub enum Fetchable {
 pub struct MintRequest {
     pub job_id: String,
     pub ttl: Duration,
+    /// Mint from new credentials, not a cached session: a URL from the cached one was just
+    /// refused, and the customer may have revoked the sessions issued before some moment
+    /// (AWS's "revoke active sessions") while still trusting the platform.
+    pub fresh_credentials: bool,
+}
+
+impl MintRequest {
+    /// A mint for `job_id` of a URL living `ttl` at most, from cached credentials if any.
+    pub fn new(job_id: impl Into<String>, ttl: Duration) -> MintRequest {
+        MintRequest { job_id: job_id.into(), ttl, fresh_credentials: false }
+    }
 }
 
 /// Why access could not be had, in the categories the ack policy and an admin act on. Messages

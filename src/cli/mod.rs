@@ -274,7 +274,7 @@ pub async fn sign(
     source: &Source,
     ttl: std::time::Duration,
 ) -> Result<SignAnswer, ErrorBody> {
-    let request = MintRequest { job_id: format!("sign-{}", std::process::id()), ttl };
+    let request = MintRequest::new(format!("sign-{}", std::process::id()), ttl);
     match access.mint(source, &request).await {
         Ok(crate::access::Fetchable::Url(url)) => Ok(SignAnswer {
             url: url.expose().to_owned(),
@@ -316,7 +316,7 @@ pub async fn check(
         error: None,
     };
     let job_id = format!("check-{}", std::process::id());
-    let request = MintRequest { job_id: job_id.clone(), ttl: std::time::Duration::from_secs(300) };
+    let request = MintRequest::new(job_id.clone(), std::time::Duration::from_secs(300));
     let minted = match access.mint(source, &request).await {
         Ok(minted) => minted,
         Err(error) => {

@@ -234,7 +234,7 @@ fn source(bucket: &str, object: &str, account: Option<&str>) -> GcsSource {
 }
 
 fn job_request() -> MintRequest {
-    MintRequest { job_id: unique("job"), ttl: DEFAULT_TTL }
+    MintRequest::new(unique("job"), DEFAULT_TTL)
 }
 
 #[tokio::test]

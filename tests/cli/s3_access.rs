@@ -66,7 +66,7 @@ fn upload(key: &str, bytes: &[u8]) {
 }
 
 fn request(job_id: &str) -> MintRequest {
-    MintRequest { job_id: job_id.into(), ttl: Duration::from_secs(300) }
+    MintRequest::new(job_id, Duration::from_secs(300))
 }
 
 /// The signed URL of a mint that must succeed.
@@ -162,7 +162,7 @@ fn a_url_never_outlives_the_session_behind_it() {
     };
     let provider = seaweed_provider(settings);
     let source = seaweed_source(&key, peer("S3_ROLE_ARN"));
-    let asked = MintRequest { job_id: unique("job"), ttl: Duration::from_secs(24 * 3600) };
+    let asked = MintRequest::new(unique("job"), Duration::from_secs(24 * 3600));
     let before = SystemTime::now();
     for _ in 0..2 {
         // The second mint reuses the session, whose life is by then a little shorter.
@@ -280,6 +280,27 @@ fn sessions_are_shared_per_role_external_id_bucket_and_region() {
     other_region.region = "eu-west-1".into();
     minted(rt.block_on(provider.mint(&other_region, &request(&format!("{marker}-4")))));
     assert_eq!(assume_roles_named(&marker), 3, "another region, another session");
+}
+
+/// The pipeline's second try after a refused URL asks for fresh credentials: a new
+/// AssumeRole (a customer who revoked the sessions issued so far still trusts the role), whose
+/// session then replaces the cached one.
+#[test]
+fn a_mint_for_fresh_credentials_assumes_the_role_again_and_replaces_the_cached_session() {
+    let marker = unique("fresh");
+    let provider = moto_provider();
+    let rt = runtime();
+    let source = moto_source("bucket-f");
+    let cached = minted(rt.block_on(provider.mint(&source, &request(&format!("{marker}-1")))));
+    let mut retry = request(&format!("{marker}-2"));
+    retry.fresh_credentials = true;
+    let fresh = minted(rt.block_on(provider.mint(&source, &retry)));
+    assert_eq!(assume_roles_named(&marker), 2, "fresh credentials come from a new AssumeRole");
+    let credential = |url: &SignedUrl| query_param(url.expose(), "X-Amz-Credential").unwrap().to_owned();
+    assert_ne!(credential(&cached), credential(&fresh));
+    let next = minted(rt.block_on(provider.mint(&source, &request(&format!("{marker}-3")))));
+    assert_eq!(assume_roles_named(&marker), 2, "the next job uses the new session from the cache");
+    assert_eq!(credential(&next), credential(&fresh));
 }
 
 #[test]
