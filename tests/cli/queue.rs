@@ -207,6 +207,29 @@ where
     })
 }
 
+/// The key of the text file of [`slow_jobs_root`].
+pub const SLOW_KEY: &str = "slow.txt";
+
+/// Writes `mib` MiB of English-like text to `path`: every byte is counted, so reading it
+/// takes time in proportion (about 0.1 s per 10 MiB in a debug build).
+pub fn write_text(path: &Path, mib: usize) {
+    let line = "alpha beta gamma delta omega ".repeat(8) + "\n";
+    let block = line.repeat((1 << 20) / line.len());
+    let mut text = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for _ in 0..mib {
+        std::io::Write::write_all(&mut text, block.as_bytes()).unwrap();
+    }
+}
+
+/// A local root under the test's dir holding one text file that takes a few hundred
+/// milliseconds to read: jobs slow enough that a fault lands mid-batch. Returns the root.
+pub fn slow_jobs_root(prefix: &Prefix) -> String {
+    let root = prefix.dir.path().join("assets");
+    std::fs::create_dir_all(&root).unwrap();
+    write_text(&root.join("slow.txt"), 24);
+    root.display().to_string()
+}
+
 /// The reviewed answer of `extract` for a fixture (path relative to the root).
 pub fn expected(fixture: &Path) -> Value {
     let relative = fixture.strip_prefix("fixtures").unwrap();
@@ -332,18 +355,16 @@ fn past_the_drain_deadline_unfinished_jobs_go_back_to_the_queue() {
 /// answers by job id.
 fn stop_mid_batch(test: &str, drain_seconds: u64) -> (HashMap<String, Vec<Value>>, String) {
     let prefix = Prefix::new(test);
-    let pool: Vec<String> = fixture_files()
-        .into_iter()
-        // Video: the slowest fixtures to read, so jobs are in flight when SIGTERM comes.
-        .filter(|f| f.starts_with("fixtures/video"))
-        .map(|f| f.strip_prefix("fixtures").unwrap().display().to_string())
-        .collect();
-    const JOBS: usize = 40;
-    let keys: Vec<&str> = pool.iter().cycle().take(JOBS).map(String::as_str).collect();
-    let ids = prefix.enqueue_local(&keys);
+    // Jobs of a few hundred milliseconds each, so that some are in flight when SIGTERM comes.
+    let root = slow_jobs_root(&prefix);
+    const JOBS: usize = 20;
+    let ids = prefix.enqueue_local(&[SLOW_KEY; JOBS]);
 
     let drain = drain_seconds.to_string();
-    let mut first = prefix.spawn_worker_with(1, &[("ASSET_WORKER_DRAIN_TIMEOUT_SECONDS", &drain)]);
+    let mut first = prefix.spawn_worker_with(
+        1,
+        &[("ASSET_WORKER_DRAIN_TIMEOUT_SECONDS", &drain), ("ASSET_WORKER_LOCAL_ROOT", &root)],
+    );
     let mut results = prefix.results(1, 60);
     assert_eq!(results.len(), 1, "log:\n{}", first.log());
     let status = first.terminate(Duration::from_secs(drain_seconds + 10));
@@ -353,7 +374,7 @@ fn stop_mid_batch(test: &str, drain_seconds: u64) -> (HashMap<String, Vec<Value>
     assert!(results.len() < JOBS, "the batch ended before SIGTERM: nothing was proven");
     let log = first.log();
 
-    let second = prefix.spawn_worker(2);
+    let second = prefix.spawn_worker_with(2, &[("ASSET_WORKER_LOCAL_ROOT", &root)]);
     let started = Instant::now();
     let mut answers: HashMap<String, Vec<Value>> = HashMap::new();
     loop {

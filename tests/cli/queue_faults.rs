@@ -14,10 +14,7 @@ use asset_worker::extract::sandbox::{ChildRequest, ChildSource, Limits, run_in_c
 use serde_json::Value;
 
 use super::fixture_files;
-use super::queue::{Prefix, Worker, by_job_id};
-
-/// The key of the text file of [`slow_jobs_root`].
-const SLOW_KEY: &str = "slow.txt";
+use super::queue::{Prefix, SLOW_KEY, Worker, by_job_id, slow_jobs_root, write_text};
 
 /// Keys (relative to `fixtures/`) of the fixtures under `fixtures/{kind}`.
 fn keys_of(kind: &str) -> Vec<String> {
@@ -312,26 +309,6 @@ fn two_workers_share_one_queue_and_run_each_job_once() {
     assert!(first.is_disjoint(&second), "a job run by both: {:?}", first.intersection(&second));
     assert_eq!(first.len() + second.len(), JOBS);
     assert_eq!(first.union(&second).cloned().collect::<HashSet<_>>(), ids.into_iter().collect());
-}
-
-/// Writes `mib` MiB of English-like text to `path`: every byte is counted, so reading it
-/// takes time in proportion (about 0.1 s per 10 MiB in a debug build).
-fn write_text(path: &Path, mib: usize) {
-    let line = "alpha beta gamma delta omega ".repeat(8) + "\n";
-    let block = line.repeat((1 << 20) / line.len());
-    let mut text = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    for _ in 0..mib {
-        std::io::Write::write_all(&mut text, block.as_bytes()).unwrap();
-    }
-}
-
-/// A local root under the test's dir holding one text file that takes a few hundred
-/// milliseconds to read: jobs slow enough that a fault lands mid-batch. Returns the root.
-fn slow_jobs_root(prefix: &Prefix) -> String {
-    let root = prefix.dir.path().join("assets");
-    std::fs::create_dir_all(&root).unwrap();
-    write_text(&root.join("slow.txt"), 24);
-    root.display().to_string()
 }
 
 /// Writes the hostile files of the sandbox test into `root`: a text file that takes seconds
