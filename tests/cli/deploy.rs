@@ -3,9 +3,10 @@
 //! and declares. Every failure names the file and the mismatch.
 //!
 //! The settings a manifest gives the worker are loaded by `Settings::load` itself (defaults
-//! included, unknown `ASSET_WORKER_*` names refused), in a process of their own whose whole
-//! environment is the manifest's: figment's `Jail` changes the process environment, which the
-//! other tests of this binary pass on to the workers they spawn at the same moment.
+//! included, unknown `ASSET_WORKER_*` names refused) under figment's `Jail`, in a child
+//! process whose whole environment is the manifest's. Not in this process: `Jail` sets
+//! process-wide variables, and the other tests of this binary would hand them (a placeholder
+//! AMQP URL, say) to the workers they spawn at that moment.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -1085,34 +1086,22 @@ fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
     let imported =
         Imported { ctl, vhosts: [format!("{run}-defs"), format!("{run}-empty")], user: run.clone() };
     let [with_topology, empty] = &imported.vhosts;
-    let mut renamed = definitions.value.clone();
-    let rename = |objects: &Value, vhost_of: &str| -> Vec<Value> {
-        let mut objects = objects.as_array().cloned().unwrap_or_default();
-        for object in &mut objects {
-            object["vhost"] = json!(vhost_of);
-        }
-        objects
+    let in_vhost = |object: &Value, vhost: &str| {
+        let mut object = object.clone();
+        object["vhost"] = json!(vhost);
+        object
     };
+    let mut renamed = definitions.value.clone();
     renamed["vhosts"] = json!([{"name": with_topology}, {"name": empty}]);
     let mut worker_user = definitions_user(&definitions, user).clone();
     worker_user["name"] = json!(run);
     renamed["users"] = json!([worker_user]);
     let mut permission = definitions_permission(&definitions, user, &vhost).clone();
     permission["user"] = json!(run);
-    renamed["permissions"] = json!([
-        Value::Object({
-            let mut p = permission.as_object().unwrap().clone();
-            p.insert("vhost".into(), json!(with_topology));
-            p
-        }),
-        Value::Object({
-            let mut p = permission.as_object().unwrap().clone();
-            p.insert("vhost".into(), json!(empty));
-            p
-        }),
-    ]);
+    renamed["permissions"] = json!([in_vhost(&permission, with_topology), in_vhost(&permission, empty)]);
     for kind in ["queues", "exchanges", "bindings"] {
-        renamed[kind] = json!(rename(&definitions.value[kind], with_topology));
+        let objects = definitions.value[kind].as_array().into_iter().flatten();
+        renamed[kind] = objects.map(|object| in_vhost(object, with_topology)).collect();
     }
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), renamed.to_string()).unwrap();
