@@ -1,0 +1,1550 @@
+//! `deploy/` against the code: the image, the Kubernetes manifests, the KEDA autoscaler, the
+//! RabbitMQ definitions and the compose stack must agree with what the worker reads, serves
+//! and declares. Every failure names the file and the mismatch.
+//!
+//! The settings a manifest gives the worker are loaded by `Settings::load` itself (defaults
+//! included, unknown `ASSET_WORKER_*` names refused) under figment's `Jail`, in a child
+//! process whose whole environment is the manifest's. Not in this process: `Jail` sets
+//! process-wide variables, and the other tests of this binary would hand them (a placeholder
+//! AMQP URL, say) to the workers they spawn at that moment.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use asset_worker::config::Settings;
+use asset_worker::queue::topology::{self, Names};
+use asset_worker::telemetry::{HEALTHZ_PATH, METRICS_PATH, READYZ_PATH};
+use base64::Engine;
+use figment::providers::{Format, Toml};
+use lapin::options::{BasicGetOptions, BasicRejectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::uri::AMQPUri;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::root;
+
+const K8S: &str = "deploy/k8s";
+const DEPLOYMENT: &str = "deploy/k8s/deployment.yaml";
+const KUSTOMIZATION: &str = "deploy/k8s/kustomization.yaml";
+/// The Secrets the manifests read, with placeholder values; not applied.
+const SECRET_EXAMPLE: &str = "deploy/k8s/secret.example.yaml";
+/// Manifests outside the kustomization on purpose: the Secrets' placeholders, and the
+/// PodMonitor that needs the Prometheus Operator.
+const NOT_IN_KUSTOMIZATION: [&str; 2] = [SECRET_EXAMPLE, "deploy/k8s/podmonitor.yaml"];
+const COMPOSE: &str = "deploy/compose.yaml";
+const DOCKERFILE: &str = "deploy/Dockerfile";
+const DOCKERIGNORE: &str = ".dockerignore";
+const DEFINITIONS: &str = "deploy/rabbitmq/definitions.json";
+/// The one container of the worker's pod, and the compose service that runs it.
+const WORKER: &str = "asset-worker";
+const COMPOSE_WORKER: &str = "worker";
+
+/// What the worker process itself may use besides its extraction children and temp files:
+/// it measured 34 MiB RSS after 140 jobs (deploy/README.md, "Sizing").
+const WORKER_BASE_BYTES: u64 = 128 << 20;
+const MIB: u64 = 1 << 20;
+
+/// The libtest name of the helper below, and how the parent passes it the environment.
+const LOAD_SETTINGS_TEST: &str = "deploy::load_settings_in_a_clean_process";
+const CHILD_ENV: &str = "ASSET_WORKER_TEST_DEPLOY_ENV";
+const CHILD_OUT: &str = "ASSET_WORKER_TEST_DEPLOY_OUT";
+
+// ---------------------------------------------------------------------------------------------
+// Reading the files
+
+/// One YAML or JSON document, with the file it came from (relative to the repository root).
+struct Doc {
+    file: String,
+    value: Value,
+}
+
+impl Doc {
+    /// The value at `path`, or `null`.
+    fn at(&self, path: &[&str]) -> &Value {
+        at(&self.value, path)
+    }
+
+    /// The string at `path`; a failure names the file and the path.
+    fn str_at(&self, path: &[&str]) -> &str {
+        self.at(path).as_str().unwrap_or_else(|| panic!("{}: no string at {}", self.file, path.join(".")))
+    }
+
+    fn name(&self) -> &str {
+        self.str_at(&["metadata", "name"])
+    }
+
+    fn kind(&self) -> &str {
+        self.str_at(&["kind"])
+    }
+}
+
+fn at<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
+    static NULL: Value = Value::Null;
+    path.iter().try_fold(value, |value, key| value.get(*key)).unwrap_or(&NULL)
+}
+
+fn read(relative: &str) -> String {
+    std::fs::read_to_string(root().join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
+}
+
+fn yaml_docs(relative: &str) -> Vec<Doc> {
+    let values: Vec<Value> =
+        serde_saphyr::from_multiple(&read(relative)).unwrap_or_else(|e| panic!("{relative}: not YAML: {e}"));
+    values.into_iter().map(|value| Doc { file: relative.to_owned(), value }).collect()
+}
+
+fn json_doc(relative: &str) -> Doc {
+    let value = serde_json::from_str(&read(relative)).unwrap_or_else(|e| panic!("{relative}: not JSON: {e}"));
+    Doc { file: relative.to_owned(), value }
+}
+
+/// Every file under `dir` (relative to the root), sorted.
+fn files_under(dir: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut pending = vec![root().join(dir)];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path.strip_prefix(root()).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The Kubernetes objects of deploy/k8s (every document with a `kind`).
+struct Kube {
+    docs: Vec<Doc>,
+}
+
+fn kube() -> Kube {
+    let docs = files_under(K8S)
+        .iter()
+        .filter(|file| file.ends_with(".yaml") && file.as_str() != KUSTOMIZATION)
+        .flat_map(|file| yaml_docs(file))
+        .collect();
+    Kube { docs }
+}
+
+impl Kube {
+    fn find(&self, kind: &str, name: &str) -> Option<&Doc> {
+        self.docs.iter().find(|doc| doc.kind() == kind && doc.name() == name)
+    }
+
+    /// The one object of `kind`.
+    fn only(&self, kind: &str) -> &Doc {
+        let of_kind: Vec<&Doc> = self.docs.iter().filter(|doc| doc.kind() == kind).collect();
+        assert_eq!(of_kind.len(), 1, "{K8S}: expected exactly one {kind}, found {}", of_kind.len());
+        of_kind[0]
+    }
+
+    fn deployment(&self) -> &Doc {
+        self.only("Deployment")
+    }
+
+    /// The worker's container in the Deployment.
+    fn container(&self) -> &Value {
+        let deployment = self.deployment();
+        let containers = deployment.at(&["spec", "template", "spec", "containers"]).as_array();
+        let containers = containers.unwrap_or_else(|| panic!("{DEPLOYMENT}: no containers"));
+        assert_eq!(containers.len(), 1, "{DEPLOYMENT}: one container expected (the worker)");
+        assert_eq!(containers[0]["name"], WORKER, "{DEPLOYMENT}: the container is not named {WORKER}");
+        &containers[0]
+    }
+
+    fn pod_spec(&self) -> &Value {
+        self.deployment().at(&["spec", "template", "spec"])
+    }
+
+    /// A key of a placeholder Secret (secret.example.yaml).
+    fn secret_value(&self, name: &str, key: &str, referrer: &str) -> String {
+        let secret = self
+            .find("Secret", name)
+            .filter(|doc| doc.file == SECRET_EXAMPLE)
+            .unwrap_or_else(|| panic!("{referrer}: Secret {name} is not documented in {SECRET_EXAMPLE}"));
+        let value = secret.at(&["stringData", key]).as_str();
+        value
+            .unwrap_or_else(|| {
+                panic!("{SECRET_EXAMPLE}: Secret {name} has no stringData key {key} ({referrer} reads it)")
+            })
+            .to_owned()
+    }
+
+    /// The worker container's environment: its ConfigMaps (`envFrom`) and `env` entries, the
+    /// Secrets' values taken from secret.example.yaml.
+    fn worker_env(&self) -> BTreeMap<String, String> {
+        let container = self.container();
+        let mut env = BTreeMap::new();
+        for source in container["envFrom"].as_array().into_iter().flatten() {
+            let name = source["configMapRef"]["name"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{DEPLOYMENT}: envFrom other than a configMapRef: {source}"));
+            let map = self
+                .find("ConfigMap", name)
+                .unwrap_or_else(|| panic!("{DEPLOYMENT}: ConfigMap {name} not found"));
+            let data = map.at(&["data"]).as_object().unwrap_or_else(|| panic!("{}: no data", map.file));
+            for (key, value) in data {
+                let value = value.as_str().unwrap_or_else(|| {
+                    panic!("{}: {key} is {value}, not a string (Kubernetes refuses it)", map.file)
+                });
+                env.insert(key.clone(), value.to_owned());
+            }
+        }
+        for entry in container["env"].as_array().into_iter().flatten() {
+            let name =
+                entry["name"].as_str().unwrap_or_else(|| panic!("{DEPLOYMENT}: env entry without name"));
+            let value = if let Some(value) = entry["value"].as_str() {
+                value.to_owned()
+            } else if let Some(secret) = entry["valueFrom"]["secretKeyRef"].as_object() {
+                let (secret, key) = (secret["name"].as_str().unwrap(), secret["key"].as_str().unwrap());
+                self.secret_value(secret, key, DEPLOYMENT)
+            } else {
+                panic!("{DEPLOYMENT}: env {name} is neither a value nor a secretKeyRef")
+            };
+            assert!(
+                env.insert(name.to_owned(), value).is_none(),
+                "{DEPLOYMENT}: {name} is set both by a ConfigMap and in env"
+            );
+        }
+        env
+    }
+}
+
+/// The compose file, and its worker service.
+struct Compose {
+    doc: Doc,
+}
+
+fn compose() -> Compose {
+    let mut docs = yaml_docs(COMPOSE);
+    assert_eq!(docs.len(), 1, "{COMPOSE}: one document expected");
+    Compose { doc: docs.remove(0) }
+}
+
+impl Compose {
+    fn service(&self, name: &str) -> &Value {
+        let service = self.doc.at(&["services", name]);
+        assert!(service.is_object(), "{COMPOSE}: no service {name}");
+        service
+    }
+
+    fn worker(&self) -> &Value {
+        self.service(COMPOSE_WORKER)
+    }
+
+    /// The worker service's `environment` (a map or a list of KEY=VALUE).
+    fn worker_env(&self) -> BTreeMap<String, String> {
+        let environment = &self.worker()["environment"];
+        let scalar = |key: &str, value: &Value| match value {
+            Value::String(text) => text.clone(),
+            Value::Number(_) | Value::Bool(_) => value.to_string(),
+            _ => panic!("{COMPOSE}: {key} of the worker is {value}"),
+        };
+        match environment {
+            Value::Object(map) => map.iter().map(|(key, value)| (key.clone(), scalar(key, value))).collect(),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| {
+                    let item = item.as_str().unwrap_or_else(|| panic!("{COMPOSE}: environment item {item}"));
+                    let (key, value) = item.split_once('=').unwrap_or((item, ""));
+                    (key.to_owned(), value.to_owned())
+                })
+                .collect(),
+            _ => panic!("{COMPOSE}: the worker has no environment"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The settings a manifest gives the worker, as `Settings::load` reads them
+
+/// The settings of `env`, loaded by `Settings::load` in a process whose environment is
+/// exactly `env` (see the module doc); a refusal fails the test, naming `origin`.
+fn settings_of(origin: &str, env: &BTreeMap<String, String>) -> Value {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([LOAD_SETTINGS_TEST, "--exact", "--ignored", "--test-threads=1", "--quiet"])
+        .env_clear()
+        .env(CHILD_ENV, serde_json::to_string(env).unwrap())
+        .env(CHILD_OUT, out.path())
+        .output()
+        .unwrap();
+    let answer: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path()).unwrap()).unwrap_or_else(|e| {
+            panic!(
+                "the settings helper answered nothing ({e}):\n{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    if let Some(refusal) = answer["refused"].as_str() {
+        panic!("{origin}: the worker would refuse to start: {refusal}");
+    }
+    answer["settings"].clone()
+}
+
+/// Not a test on its own: the process [`settings_of`] starts. Loads settings from the
+/// environment it was handed, inside figment's `Jail` (which clears the rest), and writes
+/// them, or the refusal, where it was told.
+#[test]
+#[ignore = "a helper process of the deploy tests, started by settings_of"]
+#[allow(clippy::result_large_err)] // `Jail` closures return figment's error type: its API.
+fn load_settings_in_a_clean_process() {
+    let (Ok(env), Ok(out)) = (std::env::var(CHILD_ENV), std::env::var(CHILD_OUT)) else {
+        eprintln!("nothing to do: deploy::settings_of runs this with an environment to load");
+        return;
+    };
+    let env: BTreeMap<String, String> = serde_json::from_str(&env).unwrap();
+    let mut answer = Value::Null;
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        for (key, value) in &env {
+            jail.set_env(key, value);
+        }
+        answer = match Settings::load(None) {
+            Ok(settings) => json!({ "settings": settings }),
+            Err(error) => json!({ "refused": error.to_string() }),
+        };
+        Ok(())
+    });
+    std::fs::write(out, answer.to_string()).unwrap();
+}
+
+fn kube_settings() -> &'static Value {
+    static SETTINGS: OnceLock<Value> = OnceLock::new();
+    SETTINGS.get_or_init(|| settings_of(&format!("{DEPLOYMENT} with its ConfigMap"), &kube().worker_env()))
+}
+
+fn compose_settings() -> &'static Value {
+    static SETTINGS: OnceLock<Value> = OnceLock::new();
+    SETTINGS.get_or_init(|| {
+        settings_of(&format!("{COMPOSE} (service {COMPOSE_WORKER})"), &compose().worker_env())
+    })
+}
+
+fn u64_setting(settings: &Value, name: &str) -> u64 {
+    settings[name].as_u64().unwrap_or_else(|| panic!("setting {name} is {}", settings[name]))
+}
+
+fn str_setting<'a>(settings: &'a Value, name: &str) -> &'a str {
+    settings[name].as_str().unwrap_or_else(|| panic!("setting {name} is {}", settings[name]))
+}
+
+fn http_port(settings: &Value) -> u16 {
+    str_setting(settings, "http_addr").parse::<SocketAddr>().unwrap().port()
+}
+
+/// The most memory one worker may need: itself, one extraction child per job in flight at
+/// its address-space cap, and the temp dir (memory-backed) as large as it may grow.
+fn worst_case_memory(settings: &Value, temp_dir_bytes: u64) -> u64 {
+    WORKER_BASE_BYTES
+        + u64_setting(settings, "concurrency") * u64_setting(settings, "extract_memory_mb") * MIB
+        + temp_dir_bytes
+}
+
+/// The temp dir must hold every job in flight's whole download at once.
+fn least_temp_dir(settings: &Value) -> u64 {
+    u64_setting(settings, "concurrency") * u64_setting(settings, "max_fetch_bytes")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Units of Kubernetes and Docker
+
+/// A Kubernetes quantity ("3328Mi", "1Gi", "2", "500m") in its base unit.
+fn quantity(file: &str, value: &Value) -> f64 {
+    const SUFFIXES: [(&str, f64); 13] = [
+        ("Ki", 1024.0),
+        ("Mi", 1024.0 * 1024.0),
+        ("Gi", 1024.0 * 1024.0 * 1024.0),
+        ("Ti", 1024.0 * 1024.0 * 1024.0 * 1024.0),
+        ("Pi", 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0),
+        ("Ei", 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+        ("m", 1e-3),
+    ];
+    let text = match value {
+        Value::Number(number) => return number.as_f64().unwrap(),
+        Value::String(text) => text.as_str(),
+        _ => panic!("{file}: {value} is not a quantity"),
+    };
+    let (number, factor) = SUFFIXES
+        .iter()
+        .find_map(|(suffix, factor)| text.strip_suffix(suffix).map(|number| (number, *factor)))
+        .unwrap_or((text, 1.0));
+    number.parse::<f64>().unwrap_or_else(|_| panic!("{file}: {text:?} is not a quantity")) * factor
+}
+
+/// A Docker size ("3328m", "1g", "512k", bytes): binary units, as Docker reads them.
+fn docker_bytes(file: &str, value: &Value) -> u64 {
+    let text = match value {
+        Value::Number(number) => return number.as_u64().unwrap(),
+        Value::String(text) => text.to_ascii_lowercase(),
+        _ => panic!("{file}: {value} is not a size"),
+    };
+    let text = text.strip_suffix('b').unwrap_or(&text);
+    let (number, shift) = match text.chars().last() {
+        Some('k') => (&text[..text.len() - 1], 10),
+        Some('m') => (&text[..text.len() - 1], 20),
+        Some('g') => (&text[..text.len() - 1], 30),
+        Some('t') => (&text[..text.len() - 1], 40),
+        _ => (text, 0),
+    };
+    number.parse::<u64>().unwrap_or_else(|_| panic!("{file}: {value} is not a size")) << shift
+}
+
+/// A compose duration ("60s", "1m30s", "1m") in seconds.
+fn compose_seconds(file: &str, text: &str) -> u64 {
+    let mut seconds = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().unwrap_or_else(|_| panic!("{file}: {text:?} is not a duration"));
+        seconds += n * match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => panic!("{file}: {text:?} is not a duration in h/m/s"),
+        };
+        number.clear();
+    }
+    assert!(number.is_empty(), "{file}: {text:?} has no unit");
+    seconds
+}
+
+// ---------------------------------------------------------------------------------------------
+// The files themselves
+
+#[test]
+fn every_manifest_parses_and_the_kubernetes_ones_are_namespace_agnostic() {
+    let files = files_under("deploy");
+    for expected in [DOCKERFILE, COMPOSE, DEFINITIONS, DEPLOYMENT, KUSTOMIZATION, SECRET_EXAMPLE] {
+        assert!(files.iter().any(|file| file == expected), "{expected} is missing");
+    }
+    for file in &files {
+        if file.ends_with(".json") {
+            json_doc(file);
+        } else if file.ends_with(".yaml") || file.ends_with(".yml") {
+            for doc in yaml_docs(file) {
+                if doc.at(&["kind"]).is_string() && file.starts_with(K8S) && file != KUSTOMIZATION {
+                    assert!(
+                        doc.at(&["apiVersion"]).is_string(),
+                        "{file}: a {} without apiVersion",
+                        doc.kind()
+                    );
+                    assert!(!doc.name().is_empty(), "{file}: a {} without a name", doc.kind());
+                    assert!(
+                        doc.at(&["metadata", "namespace"]).is_null(),
+                        "{file}: {} {} names a namespace; the manifests go where they are applied",
+                        doc.kind(),
+                        doc.name()
+                    );
+                }
+            }
+        }
+    }
+
+    // The kustomization applies every manifest but the deliberate exceptions, and only
+    // files that exist.
+    let kustomization = &yaml_docs(KUSTOMIZATION)[0];
+    assert!(kustomization.at(&["namespace"]).is_null(), "{KUSTOMIZATION}: sets a namespace");
+    let listed: BTreeSet<String> = kustomization
+        .at(&["resources"])
+        .as_array()
+        .unwrap_or_else(|| panic!("{KUSTOMIZATION}: no resources"))
+        .iter()
+        .map(|resource| format!("{K8S}/{}", resource.as_str().unwrap()))
+        .collect();
+    let manifests: BTreeSet<String> = files_under(K8S)
+        .into_iter()
+        .filter(|file| {
+            file.ends_with(".yaml") && file != KUSTOMIZATION && !NOT_IN_KUSTOMIZATION.contains(&file.as_str())
+        })
+        .collect();
+    assert_eq!(listed, manifests, "{KUSTOMIZATION}: resources differ from the manifests in {K8S}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings, ports, probes, shutdown
+
+#[test]
+fn every_setting_in_the_manifests_is_one_the_worker_accepts() {
+    let kube_env = kube().worker_env();
+    let compose_env = compose().worker_env();
+    for (origin, env) in [(DEPLOYMENT, &kube_env), (COMPOSE, &compose_env)] {
+        let names: Vec<&String> = env.keys().filter(|name| name.starts_with("ASSET_WORKER_")).collect();
+        assert!(names.len() >= 5, "{origin}: only {names:?} set; the worker's settings are missing");
+    }
+    // Loaded by Settings::load, which refuses unknown names and bad values.
+    let kube_settings = kube_settings();
+    let compose_settings = compose_settings();
+    assert!(
+        str_setting(kube_settings, "amqp_url").starts_with("amqp"),
+        "{SECRET_EXAMPLE}: the AMQP URL placeholder is not an amqp(s):// URL"
+    );
+    // The local stack runs the settings production runs, under the same names.
+    let missing: Vec<&String> = kube_env
+        .keys()
+        .filter(|name| name.starts_with("ASSET_WORKER_") && !compose_env.contains_key(*name))
+        .collect();
+    assert!(missing.is_empty(), "{COMPOSE}: the worker lacks {missing:?}, which {DEPLOYMENT} sets");
+    assert_eq!(
+        str_setting(kube_settings, "region"),
+        str_setting(compose_settings, "region"),
+        "{COMPOSE} and {DEPLOYMENT}: different regions"
+    );
+}
+
+#[test]
+fn ports_and_probes_are_the_telemetry_endpoints() {
+    let kube = kube();
+    let port = http_port(kube_settings());
+    let container = kube.container();
+    let ports = container["ports"].as_array().unwrap_or_else(|| panic!("{DEPLOYMENT}: no container ports"));
+    let named = ports
+        .iter()
+        .find(|p| p["containerPort"].as_u64() == Some(u64::from(port)))
+        .unwrap_or_else(|| panic!("{DEPLOYMENT}: no container port {port} (ASSET_WORKER_HTTP_ADDR)"));
+    let port_name = named["name"].as_str().unwrap_or_else(|| panic!("{DEPLOYMENT}: port {port} has no name"));
+    for (probe, path) in [("livenessProbe", HEALTHZ_PATH), ("readinessProbe", READYZ_PATH)] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(
+            get["path"], path,
+            "{DEPLOYMENT}: {probe} path is {}, the worker serves {path}",
+            get["path"]
+        );
+        let probe_port = &get["port"];
+        assert!(
+            *probe_port == port_name || probe_port.as_u64() == Some(u64::from(port)),
+            "{DEPLOYMENT}: {probe} port is {probe_port}, the worker listens on {port} ({port_name})"
+        );
+    }
+    let annotations = kube.deployment().at(&["spec", "template", "metadata", "annotations"]);
+    assert_eq!(annotations["prometheus.io/scrape"], "true", "{DEPLOYMENT}: not marked for scraping");
+    assert_eq!(annotations["prometheus.io/port"], port.to_string(), "{DEPLOYMENT}: prometheus.io/port");
+    assert_eq!(annotations["prometheus.io/path"], METRICS_PATH, "{DEPLOYMENT}: prometheus.io/path");
+    let monitor = kube.only("PodMonitor");
+    let endpoints = monitor.at(&["spec", "podMetricsEndpoints"]);
+    assert_eq!(endpoints[0]["port"], port_name, "{}: scrapes another port", monitor.file);
+    assert_eq!(endpoints[0]["path"], METRICS_PATH, "{}: scrapes another path", monitor.file);
+    let labels = kube.deployment().at(&["spec", "template", "metadata", "labels"]);
+    assert_selects(&monitor.file, monitor.at(&["spec", "selector", "matchLabels"]), labels);
+
+    // Compose: the published port and the healthcheck's request.
+    let compose = compose();
+    let port = http_port(compose_settings());
+    let worker = compose.worker();
+    let published = worker["ports"].as_array().into_iter().flatten().any(|mapping| {
+        mapping.as_str().is_some_and(|m| m.ends_with(&format!(":{port}")))
+            || mapping["target"].as_u64() == Some(u64::from(port))
+    });
+    assert!(published, "{COMPOSE}: the worker's port {port} is not published");
+    let check = healthcheck_command(&compose, COMPOSE_WORKER);
+    assert!(
+        check.contains(&format!("/dev/tcp/127.0.0.1/{port}"))
+            && check.contains(&format!("GET {READYZ_PATH} ")),
+        "{COMPOSE}: the worker's healthcheck does not ask {READYZ_PATH} on port {port}: {check}"
+    );
+}
+
+/// Every label `selector` asks for is on `labels`.
+fn assert_selects(file: &str, selector: &Value, labels: &Value) {
+    let selector = selector.as_object().unwrap_or_else(|| panic!("{file}: no matchLabels"));
+    assert!(!selector.is_empty(), "{file}: an empty selector selects everything");
+    for (key, value) in selector {
+        assert_eq!(
+            &labels[key], value,
+            "{file}: selects {key}={value}, which the worker's pods do not carry"
+        );
+    }
+}
+
+#[test]
+fn shutdown_waits_longer_than_the_drain() {
+    let kube = kube();
+    let drain = u64_setting(kube_settings(), "drain_timeout_seconds");
+    let grace = kube.pod_spec()["terminationGracePeriodSeconds"].as_u64().unwrap_or_else(|| {
+        panic!("{DEPLOYMENT}: no terminationGracePeriodSeconds (the default 30 s is no margin)")
+    });
+    assert!(
+        grace > drain,
+        "{DEPLOYMENT}: terminationGracePeriodSeconds {grace} is not above ASSET_WORKER_DRAIN_TIMEOUT_SECONDS {drain}"
+    );
+    let compose = compose();
+    let drain = u64_setting(compose_settings(), "drain_timeout_seconds");
+    let grace = compose.worker()["stop_grace_period"]
+        .as_str()
+        .map(|text| compose_seconds(COMPOSE, text))
+        .unwrap_or_else(|| panic!("{COMPOSE}: the worker has no stop_grace_period (the default 10 s)"));
+    assert!(grace > drain, "{COMPOSE}: stop_grace_period {grace}s is not above the drain timeout {drain}s");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pod: hardening, temp dir, resources
+
+#[test]
+fn the_pod_runs_as_non_root_on_a_read_only_root_without_capabilities() {
+    let kube = kube();
+    let pod = kube.pod_spec();
+    let container = kube.container();
+    let either = |key: &str| {
+        let value = &container["securityContext"][key];
+        if value.is_null() { pod["securityContext"][key].clone() } else { value.clone() }
+    };
+    assert_eq!(either("runAsNonRoot"), true, "{DEPLOYMENT}: runAsNonRoot is not set");
+    let uid = either("runAsUser").as_u64().unwrap_or_else(|| panic!("{DEPLOYMENT}: no numeric runAsUser"));
+    assert_ne!(uid, 0, "{DEPLOYMENT}: runAsUser is root");
+    assert_eq!(
+        uid,
+        dockerfile_user().0,
+        "{DEPLOYMENT}: runAsUser differs from the image's USER ({DOCKERFILE})"
+    );
+    assert_eq!(
+        either("seccompProfile")["type"],
+        "RuntimeDefault",
+        "{DEPLOYMENT}: seccomp is not RuntimeDefault"
+    );
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true, "{DEPLOYMENT}: the root filesystem is writable");
+    assert_eq!(security["allowPrivilegeEscalation"], false, "{DEPLOYMENT}: privilege escalation allowed");
+    let dropped = security["capabilities"]["drop"].as_array().cloned().unwrap_or_default();
+    assert!(dropped.contains(&json!("ALL")), "{DEPLOYMENT}: capabilities are not all dropped");
+    assert!(security["capabilities"]["add"].is_null(), "{DEPLOYMENT}: adds capabilities");
+    // A Service named like the worker would make Kubernetes inject ASSET_WORKER_SERVICE_HOST &c.,
+    // which the worker refuses as unknown settings.
+    assert_eq!(pod["enableServiceLinks"], false, "{DEPLOYMENT}: enableServiceLinks must be false");
+    // Customers' bytes stay in the region the worker says it is in.
+    let region = str_setting(kube_settings(), "region");
+    let terms = at(
+        pod,
+        &["affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms"],
+    );
+    let pinned = terms.as_array().into_iter().flatten().all(|term| {
+        term["matchExpressions"].as_array().into_iter().flatten().any(|e| {
+            e["key"] == "topology.kubernetes.io/region"
+                && e["operator"] == "In"
+                && e["values"] == json!([region])
+        })
+    });
+    assert!(pinned && terms.is_array(), "{DEPLOYMENT}: the pods are not pinned to region {region}");
+
+    // The service account named for cloud identity exists, with its identity annotations.
+    let account =
+        pod["serviceAccountName"].as_str().unwrap_or_else(|| panic!("{DEPLOYMENT}: no serviceAccountName"));
+    let account = kube
+        .find("ServiceAccount", account)
+        .unwrap_or_else(|| panic!("{DEPLOYMENT}: ServiceAccount {account} is not among the manifests"));
+    for annotation in ["eks.amazonaws.com/role-arn", "iam.gke.io/gcp-service-account"] {
+        assert!(
+            account.at(&["metadata", "annotations", annotation]).is_string(),
+            "{}: no {annotation}",
+            account.file
+        );
+    }
+
+    // Compose: the same hardening.
+    let compose = compose();
+    let worker = compose.worker();
+    assert_eq!(worker["read_only"], true, "{COMPOSE}: the worker's root filesystem is writable");
+    assert!(
+        worker["cap_drop"].as_array().is_some_and(|caps| caps.contains(&json!("ALL"))),
+        "{COMPOSE}: the worker keeps capabilities"
+    );
+    assert!(worker["user"].is_null() || worker["user"] != "root", "{COMPOSE}: the worker runs as root");
+}
+
+#[test]
+fn the_temp_dir_is_in_memory_and_memory_holds_the_worst_case() {
+    let kube = kube();
+    let settings = kube_settings();
+    let temp_dir = str_setting(settings, "temp_dir");
+    let container = kube.container();
+    let mount = container["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|mount| mount["mountPath"] == temp_dir)
+        .unwrap_or_else(|| panic!("{DEPLOYMENT}: nothing is mounted at ASSET_WORKER_TEMP_DIR {temp_dir}"));
+    let volume = kube.pod_spec()["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|volume| volume["name"] == mount["name"])
+        .unwrap_or_else(|| panic!("{DEPLOYMENT}: volume {} is not defined", mount["name"]));
+    let empty_dir = &volume["emptyDir"];
+    assert_eq!(
+        empty_dir["medium"], "Memory",
+        "{DEPLOYMENT}: the temp dir {temp_dir} is not a memory-backed emptyDir"
+    );
+    let size = quantity(DEPLOYMENT, &empty_dir["sizeLimit"]) as u64;
+    assert!(
+        size >= least_temp_dir(settings),
+        "{DEPLOYMENT}: the temp dir's sizeLimit ({} MiB) is below CONCURRENCY x MAX_FETCH_BYTES ({} MiB)",
+        size / MIB,
+        least_temp_dir(settings) / MIB
+    );
+    let limits = &container["resources"]["limits"];
+    let requests = &container["resources"]["requests"];
+    let memory = quantity(DEPLOYMENT, &limits["memory"]) as u64;
+    let needed = worst_case_memory(settings, size);
+    assert!(
+        memory >= needed,
+        "{DEPLOYMENT}: the memory limit ({} MiB) is below base + CONCURRENCY x EXTRACT_MEMORY_MB + temp dir ({} MiB)",
+        memory / MIB,
+        needed / MIB
+    );
+    for resource in ["cpu", "memory"] {
+        let (request, limit) =
+            (quantity(DEPLOYMENT, &requests[resource]), quantity(DEPLOYMENT, &limits[resource]));
+        assert!(
+            request > 0.0 && request <= limit,
+            "{DEPLOYMENT}: {resource} request {request} vs limit {limit}"
+        );
+    }
+
+    // Compose: a tmpfs at the temp dir, and a memory limit that holds the same worst case.
+    let compose = compose();
+    let settings = compose_settings();
+    let temp_dir = str_setting(settings, "temp_dir");
+    let tmpfs = compose.worker()["tmpfs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find(|entry| entry.split(':').next() == Some(temp_dir))
+        .unwrap_or_else(|| panic!("{COMPOSE}: no tmpfs at ASSET_WORKER_TEMP_DIR {temp_dir}"));
+    let size = tmpfs
+        .split_once(':')
+        .and_then(|(_, options)| options.split(',').find_map(|option| option.strip_prefix("size=")))
+        .map(|size| docker_bytes(COMPOSE, &json!(size)))
+        .unwrap_or_else(|| {
+            panic!("{COMPOSE}: the tmpfs at {temp_dir} has no size (it would be half the host's memory)")
+        });
+    assert!(
+        size >= least_temp_dir(settings),
+        "{COMPOSE}: the tmpfs is smaller than CONCURRENCY x MAX_FETCH_BYTES"
+    );
+    let memory = docker_bytes(COMPOSE, &compose.worker()["mem_limit"]);
+    assert!(
+        memory >= worst_case_memory(settings, size),
+        "{COMPOSE}: mem_limit ({} MiB) is below the worst case ({} MiB)",
+        memory / MIB,
+        worst_case_memory(settings, size) / MIB
+    );
+}
+
+#[test]
+fn the_disruption_budget_covers_the_workers() {
+    let kube = kube();
+    let pdb = kube.only("PodDisruptionBudget");
+    let labels = kube.deployment().at(&["spec", "template", "metadata", "labels"]);
+    assert_selects(&pdb.file, pdb.at(&["spec", "selector", "matchLabels"]), labels);
+    assert_selects(DEPLOYMENT, kube.deployment().at(&["spec", "selector", "matchLabels"]), labels);
+    assert!(
+        pdb.at(&["spec", "minAvailable"]).is_null(),
+        "{}: minAvailable blocks every drain while KEDA runs a single replica; use maxUnavailable",
+        pdb.file
+    );
+    assert!(!pdb.at(&["spec", "maxUnavailable"]).is_null(), "{}: no maxUnavailable", pdb.file);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Autoscaling
+
+#[test]
+fn keda_scales_on_the_process_queue_counting_unacked_jobs() {
+    let kube = kube();
+    let settings = kube_settings();
+    let scaled = kube.only("ScaledObject");
+    let file = &scaled.file;
+    assert_eq!(
+        scaled.str_at(&["spec", "scaleTargetRef", "name"]),
+        kube.deployment().name(),
+        "{file}: scales another object"
+    );
+    let triggers =
+        scaled.at(&["spec", "triggers"]).as_array().unwrap_or_else(|| panic!("{file}: no triggers"));
+    assert_eq!(triggers.len(), 1, "{file}: one trigger expected");
+    let trigger = &triggers[0];
+    let metadata = &trigger["metadata"];
+    assert_eq!(trigger["type"], "rabbitmq", "{file}: not the rabbitmq scaler");
+    let queue = Names::new(str_setting(settings, "queue_prefix")).process;
+    assert_eq!(
+        metadata["queueName"], queue,
+        "{file}: scales on {}, the worker consumes {queue}",
+        metadata["queueName"]
+    );
+    assert_eq!(metadata["mode"], "QueueLength", "{file}: mode");
+    // Only the management API (http) counts unacknowledged messages, and only while
+    // excludeUnacknowledged is false: jobs in workers' hands must count as load.
+    assert_eq!(metadata["protocol"], "http", "{file}: over AMQP the jobs in flight are not counted");
+    assert_eq!(metadata["excludeUnacknowledged"], "false", "{file}: excludeUnacknowledged must be \"false\"");
+    // Each replica holds CONCURRENCY unacked jobs: a target at or below that keeps scaling a
+    // busy fleet out even when nothing waits.
+    let value: f64 = metadata["value"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{file}: value is {}, not a number in a string", metadata["value"]));
+    let concurrency = u64_setting(settings, "concurrency");
+    assert!(
+        value > concurrency as f64,
+        "{file}: value {value} is not above ASSET_WORKER_CONCURRENCY {concurrency}"
+    );
+    let min = scaled.at(&["spec", "minReplicaCount"]).as_u64().unwrap_or(0);
+    let max = scaled
+        .at(&["spec", "maxReplicaCount"])
+        .as_u64()
+        .unwrap_or_else(|| panic!("{file}: no maxReplicaCount"));
+    assert!(min <= max && max > 0, "{file}: replicas {min}..{max}");
+    assert!(
+        kube.deployment().at(&["spec", "replicas"]).is_null(),
+        "{DEPLOYMENT}: sets replicas, which fights KEDA's HPA on every apply"
+    );
+
+    // The TriggerAuthentication and its Secret: the management API of the worker's vhost, as
+    // a monitoring-only user of the definitions.
+    let auth_name = trigger["authenticationRef"]["name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{file}: no authenticationRef"));
+    let auth = kube
+        .find("TriggerAuthentication", auth_name)
+        .unwrap_or_else(|| panic!("{file}: TriggerAuthentication {auth_name} not found"));
+    let mut params = BTreeMap::new();
+    for reference in auth.at(&["spec", "secretTargetRef"]).as_array().into_iter().flatten() {
+        let (parameter, secret, key) = (
+            reference["parameter"].as_str().unwrap(),
+            reference["name"].as_str().unwrap(),
+            reference["key"].as_str().unwrap(),
+        );
+        params.insert(parameter.to_owned(), kube.secret_value(secret, key, &auth.file));
+    }
+    let host = params.get("host").unwrap_or_else(|| panic!("{}: no host parameter", auth.file));
+    let url = reqwest::Url::parse(host).unwrap_or_else(|e| panic!("{SECRET_EXAMPLE}: KEDA host {host}: {e}"));
+    assert!(
+        url.scheme().starts_with("http"),
+        "{SECRET_EXAMPLE}: the KEDA host is not the management API (http)"
+    );
+    let definitions = definitions();
+    let vhost = definitions_vhost(&definitions);
+    assert_eq!(
+        url.path().trim_matches('/'),
+        vhost,
+        "{SECRET_EXAMPLE}: KEDA looks in another vhost than {DEFINITIONS}'s"
+    );
+    let user = params.get("username").unwrap_or_else(|| panic!("{}: no username parameter", auth.file));
+    let keda = definitions_user(&definitions, user);
+    assert!(
+        keda["tags"].as_array().is_some_and(|t| t.contains(&json!("monitoring"))),
+        "{DEFINITIONS}: {user} is not a monitoring user"
+    );
+    let permission = definitions_permission(&definitions, user, vhost);
+    for right in ["configure", "write", "read"] {
+        assert_eq!(
+            permission[right], "^$",
+            "{DEFINITIONS}: {user} needs no {right} right to read queue lengths"
+        );
+    }
+    // And the worker's AMQP URL points at the same vhost.
+    let amqp_url: AMQPUri = str_setting(settings, "amqp_url").parse().unwrap();
+    assert_eq!(amqp_url.vhost, vhost, "{SECRET_EXAMPLE}: the worker's AMQP URL is for another vhost");
+}
+
+// ---------------------------------------------------------------------------------------------
+// RabbitMQ definitions
+
+fn definitions() -> Doc {
+    json_doc(DEFINITIONS)
+}
+
+/// The one vhost the definitions declare; every object in them belongs to it.
+fn definitions_vhost(definitions: &Doc) -> &str {
+    let vhosts = definitions.at(&["vhosts"]).as_array().unwrap_or_else(|| panic!("{DEFINITIONS}: no vhosts"));
+    assert_eq!(vhosts.len(), 1, "{DEFINITIONS}: one vhost expected");
+    vhosts[0]["name"].as_str().unwrap()
+}
+
+fn definitions_user<'a>(definitions: &'a Doc, name: &str) -> &'a Value {
+    let users = definitions.at(&["users"]).as_array().into_iter().flatten();
+    users
+        .into_iter()
+        .find(|user| user["name"] == name)
+        .unwrap_or_else(|| panic!("{DEFINITIONS}: no user {name}"))
+}
+
+fn definitions_permission<'a>(definitions: &'a Doc, user: &str, vhost: &str) -> &'a Value {
+    let permissions = definitions.at(&["permissions"]).as_array().into_iter().flatten();
+    let mut found = permissions.into_iter().filter(|p| p["user"] == user && p["vhost"] == vhost);
+    let permission =
+        found.next().unwrap_or_else(|| panic!("{DEFINITIONS}: {user} has no permissions on {vhost}"));
+    assert!(found.next().is_none(), "{DEFINITIONS}: {user} has two permission entries on {vhost}");
+    permission
+}
+
+/// Whether `password` is the one behind a RabbitMQ `rabbit_password_hashing_sha256` hash:
+/// base64 of a 4-byte salt followed by SHA-256(salt ++ password).
+fn password_matches(user: &Value, password: &str) -> bool {
+    assert_eq!(
+        user["hashing_algorithm"], "rabbit_password_hashing_sha256",
+        "{DEFINITIONS}: {}",
+        user["name"]
+    );
+    let hash =
+        base64::engine::general_purpose::STANDARD.decode(user["password_hash"].as_str().unwrap()).unwrap();
+    let (salt, digest) = hash.split_at(4);
+    Sha256::new().chain_update(salt).chain_update(password).finalize().as_slice() == digest
+}
+
+/// An anchored alternation of `names`, the form the worker's permissions take.
+fn names_pattern(names: &[&str]) -> String {
+    let names: BTreeSet<String> = names.iter().map(|name| name.replace('.', "\\.")).collect();
+    format!("^({})$", names.into_iter().collect::<Vec<_>>().join("|"))
+}
+
+#[test]
+fn the_definitions_declare_what_the_topology_code_declares() {
+    let definitions = definitions();
+    let vhost = definitions_vhost(&definitions);
+    let settings = kube_settings();
+    let names = Names::new(str_setting(settings, "queue_prefix"));
+    let delivery_limit = u64_setting(settings, "delivery_limit");
+    for kind in ["queues", "exchanges", "bindings"] {
+        for object in definitions.at(&[kind]).as_array().into_iter().flatten() {
+            assert_eq!(object["vhost"], vhost, "{DEFINITIONS}: {kind} entry {object} is in another vhost");
+        }
+    }
+
+    // Queues: quorum, durable; the process queue with its delivery limit and dead-letter exchange.
+    let quorum = json!({"x-queue-type": "quorum"});
+    let expected: BTreeMap<&str, Value> = [
+        (
+            names.process.as_str(),
+            json!({
+                "x-queue-type": "quorum",
+                "x-delivery-limit": delivery_limit,
+                "x-dead-letter-exchange": names.dead_letter_exchange,
+            }),
+        ),
+        (names.dead_letter_queue.as_str(), quorum.clone()),
+        (names.results_queue.as_str(), quorum),
+    ]
+    .into();
+    let queues = definitions.at(&["queues"]).as_array().unwrap_or_else(|| panic!("{DEFINITIONS}: no queues"));
+    let declared: BTreeSet<&str> = queues.iter().map(|q| q["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        declared,
+        expected.keys().copied().collect(),
+        "{DEFINITIONS}: queues differ from topology.rs's"
+    );
+    for queue in queues {
+        let name = queue["name"].as_str().unwrap();
+        assert_eq!(queue["durable"], true, "{DEFINITIONS}: queue {name} is not durable");
+        assert_eq!(queue["auto_delete"], false, "{DEFINITIONS}: queue {name} is auto-delete");
+        assert_eq!(queue["arguments"], expected[name], "{DEFINITIONS}: arguments of queue {name}");
+    }
+
+    // Exchanges: fanout, durable.
+    let exchanges =
+        definitions.at(&["exchanges"]).as_array().unwrap_or_else(|| panic!("{DEFINITIONS}: no exchanges"));
+    let declared: BTreeSet<&str> = exchanges.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let expected: BTreeSet<&str> =
+        [names.dead_letter_exchange.as_str(), names.results_exchange.as_str()].into();
+    assert_eq!(declared, expected, "{DEFINITIONS}: exchanges differ from topology.rs's");
+    for exchange in exchanges {
+        let name = exchange["name"].as_str().unwrap();
+        assert_eq!(exchange["type"], "fanout", "{DEFINITIONS}: exchange {name} is not fanout");
+        assert_eq!(exchange["durable"], true, "{DEFINITIONS}: exchange {name} is not durable");
+        assert_eq!(exchange["auto_delete"], false, "{DEFINITIONS}: exchange {name} is auto-delete");
+        assert_eq!(exchange["internal"], false, "{DEFINITIONS}: exchange {name} is internal");
+        assert_eq!(exchange["arguments"], json!({}), "{DEFINITIONS}: exchange {name} has arguments");
+    }
+
+    // Bindings: each exchange to its queue, no routing key.
+    let bindings =
+        definitions.at(&["bindings"]).as_array().unwrap_or_else(|| panic!("{DEFINITIONS}: no bindings"));
+    let declared: BTreeSet<(&str, &str, &str, &str)> = bindings
+        .iter()
+        .map(|b| {
+            assert_eq!(b["arguments"], json!({}), "{DEFINITIONS}: binding {b} has arguments");
+            let field = |key: &str| {
+                b[key].as_str().unwrap_or_else(|| panic!("{DEFINITIONS}: binding {b} has no {key}"))
+            };
+            (field("source"), field("destination"), field("destination_type"), field("routing_key"))
+        })
+        .collect();
+    let expected: BTreeSet<(&str, &str, &str, &str)> = [
+        (names.dead_letter_exchange.as_str(), names.dead_letter_queue.as_str(), "queue", ""),
+        (names.results_exchange.as_str(), names.results_queue.as_str(), "queue", ""),
+    ]
+    .into();
+    assert_eq!(declared, expected, "{DEFINITIONS}: bindings differ from topology.rs's");
+
+    // The worker's user may touch exactly the names it uses: configure (declare) them all;
+    // write to the results exchange, to the default exchange (a job's reply_to) and to the
+    // DLX (RabbitMQ requires it to create a queue that dead-letters there), and to the queues
+    // it binds; read the queue it consumes and the exchanges it binds from.
+    let amqp_url: AMQPUri = str_setting(compose_settings(), "amqp_url").parse().unwrap();
+    let worker = amqp_url.authority.userinfo.username.as_str();
+    let permission = definitions_permission(&definitions, worker, vhost);
+    let n = &names;
+    let expected = [
+        (
+            "configure",
+            names_pattern(&[&n.process, &n.dead_letter_exchange, &n.dead_letter_queue, &n.results_exchange]),
+        ),
+        (
+            "write",
+            names_pattern(&[
+                "amq.default",
+                &n.dead_letter_exchange,
+                &n.dead_letter_queue,
+                &n.results_exchange,
+            ]),
+        ),
+        ("read", names_pattern(&[&n.process, &n.dead_letter_exchange, &n.results_exchange])),
+    ];
+    for (right, pattern) in expected {
+        assert_eq!(permission[right], pattern, "{DEFINITIONS}: the {right} permission of {worker}");
+    }
+    assert_eq!(
+        definitions_user(&definitions, worker)["tags"],
+        json!([]),
+        "{DEFINITIONS}: {worker} needs no tags"
+    );
+}
+
+/// `rabbitmqctl`, where RabbitMQ's packages put it.
+fn rabbitmqctl() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/lib/rabbitmq/bin".into()])
+        .map(|dir| dir.join("rabbitmqctl"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A vhost pair and a user imported for one test run, deleted when it ends (passed or not).
+struct Imported {
+    ctl: std::path::PathBuf,
+    vhosts: [String; 2],
+    user: String,
+}
+
+impl Imported {
+    fn ctl(&self, args: &[&str]) {
+        let output = Command::new(&self.ctl).args(args).output().unwrap();
+        assert!(output.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+impl Drop for Imported {
+    fn drop(&mut self) {
+        for vhost in &self.vhosts {
+            let _ = Command::new(&self.ctl).args(["delete_vhost", vhost]).output();
+        }
+        let _ = Command::new(&self.ctl).args(["delete_user", &self.user]).output();
+    }
+}
+
+/// The definitions on a real broker, and the code's own declaration against them: RabbitMQ
+/// compares a re-declaration with what exists (queue arguments, exchange type and flags) and
+/// refuses any difference, and it checks the worker user's permissions on every operation.
+/// Imported under a vhost and user of this run's own (renamed; the password hash is the
+/// file's), so nothing of anyone else's is touched. Needs `rabbitmqctl` on this machine.
+#[test]
+fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
+    let Some(ctl) = rabbitmqctl() else {
+        eprintln!("skipped: rabbitmqctl is not installed, the definitions were checked statically only");
+        return;
+    };
+    let definitions = definitions();
+    let vhost = definitions_vhost(&definitions).to_owned();
+    // The worker's user and password: the compose stack's AMQP URL.
+    let compose_url: AMQPUri = str_setting(compose_settings(), "amqp_url").parse().unwrap();
+    let (user, password) =
+        (&compose_url.authority.userinfo.username, &compose_url.authority.userinfo.password);
+    assert!(
+        password_matches(definitions_user(&definitions, user), password),
+        "{COMPOSE}: the password of {user} is not the one {DEFINITIONS} hashes"
+    );
+
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let run = format!("deploy-test-{}-{nanos:x}", std::process::id());
+    let imported =
+        Imported { ctl, vhosts: [format!("{run}-defs"), format!("{run}-empty")], user: run.clone() };
+    let [with_topology, empty] = &imported.vhosts;
+    let in_vhost = |object: &Value, vhost: &str| {
+        let mut object = object.clone();
+        object["vhost"] = json!(vhost);
+        object
+    };
+    let mut renamed = definitions.value.clone();
+    renamed["vhosts"] = json!([{"name": with_topology}, {"name": empty}]);
+    let mut worker_user = definitions_user(&definitions, user).clone();
+    worker_user["name"] = json!(run);
+    renamed["users"] = json!([worker_user]);
+    let mut permission = definitions_permission(&definitions, user, &vhost).clone();
+    permission["user"] = json!(run);
+    renamed["permissions"] = json!([in_vhost(&permission, with_topology), in_vhost(&permission, empty)]);
+    for kind in ["queues", "exchanges", "bindings"] {
+        let objects = definitions.value[kind].as_array().into_iter().flatten();
+        renamed[kind] = objects.map(|object| in_vhost(object, with_topology)).collect();
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), renamed.to_string()).unwrap();
+    // Debian's rabbitmqctl reads it as the `rabbitmq` user (only dev password hashes inside).
+    std::fs::set_permissions(file.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    imported.ctl(&["import_definitions", file.path().to_str().unwrap()]);
+
+    let settings = kube_settings();
+    let names = Names::new(str_setting(settings, "queue_prefix"));
+    let delivery_limit = u32::try_from(u64_setting(settings, "delivery_limit")).unwrap();
+    // The broker the other tests use (ASSET_WORKER_AMQP_URL, else 127.0.0.1:5672).
+    let broker: AMQPUri = std::env::var("ASSET_WORKER_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+        .parse()
+        .unwrap();
+    let url_of = |vhost: &str| {
+        format!("amqp://{run}:{password}@{}:{}/{vhost}", broker.authority.host, broker.authority.port)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let connect = |url: String| async move {
+            let settings = Settings { amqp_url: url.into(), ..Settings::default() };
+            asset_worker::queue::connect(&settings)
+                .await
+                .unwrap_or_else(|e| panic!("{DEFINITIONS}: the worker's user cannot connect: {e}"))
+        };
+
+        // 1. The imported topology is there (so what follows compares, not creates)…
+        let connection = connect(url_of(with_topology)).await;
+        let channel = connection.create_channel().await.unwrap();
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        for queue in [&names.process, &names.dead_letter_queue, &names.results_queue] {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let channel = connection.create_channel().await.unwrap();
+                match channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() > deadline => {
+                        panic!("{DEFINITIONS}: queue {queue} was not imported: {e}")
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }
+        // …and the code's declaration is equivalent to it…
+        topology::declare(&channel, &names, delivery_limit).await.unwrap_or_else(|e| {
+            panic!("{DEFINITIONS} differs from src/queue/topology.rs on a real broker: {e}")
+        });
+        // …which the broker does check: another delivery limit is refused.
+        let other = connection.create_channel().await.unwrap();
+        let refused = topology::declare(&other, &names, delivery_limit + 1).await;
+        assert!(
+            refused.is_err(),
+            "the broker accepted another x-delivery-limit: the comparison above proves nothing"
+        );
+
+        // 2. The worker user can do its job there: take a job, dead-letter a bad one, publish
+        // results to the exchange and to a reply_to queue (through the default exchange).
+        let publisher = asset_worker::queue::publisher::ConfirmedPublisher::open(&connection).await.unwrap();
+        let properties = asset_worker::queue::publisher::json_properties(Some("deploy-test"));
+        use asset_worker::queue::publisher::Destination;
+        for destination in [
+            Destination::Queue(names.process.clone()),
+            Destination::Exchange(names.results_exchange.clone()),
+            Destination::Queue(names.results_queue.clone()),
+        ] {
+            publisher.publish(&destination, b"{}", properties.clone()).await.unwrap_or_else(|e| {
+                panic!("{DEFINITIONS}: the worker may not publish to {destination}: {e}")
+            });
+        }
+        let channel = connection.create_channel().await.unwrap();
+        let job = channel
+            .basic_get(names.process.as_str().into(), BasicGetOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{DEFINITIONS}: the worker may not read {}: {e}", names.process))
+            .expect("the job just published");
+        job.delivery.acker.reject(BasicRejectOptions { requeue: false }).await.unwrap();
+        // The worker may not read the dead letters (operators do): count them instead.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let dead = channel
+                .queue_declare(names.dead_letter_queue.as_str().into(), passive, FieldTable::default())
+                .await
+                .unwrap();
+            if dead.message_count() == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{DEFINITIONS}: a rejected job never reached {}",
+                names.dead_letter_queue
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for _ in 0..2 {
+            let result = channel
+                .basic_get(names.results_queue.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap();
+            assert!(result.is_some(), "{DEFINITIONS}: a result did not reach {}", names.results_queue);
+        }
+        // The permissions stop at the prefix's names.
+        let outside = Names::new("not-the-prefix");
+        let refused =
+            topology::declare(&connection.create_channel().await.unwrap(), &outside, delivery_limit).await;
+        assert!(refused.is_err(), "{DEFINITIONS}: the worker's user may declare queues of other prefixes");
+        let _ = connection.close(200, "deploy test done".into()).await;
+
+        // 3. Where nothing was imported, the worker's permissions suffice to create it all.
+        let connection = connect(url_of(empty)).await;
+        let channel = connection.create_channel().await.unwrap();
+        topology::declare(&channel, &names, delivery_limit).await.unwrap_or_else(|e| {
+            panic!("{DEFINITIONS}: the worker's permissions cannot create the topology: {e}")
+        });
+        let _ = connection.close(200, "deploy test done".into()).await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The image
+
+/// The Dockerfile's instructions (continuations joined, comments dropped), by stage.
+fn dockerfile_stages() -> Vec<Vec<(String, String)>> {
+    let text = read(DOCKERFILE);
+    let mut logical = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
+            continue;
+        }
+        if let Some(continued) = trimmed.strip_suffix('\\') {
+            current.push_str(continued);
+            current.push(' ');
+        } else {
+            current.push_str(trimmed);
+            logical.push(std::mem::take(&mut current));
+        }
+    }
+    let mut stages: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for instruction in logical.into_iter().filter(|i| !i.trim().is_empty()) {
+        let (keyword, rest) = instruction.split_once(char::is_whitespace).unwrap_or((&instruction, ""));
+        let keyword = keyword.to_ascii_uppercase();
+        if keyword == "FROM" {
+            stages.push(Vec::new());
+        }
+        stages.last_mut().unwrap().push((keyword, rest.trim().to_owned()));
+    }
+    stages
+}
+
+/// The final stage's USER as (uid, gid).
+fn dockerfile_user() -> (u64, Option<u64>) {
+    let stages = dockerfile_stages();
+    let last = stages.last().unwrap();
+    let user = last
+        .iter()
+        .rev()
+        .find(|(keyword, _)| keyword == "USER")
+        .map(|(_, user)| user.as_str())
+        .unwrap_or_else(|| panic!("{DOCKERFILE}: the final stage has no USER: it would run as root"));
+    let (uid, gid) = user.split_once(':').map_or((user, None), |(uid, gid)| (uid, Some(gid)));
+    let numeric = |id: &str| {
+        id.parse::<u64>().unwrap_or_else(|_| {
+            panic!("{DOCKERFILE}: USER {user} is not numeric (runAsNonRoot cannot verify a name)")
+        })
+    };
+    (numeric(uid), gid.map(numeric))
+}
+
+#[test]
+fn the_image_runs_the_worker_as_non_root_with_the_ca_roots() {
+    let stages = dockerfile_stages();
+    assert!(stages.len() >= 3, "{DOCKERFILE}: not a multi-stage build");
+    let last = stages.last().unwrap();
+    let (uid, gid) = dockerfile_user();
+    assert!(uid != 0 && gid != Some(0), "{DOCKERFILE}: USER is root");
+    let find = |keyword: &str| {
+        last.iter().filter(|(k, _)| k == keyword).map(|(_, rest)| rest.as_str()).collect::<Vec<_>>()
+    };
+    let exec_form = |keyword: &str| -> Vec<String> {
+        let values = find(keyword);
+        assert_eq!(values.len(), 1, "{DOCKERFILE}: one {keyword} expected in the final stage");
+        serde_json::from_str(values[0])
+            .unwrap_or_else(|_| panic!("{DOCKERFILE}: {keyword} is not in exec form (JSON)"))
+    };
+    let entrypoint = exec_form("ENTRYPOINT");
+    assert!(
+        entrypoint.len() == 1 && entrypoint[0].ends_with("/asset-worker"),
+        "{DOCKERFILE}: ENTRYPOINT is {entrypoint:?}"
+    );
+    assert_eq!(exec_form("CMD"), ["run"], "{DOCKERFILE}: CMD is not `run`");
+    let port = http_port(kube_settings());
+    assert!(
+        find("EXPOSE").iter().any(|exposed| exposed
+            .split_whitespace()
+            .any(|p| p.trim_end_matches("/tcp") == port.to_string())),
+        "{DOCKERFILE}: does not EXPOSE {port} (ASSET_WORKER_HTTP_ADDR of the manifests)"
+    );
+    // The final stage holds the binary only.
+    let copies = find("COPY");
+    assert_eq!(copies.len(), 1, "{DOCKERFILE}: the final stage copies more than the binary: {copies:?}");
+    let copy: Vec<&str> = copies[0].split_whitespace().collect();
+    assert!(copy[0].starts_with("--from="), "{DOCKERFILE}: the final stage copies from the build context");
+    assert!(
+        copy[1].ends_with("/release/asset-worker"),
+        "{DOCKERFILE}: copies {} instead of the release binary",
+        copy[1]
+    );
+    assert_eq!(
+        copy.last().unwrap(),
+        &entrypoint[0],
+        "{DOCKERFILE}: the binary is not where ENTRYPOINT runs it"
+    );
+
+    // The builder's Rust is the pinned toolchain.
+    let channel: String = figment::Figment::from(Toml::file(root().join("rust-toolchain.toml")))
+        .extract_inner("toolchain.channel")
+        .unwrap();
+    let pinned = stages[0]
+        .iter()
+        .find_map(|(keyword, rest)| (keyword == "ARG").then(|| rest.strip_prefix("RUST_VERSION=")).flatten())
+        .unwrap_or_else(|| panic!("{DOCKERFILE}: no ARG RUST_VERSION=… before the first FROM"));
+    assert_eq!(
+        pinned, channel,
+        "{DOCKERFILE}: builds with Rust {pinned}, rust-toolchain.toml pins {channel}"
+    );
+    let builder_from = &stages[1][0].1;
+    assert!(builder_from.starts_with("rust:${RUST_VERSION}-"), "{DOCKERFILE}: the builder is {builder_from}");
+
+    // The TLS stacks the lock file holds trust the system's roots: the image must carry them.
+    #[derive(serde::Deserialize)]
+    struct Package {
+        name: String,
+    }
+    let packages: Vec<Package> =
+        figment::Figment::from(Toml::file(root().join("Cargo.lock"))).extract_inner("package").unwrap();
+    let native: Vec<&str> = packages
+        .iter()
+        .map(|p| p.name.as_str())
+        .filter(|name| ["rustls-native-certs", "rustls-platform-verifier", "openssl-probe"].contains(name))
+        .collect();
+    let base = &last[0].1;
+    if !native.is_empty() && !base.contains("distroless") {
+        assert!(
+            last.iter().any(|(keyword, rest)| keyword == "RUN" && rest.contains("ca-certificates")),
+            "{DOCKERFILE}: Cargo.lock has {native:?} (system CA roots) but the image on {base} installs no ca-certificates"
+        );
+    }
+
+    // The build context: what the builder copies is in it; the big and private things are not.
+    let ignore = read(DOCKERIGNORE);
+    let patterns: Vec<&str> =
+        ignore.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    for (keyword, rest) in &stages[1] {
+        if keyword == "COPY" && !rest.starts_with("--from") {
+            let sources: Vec<&str> = rest.split_whitespace().collect();
+            for source in &sources[..sources.len() - 1] {
+                assert!(
+                    !ignored(&patterns, source.trim_end_matches('/')),
+                    "{DOCKERIGNORE}: excludes {source}, which {DOCKERFILE} copies"
+                );
+            }
+        }
+    }
+    for heavy in ["target", ".venv", ".peers", "fixtures", ".git"] {
+        assert!(ignored(&patterns, heavy), "{DOCKERIGNORE}: sends {heavy}/ to the build");
+    }
+}
+
+/// Whether .dockerignore's `patterns` exclude the top-level entry `name`: the last pattern
+/// that matches decides, `!` re-includes; patterns here are top-level names or `*`.
+fn ignored(patterns: &[&str], name: &str) -> bool {
+    let mut excluded = false;
+    for pattern in patterns {
+        let (negated, pattern) = pattern.strip_prefix('!').map_or((false, *pattern), |p| (true, p));
+        let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
+        if pattern == "*" || pattern == name {
+            excluded = !negated;
+        }
+    }
+    excluded
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compose stack
+
+fn healthcheck_command(compose: &Compose, service: &str) -> String {
+    let test = &compose.service(service)["healthcheck"]["test"];
+    let parts: Vec<&str> = match test {
+        Value::String(command) => vec![command.as_str()],
+        Value::Array(parts) => parts.iter().filter_map(Value::as_str).collect(),
+        _ => panic!("{COMPOSE}: service {service} has no healthcheck"),
+    };
+    assert!(parts.len() > 1 && parts[0] != "NONE", "{COMPOSE}: service {service} has no healthcheck");
+    parts.join(" ")
+}
+
+/// A compose volume `SOURCE:TARGET[:MODE]`, the source resolved from deploy/.
+fn compose_volume(entry: &str) -> (std::path::PathBuf, &str, bool) {
+    let mut parts = entry.split(':');
+    let (source, target) =
+        (parts.next().unwrap(), parts.next().unwrap_or_else(|| panic!("{COMPOSE}: volume {entry}")));
+    let read_only = parts.next().is_some_and(|mode| mode.split(',').any(|m| m == "ro"));
+    (root().join("deploy").join(source), target, read_only)
+}
+
+#[test]
+fn the_compose_stack_starts_in_order_and_speaks_the_definitions() {
+    let compose = compose();
+    for service in ["rabbitmq", "seaweedfs", COMPOSE_WORKER] {
+        healthcheck_command(&compose, service);
+    }
+    let worker = compose.worker();
+    for dependency in ["rabbitmq", "seaweedfs"] {
+        assert_eq!(
+            worker["depends_on"][dependency]["condition"], "service_healthy",
+            "{COMPOSE}: the worker does not wait for {dependency} to be healthy"
+        );
+    }
+    let context = root().join("deploy").join(worker["build"]["context"].as_str().unwrap_or("."));
+    let dockerfile = context.join(worker["build"]["dockerfile"].as_str().unwrap_or("Dockerfile"));
+    assert_eq!(
+        dockerfile.canonicalize().ok(),
+        root().join(DOCKERFILE).canonicalize().ok(),
+        "{COMPOSE}: the worker is not built from {DOCKERFILE}"
+    );
+    assert_eq!(
+        context.canonicalize().ok(),
+        root().canonicalize().ok(),
+        "{COMPOSE}: the build context is not the repository root"
+    );
+
+    // The fixtures, read-only, where the local provider looks.
+    let settings = compose_settings();
+    let local_root =
+        settings["local_root"].as_str().unwrap_or_else(|| panic!("{COMPOSE}: no ASSET_WORKER_LOCAL_ROOT"));
+    let volumes: Vec<_> = worker["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(compose_volume)
+        .collect();
+    let fixtures = volumes
+        .iter()
+        .find(|(_, target, _)| *target == local_root)
+        .unwrap_or_else(|| panic!("{COMPOSE}: nothing is mounted at ASSET_WORKER_LOCAL_ROOT {local_root}"));
+    assert_eq!(
+        fixtures.0.canonicalize().ok(),
+        root().join("fixtures").canonicalize().ok(),
+        "{COMPOSE}: {local_root} is not fixtures/"
+    );
+    assert!(fixtures.2, "{COMPOSE}: the fixtures are mounted writable");
+
+    // RabbitMQ loads the definitions the worker's URL expects.
+    let rabbitmq = compose.service("rabbitmq");
+    let mounts: Vec<_> = rabbitmq["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(compose_volume)
+        .collect();
+    let conf = mounts
+        .iter()
+        .find(|(_, target, _)| target.starts_with("/etc/rabbitmq/conf.d/"))
+        .unwrap_or_else(|| panic!("{COMPOSE}: no configuration file mounted into /etc/rabbitmq/conf.d/"));
+    let conf_text = std::fs::read_to_string(&conf.0).unwrap_or_else(|e| panic!("{}: {e}", conf.0.display()));
+    let loaded = conf_text
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("load_definitions")
+                .map(|rest| rest.trim().trim_start_matches('=').trim())
+        })
+        .unwrap_or_else(|| panic!("{}: no load_definitions", conf.0.display()));
+    let definitions_mount = mounts.iter().find(|(_, target, _)| *target == loaded).unwrap_or_else(|| {
+        panic!("{COMPOSE}: nothing is mounted at {loaded}, which the RabbitMQ configuration loads")
+    });
+    assert_eq!(
+        definitions_mount.0.canonicalize().ok(),
+        root().join(DEFINITIONS).canonicalize().ok(),
+        "{COMPOSE}: RabbitMQ loads another definitions file than {DEFINITIONS}"
+    );
+    let definitions = definitions();
+    let url: AMQPUri = str_setting(settings, "amqp_url").parse().unwrap();
+    assert_eq!(
+        url.authority.host, "rabbitmq",
+        "{COMPOSE}: the worker's AMQP URL is not the rabbitmq service"
+    );
+    assert_eq!(
+        url.vhost,
+        definitions_vhost(&definitions),
+        "{COMPOSE}: the worker's vhost is not {DEFINITIONS}'s"
+    );
+    let user = &url.authority.userinfo.username;
+    assert!(
+        password_matches(definitions_user(&definitions, user), &url.authority.userinfo.password),
+        "{COMPOSE}: the worker's password is not the one {DEFINITIONS} hashes for {user}"
+    );
+
+    // SeaweedFS: the test peers' configuration, and the worker's identity is one of its users.
+    let seaweedfs = compose.service("seaweedfs");
+    let mut configs = BTreeMap::new();
+    for (source, target, _) in
+        seaweedfs["volumes"].as_array().into_iter().flatten().filter_map(Value::as_str).map(compose_volume)
+    {
+        assert!(source.is_file(), "{COMPOSE}: {} does not exist", source.display());
+        configs.insert(target.to_owned(), source);
+    }
+    let command: Vec<&str> =
+        seaweedfs["command"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let flag = |name: &str| {
+        command
+            .iter()
+            .find_map(|arg| arg.strip_prefix(&format!("-{name}=")))
+            .unwrap_or_else(|| panic!("{COMPOSE}: seaweedfs has no -{name}"))
+    };
+    let s3_config = configs
+        .get(flag("s3.config"))
+        .unwrap_or_else(|| panic!("{COMPOSE}: -s3.config is not a mounted file"));
+    let identities: Value = serde_json::from_str(&std::fs::read_to_string(s3_config).unwrap()).unwrap();
+    let env = compose.worker_env();
+    let key =
+        env.get("AWS_ACCESS_KEY_ID").unwrap_or_else(|| panic!("{COMPOSE}: the worker has no AWS identity"));
+    let known = identities["identities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|i| i["credentials"].as_array().into_iter().flatten())
+        .any(|c| {
+            c["accessKey"] == key.as_str()
+                && Some(&c["secretKey"]) == env.get("AWS_SECRET_ACCESS_KEY").map(|s| json!(s)).as_ref()
+        });
+    assert!(known, "{COMPOSE}: the worker's AWS keys are not an identity of {}", s3_config.display());
+    let port = flag("s3.port");
+    for endpoint in ["s3_endpoint", "sts_endpoint"] {
+        assert_eq!(
+            settings[endpoint].as_str(),
+            Some(format!("http://seaweedfs:{port}").as_str()),
+            "{COMPOSE}: ASSET_WORKER_{} is not SeaweedFS's S3 port",
+            endpoint.to_ascii_uppercase()
+        );
+    }
+}
