@@ -1027,15 +1027,6 @@ fn the_definitions_declare_what_the_topology_code_declares() {
     );
 }
 
-/// `rabbitmqctl`, where RabbitMQ's packages put it.
-fn rabbitmqctl() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/lib/rabbitmq/bin".into()])
-        .map(|dir| dir.join("rabbitmqctl"))
-        .find(|candidate| candidate.is_file())
-}
-
 /// A vhost pair and a user imported for one test run, deleted when it ends (passed or not).
 struct Imported {
     ctl: std::path::PathBuf,
@@ -1068,7 +1059,8 @@ impl Drop for Imported {
 fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
     // The broker's own tool comes with the broker every test here needs (DESIGN §6): without
     // it the test fails rather than skip.
-    let ctl = rabbitmqctl().expect("rabbitmqctl (installed with rabbitmq-server; scripts/rabbitmq.sh)");
+    let ctl = super::peers::rabbitmqctl()
+        .expect("rabbitmqctl (installed with rabbitmq-server; scripts/rabbitmq.sh)");
     let definitions = definitions();
     let vhost = definitions_vhost(&definitions).to_owned();
     // The worker's user and password: the compose stack's AMQP URL.

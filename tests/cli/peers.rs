@@ -129,3 +129,12 @@ pub fn moto_assumed_role(session_name: &str) -> serde_json::Value {
         .find(|session| session["session_name"] == session_name)
         .unwrap_or_else(|| panic!("moto has no assumed role named {session_name}"))
 }
+
+/// `rabbitmqctl`, where RabbitMQ's packages put it.
+pub fn rabbitmqctl() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/lib/rabbitmq/bin".into()])
+        .map(|dir| dir.join("rabbitmqctl"))
+        .find(|candidate| candidate.is_file())
+}

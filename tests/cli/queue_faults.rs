@@ -140,12 +140,15 @@ impl Vhost {
 
 impl Drop for Vhost {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.name]).output();
+        if let Some(ctl) = super::peers::rabbitmqctl() {
+            let _ = Command::new(ctl).args(["delete_vhost", &self.name]).output();
+        }
     }
 }
 
 fn rabbitmqctl(args: &[&str]) {
-    let output = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl (DESIGN §6)");
+    let ctl = super::peers::rabbitmqctl().expect("rabbitmqctl (installed with rabbitmq-server)");
+    let output = Command::new(ctl).args(args).output().expect("rabbitmqctl runs");
     assert!(output.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
 }
 
