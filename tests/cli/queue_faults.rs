@@ -531,3 +531,31 @@ fn objects_in_customer_buckets_through_the_queue_leave_no_secret_in_the_log() {
     }
     assert!(!log.contains(&secret), "the worker's secret key in its log");
 }
+
+/// No broker at all: `enqueue` fails at once naming the setting (never its password); the
+/// worker stays up, unready, and says in its log that it keeps trying.
+#[test]
+fn a_dead_broker_is_reported_without_its_password() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("amqp://guest:s3cr3t-pw@127.0.0.1:{port}/%2f");
+    let prefix = Prefix::on_broker("deadbroker", url);
+
+    let enqueued = prefix.command(&["enqueue", "--local", "image/png_rgb8.png"]).output().unwrap();
+    assert_eq!(enqueued.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&enqueued.stderr);
+    assert!(stderr.contains("ASSET_WORKER_AMQP_URL"), "{stderr}");
+    assert!(!stderr.contains("s3cr3t-pw"), "the password in: {stderr}");
+
+    let worker = prefix.spawn_worker(1);
+    let addr = http_addr(&worker);
+    assert!(wait_until(Duration::from_secs(10), || worker
+        .log()
+        .matches("the broker is unreachable")
+        .count()
+        >= 2));
+    assert_eq!(ready(&addr), 503);
+    assert_eq!(get(&addr, asset_worker::telemetry::HEALTHZ_PATH).0, 200, "alive, only not ready");
+    assert!(!worker.log().contains("s3cr3t-pw"), "the password in the log:\n{}", worker.log());
+}
