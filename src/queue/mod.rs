@@ -22,7 +22,9 @@ pub enum QueueError {
     #[error(
         "cannot connect to the broker at ASSET_WORKER_AMQP_URL (value not shown: it holds a password): {0}"
     )]
-    Connect(#[source] lapin::Error),
+    // Not `#[source]`: the message already ends with lapin's, which names its own cause;
+    // a source chain would print the same cause two more times.
+    Connect(lapin::Error),
     /// A queue or exchange exists with other arguments (a changed `ASSET_WORKER_DELIVERY_LIMIT`,
     /// a classic queue where a quorum queue is expected): delete it or restore the setting.
     #[error(
