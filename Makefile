@@ -4,7 +4,7 @@
 CARGO ?= cargo
 FIXTURE_DIRS := fixtures/image fixtures/video fixtures/audio fixtures/pdf fixtures/dicom fixtures/text
 
-.PHONY: extract demo rabbitmq test lint golden fixtures references bench bench-fetch check-cargo
+.PHONY: extract demo rabbitmq test lint golden fixtures references bench bench-fetch bench-e2e check-cargo
 
 ## Extract metadata from every fixture and print one JSON line per file (no services needed).
 extract: check-cargo
@@ -57,6 +57,13 @@ bench: check-cargo
 bench-fetch: check-cargo
 	scripts/peers.sh start
 	set -a; . .peers/env; set +a; bench/fetch.sh
+
+## Jobs through RabbitMQ with the release build: jobs/s, latency and peak memory of the worker
+## over local files and SeaweedFS objects, beside a no-op consumer (the broker's limit); see
+## BENCHMARKS.md.
+bench-e2e: check-cargo rabbitmq
+	scripts/peers.sh start seaweedfs
+	set -a; . .peers/env; set +a; bench/e2e.sh
 
 check-cargo:
 	@command -v $(CARGO) >/dev/null || { echo "Rust is needed: curl https://sh.rustup.rs -sSf | sh -s -- -y (the version is pinned in rust-toolchain.toml)"; exit 1; }
