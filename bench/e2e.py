@@ -163,9 +163,9 @@ def vm_hwm_kib(pid):
 
 
 def extraction_children(pid):
-    """The children of `pid` that run the extraction child. Between spawn and exec a child
-    shares its parent's memory (posix_spawn uses CLONE_VM) and /proc shows the parent's peak
-    for it: those moments are skipped by looking for the child's own command line."""
+    """The children of `pid` that run the extraction child. Between spawn and exec /proc shows
+    a child with its parent's peak (seen here: every sample then equalled the worker's), so
+    only children already running the child's own command line count."""
     return [child for child in children(pid) if b"extract-child" in read_bytes(f"/proc/{child}/cmdline")]
 
 
@@ -190,6 +190,8 @@ def children(pid):
 
 
 def sample(pid, out):
+    """Samples until `pid` exits; OUT.started appears after the first sample, so that the
+    caller can start the load only once the sampler is looking."""
     own, child_peak, seen, samples = 0, 0, set(), 0
     while os.path.exists(f"/proc/{pid}"):
         own = max(own, vm_hwm_kib(pid) or 0)
@@ -197,6 +199,8 @@ def sample(pid, out):
             seen.add(child)
             child_peak = max(child_peak, vm_hwm_kib(child) or 0)
         samples += 1
+        if samples == 1:
+            pathlib.Path(out + ".started").touch()
         time.sleep(0.01)
         # The status file outlives the exit a moment as a zombie, with no VmHWM: keep the last.
     pathlib.Path(out).write_text(json.dumps(
@@ -247,9 +251,8 @@ def s3(action, root, prefix):
 
 def largest_child(memory, mib):
     """The largest extraction child's peak: exact when /usr/bin/time's %M (the largest peak of
-    the worker and its children) exceeds the worker's own VmHWM; otherwise the child was no
-    larger than the worker (a child's peak counts its parent's at spawn, CLONE_VM, so %M is
-    never below the worker's), and the sampled peak is a lower bound."""
+    the worker and its children) exceeds the worker's own VmHWM; otherwise no child outgrew
+    the worker, and the sampled peak is a lower bound."""
     own, tree = memory.get("worker_vm_hwm_kib"), memory.get("tree_max_rss_kib")
     sampled = memory.get("sampled_child_peak_kib")
     if own is None or tree is None or not memory.get("children_seen"):
@@ -284,7 +287,7 @@ def report(directory):
         return "–" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
     print("| run | consumer, objects, batch | jobs | jobs/s | latency p50 / p99 ms | worker's own total_ms"
-          " p50 / p99 | worker peak RSS MiB | largest child MiB | outcomes |")
+          " p50 / p99 | consumer peak RSS MiB | largest child MiB | outcomes |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for run, config, s, m in sorted(runs, key=lambda r: (configs.index(r[1]), r[0])):
         lat, own = s["latency_ms"], s["worker_total_ms"]

@@ -136,6 +136,11 @@ measure() {
     done
     python3 bench/e2e.py sample "$consumer_pid" "$out.memory.json" &
     sampler_pid=$!
+    until [[ -f $out.memory.json.started ]]; do
+        kill -0 "$sampler_pid" 2>/dev/null || die "$name: the memory sampler exited"
+        sleep 0.01
+    done
+    rm -f "$out.memory.json.started"
     local status=0
     env "${env[@]}" "$driver" "${driver_args[@]}" >"$out.summary.json" || status=$?
     kill -TERM "$consumer_pid"
