@@ -14,6 +14,7 @@
 //! travels only inside the request on stdin, and nothing the child prints repeats the request.
 
 use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,6 +146,9 @@ pub fn run_in_child(exe: &Path, request: &ChildRequest, cancelled: &AtomicBool) 
     };
     let mut child = match Command::new(exe)
         .arg(CHILD_SUBCOMMAND)
+        // Its own process group: a Ctrl-C in the worker's terminal (sent to the whole
+        // foreground group) is the worker's to handle by draining, not a crash of the parser.
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -209,8 +213,11 @@ fn drain(pipe: impl Read + Send + 'static, cap: u64) -> thread::JoinHandle<Vec<u
 /// Turns a child's abnormal end into the error its file gets.
 fn classify_death(status: ExitStatus, stderr: &str, limits: &Limits) -> ErrorBody {
     use std::os::unix::process::ExitStatusExt;
+    const SIGHUP: i32 = 1;
+    const SIGINT: i32 = 2;
     const SIGABRT: i32 = 6;
     const SIGKILL: i32 = 9;
+    const SIGTERM: i32 = 15;
     const SIGXCPU: i32 = 24;
     let mib = limits.memory_bytes / (1024 * 1024);
     if stderr.contains("memory allocation of") || stderr.contains("capacity overflow") {
@@ -235,6 +242,11 @@ fn classify_death(status: ExitStatus, stderr: &str, limits: &Limits) -> ErrorBod
             format!("the extraction child was killed (likely out of memory; limit {mib} MiB)"),
         ),
         Some(SIGABRT) => ErrorBody::new(ErrorKind::Corrupt, "the parser aborted on this file"),
+        // Stopped from outside (an operator, a supervisor): says nothing of the file.
+        Some(signal @ (SIGHUP | SIGINT | SIGTERM)) => ErrorBody::new(
+            ErrorKind::Internal,
+            format!("the extraction child was stopped from outside (signal {signal})"),
+        ),
         Some(signal) => {
             ErrorBody::new(ErrorKind::Corrupt, format!("the parser crashed on this file (signal {signal})"))
         }

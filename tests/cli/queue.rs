@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -77,6 +78,9 @@ impl Prefix {
         let child = self
             .command(&["run"])
             .envs(env.iter().copied())
+            // A group of its own, as a shell gives a foreground job: tests can signal the
+            // whole group, as a Ctrl-C in a terminal does.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

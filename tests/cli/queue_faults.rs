@@ -559,3 +559,33 @@ fn a_dead_broker_is_reported_without_its_password() {
     assert_eq!(get(&addr, asset_worker::telemetry::HEALTHZ_PATH).0, 200, "alive, only not ready");
     assert!(!worker.log().contains("s3cr3t-pw"), "the password in the log:\n{}", worker.log());
 }
+
+/// Ctrl-C in a terminal signals the whole foreground process group. The worker drains; its
+/// extraction children, in groups of their own, are not hit, so no in-flight job is answered
+/// as if its parser had crashed.
+#[test]
+fn ctrl_c_in_a_terminal_drains_without_failing_the_jobs_in_flight() {
+    let prefix = Prefix::new("ctrlc");
+    let root = slow_jobs_root(&prefix);
+    const JOBS: usize = 6;
+    let ids = prefix.enqueue_local(&[SLOW_KEY; JOBS]);
+    let mut worker = prefix.spawn_worker_with(1, &[("ASSET_WORKER_LOCAL_ROOT", &root)]);
+    let mut children = Vec::new();
+    let busy = wait_until(Duration::from_secs(30), || {
+        children = extract_children(&prefix.name);
+        !children.is_empty()
+    });
+    assert!(busy, "no child started:\n{}", worker.log());
+    let group = format!("-{}", worker.child.id());
+    assert!(Command::new("kill").args(["-INT", "--", &group]).status().unwrap().success());
+    let status = worker.terminate(Duration::from_secs(40));
+    assert!(status.success(), "{status:?}\n{}", worker.log());
+    let answered: Vec<Value> = prefix.results(JOBS, 5);
+    assert!(!answered.is_empty(), "the job in flight was finished:\n{}", worker.log());
+    for result in &answered {
+        assert_eq!(result["status"], "succeeded", "{result}");
+    }
+    // The rest were handed back, not lost.
+    let left = prefix.message_count("process") as usize;
+    assert_eq!(answered.len() + left, ids.len(), "{}", worker.log());
+}
