@@ -1,5 +1,5 @@
-# The commands a developer and CI run. `make extract` is the first thing to try (`make demo`
-# is the same through the queue); `make test` is what CI runs (.ci/run).
+# The commands a developer and CI run. The README's two: `make demo` (the worker over the
+# fixtures, no cloud account) and `make test` (what CI runs: .ci/run).
 
 CARGO ?= cargo
 FIXTURE_DIRS := fixtures/image fixtures/video fixtures/audio fixtures/pdf fixtures/dicom fixtures/text
