@@ -16,7 +16,8 @@
 //! - [`fetch`]: a signed URL → a private temp file that fills, range by range, as the
 //!   extractor reads it: only the bytes the parser touches are downloaded.
 //! - [`pipeline`]: one object top-down: mint → fetch and extract in the child → report.
-//! - [`queue`]: AMQP: topology, confirmed publisher, the consumer loop and its ack policy.
+//! - [`queue`]: AMQP: topology, confirmed publisher, the consumer loop, its ack policy and
+//!   reconnection with backoff.
 //! - [`telemetry`]: JSON logs, Prometheus metrics, `/healthz` `/readyz` `/metrics`.
 //! - [`cli`]: the one-shot subcommands (`extract`, `sign`, `check`) and the queue ones
 //!   (`run`, `enqueue`, `results`).
