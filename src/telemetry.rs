@@ -64,7 +64,8 @@ pub mod metric {
 }
 
 /// Log lines: one JSON object per line on stderr for the worker (`json`), plain text for the
-/// interactive commands. `RUST_LOG` overrides the default filter, within [`third_party_ceiling`].
+/// interactive commands. `RUST_LOG` overrides the default filter, within the ceiling on other
+/// crates (`third_party_ceiling`).
 /// A second call is a no-op (tests run several commands in one process).
 pub fn init_logging(json: bool) {
     use tracing_subscriber::Layer;
