@@ -12,15 +12,14 @@
 //! SIGINT it cancels its consumer, lets the tasks in flight finish, and exits 0.
 
 use futures_lite::StreamExt;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicCancelOptions};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 
 use asset_worker::config::Settings;
-use asset_worker::queue::connect;
-use asset_worker::queue::publisher::{ConfirmedPublisher, Destination, json_properties};
-use asset_worker::queue::topology::{self, Names};
+use asset_worker::queue::consumer::Session;
+use asset_worker::queue::publisher::{Destination, json_properties};
+use asset_worker::queue::topology::Names;
 
 fn main() -> anyhow::Result<()> {
     let settings = Settings::load(None)?;
@@ -29,21 +28,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn consume(settings: &Settings) -> anyhow::Result<()> {
     let names = Names::new(&settings.queue_prefix);
-    let connection = connect(settings).await?;
-    let channel = connection.create_channel().await?;
-    topology::declare(&channel, &names, settings.delivery_limit).await?;
-    let publisher = ConfirmedPublisher::open(&connection).await?;
-    let prefetch = u16::try_from(settings.concurrency).unwrap_or(u16::MAX);
-    channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
-    let mut consumer = channel
-        .basic_consume(
-            names.process.as_str().into(),
-            format!("noop-consumer-{}", std::process::id()).into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    eprintln!("noop_consumer: consuming {} with prefetch {prefetch}", names.process);
+    let Session { connection, channel, mut consumer, publisher } = Session::open(settings, &names).await?;
+    eprintln!("noop_consumer: consuming {} with prefetch {}", names.process, settings.concurrency);
     let destination = Destination::Exchange(names.results_exchange.clone());
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -80,8 +66,6 @@ async fn consume(settings: &Settings) -> anyhow::Result<()> {
         answered += 1;
     }
     eprintln!("noop_consumer: answered {answered} jobs; stopping");
-    publisher.close().await;
-    let _ = channel.close(200, "done".into()).await;
-    let _ = connection.close(200, "done".into()).await;
+    Session { connection, channel, consumer, publisher }.close("done").await;
     Ok(())
 }

@@ -77,16 +77,18 @@ struct JobContext {
 /// Deliveries taken but not yet acked, nacked or rejected: what shutdown hands back.
 type Unsettled = Arc<Mutex<HashMap<DeliveryTag, Acker>>>;
 
-/// One connection to the broker, with the topology declared and a consumer subscribed.
-struct Session {
-    connection: Connection,
-    channel: Channel,
-    consumer: lapin::Consumer,
-    publisher: ConfirmedPublisher,
+/// One connection to the broker, with the topology declared, a confirmed publisher and a
+/// consumer of the process queue subscribed with prefetch = `ASSET_WORKER_CONCURRENCY`.
+/// (Also what the benchmark's no-op consumer runs on, so the two compare like for like.)
+pub struct Session {
+    pub connection: Connection,
+    pub channel: Channel,
+    pub consumer: lapin::Consumer,
+    pub publisher: ConfirmedPublisher,
 }
 
 impl Session {
-    async fn open(settings: &Settings, names: &Names) -> Result<Session, QueueError> {
+    pub async fn open(settings: &Settings, names: &Names) -> Result<Session, QueueError> {
         let connection = connect(settings).await?;
         let channel = connection.create_channel().await?;
         topology::declare(&channel, names, settings.delivery_limit).await?;
@@ -107,7 +109,7 @@ impl Session {
 
     /// Closes what is still open; best effort (the broker requeues anything unsettled when
     /// the channel closes anyway).
-    async fn close(self, reason: &str) {
+    pub async fn close(self, reason: &str) {
         self.publisher.close().await;
         let _ = self.channel.close(200, reason.into()).await;
         let _ = self.connection.close(200, reason.into()).await;
