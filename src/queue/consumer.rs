@@ -412,9 +412,20 @@ async fn run_job(job: &Job, context: &Arc<JobContext>) -> Processed {
     pipeline.options.hint = job.data_type;
     let (task_context, source, job_id) = (Arc::clone(context), job.source.clone(), job.job_id.clone());
     let task = async move { process_source(&task_context.access, &source, &job_id, &pipeline).await };
-    tokio::spawn(task.in_current_span())
-        .await
-        .unwrap_or_else(|error| internal(format!("the job's task failed: {error}")))
+    let handle = tokio::spawn(task.in_current_span());
+    // A spawned task outlives the future that awaits it: a job abandoned at the drain deadline
+    // or with a lost broker must stop its pipeline too (which kills its child).
+    let _abort = AbortOnDrop(handle.abort_handle());
+    handle.await.unwrap_or_else(|error| internal(format!("the job's task failed: {error}")))
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn internal(message: String) -> Processed {

@@ -589,3 +589,31 @@ fn ctrl_c_in_a_terminal_drains_without_failing_the_jobs_in_flight() {
     let left = prefix.message_count("process") as usize;
     assert_eq!(answered.len() + left, ids.len(), "{}", worker.log());
 }
+
+/// Jobs abandoned because the broker went away are stopped, children included, while the
+/// worker lives on: the child of a job with seconds of reading left is gone at once, and the
+/// job, redelivered, is answered.
+#[test]
+fn a_lost_broker_stops_the_children_of_the_jobs_it_abandons() {
+    let vhost = Vhost::new("abandon");
+    let prefix = Prefix::on_broker("abandon", vhost.url());
+    let root = prefix.dir.path().join("assets");
+    std::fs::create_dir_all(&root).unwrap();
+    write_text(&root.join(SLOW_KEY), 256);
+    let ids = prefix.enqueue_local(&[SLOW_KEY]);
+    let mut worker = prefix.spawn_worker_with(1, &[("ASSET_WORKER_LOCAL_ROOT", &root.display().to_string())]);
+    let mut children = Vec::new();
+    let busy = wait_until(Duration::from_secs(30), || {
+        children = extract_children(&prefix.name);
+        !children.is_empty()
+    });
+    assert!(busy, "no child started:\n{}", worker.log());
+    rabbitmqctl(&["close_all_connections", "-p", &vhost.name, "test: the broker drops the worker"]);
+    let gone = wait_until(Duration::from_millis(1500), || children.iter().all(|pid| !is_alive(*pid)));
+    assert!(gone, "the abandoned job's child {children:?} still runs:\n{}", worker.log());
+    assert!(worker.child.try_wait().unwrap().is_none(), "the worker lives on");
+    let results = prefix.results(1, 60);
+    assert_eq!(results.len(), 1, "{}", worker.log());
+    assert_eq!(results[0]["job_id"], ids[0].as_str());
+    assert_eq!(results[0]["status"], "succeeded", "{}", results[0]);
+}
