@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
@@ -50,6 +50,9 @@ use crate::config::Settings;
 use crate::job::{ErrorBody, ErrorKind, Job, JobResult, WorkerInfo};
 use crate::pipeline::{PipelineSettings, Processed, process_source};
 use crate::telemetry::{self, Readiness, metric};
+
+/// How long a broker session must have lasted for its loss to start the backoff afresh.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 /// How long to wait for deliveries the broker had already sent before the cancel took effect.
 const PREFETCHED_GRACE: Duration = Duration::from_millis(500);
@@ -171,15 +174,25 @@ pub async fn run(
             tracing::info!(reconnects = sessions, "reconnected to the broker");
         }
         sessions += 1;
-        backoff.reset();
         readiness.set(true);
+        let opened_at = Instant::now();
         let ended = consume(session, &context, &mut shutdown, drain, &readiness).await;
         readiness.set(false);
-        match ended {
-            SessionEnd::Shutdown => break,
-            SessionEnd::Lost(error) => {
-                tracing::warn!(%error, "lost the broker; reconnecting");
-            }
+        let SessionEnd::Lost(error) = ended else { break };
+        // A session that lived counts as a success: reconnect at once. One lost soon after it
+        // opened (a flapping broker, a channel closed at every subscribe) counts as a failed
+        // attempt, so the waits keep growing instead of looping.
+        let wait = if opened_at.elapsed() >= STABLE_SESSION {
+            backoff.reset();
+            Duration::ZERO
+        } else {
+            backoff.next_wait()
+        };
+        tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "lost the broker; reconnecting");
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            () = tokio::time::sleep(wait) => {}
         }
     }
     tracing::info!("stopped");
