@@ -1391,6 +1391,17 @@ fn healthcheck_command(compose: &Compose, service: &str) -> String {
     parts.join(" ")
 }
 
+/// Every volume of a compose service, as [`compose_volume`] reads each.
+fn compose_volumes(service: &Value) -> Vec<(std::path::PathBuf, &str, bool)> {
+    service["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(compose_volume)
+        .collect()
+}
+
 /// A compose volume `SOURCE:TARGET[:MODE]`, the source resolved from deploy/.
 fn compose_volume(entry: &str) -> (std::path::PathBuf, &str, bool) {
     let mut parts = entry.split(':');
@@ -1430,13 +1441,7 @@ fn the_compose_stack_starts_in_order_and_speaks_the_definitions() {
     let settings = compose_settings();
     let local_root =
         settings["local_root"].as_str().unwrap_or_else(|| panic!("{COMPOSE}: no ASSET_WORKER_LOCAL_ROOT"));
-    let volumes: Vec<_> = worker["volumes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(compose_volume)
-        .collect();
+    let volumes = compose_volumes(worker);
     let fixtures = volumes
         .iter()
         .find(|(_, target, _)| *target == local_root)
@@ -1450,13 +1455,7 @@ fn the_compose_stack_starts_in_order_and_speaks_the_definitions() {
 
     // RabbitMQ loads the definitions the worker's URL expects.
     let rabbitmq = compose.service("rabbitmq");
-    let mounts: Vec<_> = rabbitmq["volumes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(compose_volume)
-        .collect();
+    let mounts = compose_volumes(rabbitmq);
     let conf = mounts
         .iter()
         .find(|(_, target, _)| target.starts_with("/etc/rabbitmq/conf.d/"))
@@ -1498,9 +1497,7 @@ fn the_compose_stack_starts_in_order_and_speaks_the_definitions() {
     // SeaweedFS: the test peers' configuration, and the worker's identity is one of its users.
     let seaweedfs = compose.service("seaweedfs");
     let mut configs = BTreeMap::new();
-    for (source, target, _) in
-        seaweedfs["volumes"].as_array().into_iter().flatten().filter_map(Value::as_str).map(compose_volume)
-    {
+    for (source, target, _) in compose_volumes(seaweedfs) {
         assert!(source.is_file(), "{COMPOSE}: {} does not exist", source.display());
         configs.insert(target.to_owned(), source);
     }

@@ -404,12 +404,7 @@ fn a_child_that_hangs_or_blows_its_memory_cap_fails_only_that_job() {
     // rather than finish for nobody (it watches for its parent's death).
     prefix.enqueue_local(&["slow.txt"]);
     let mut worker = prefix.spawn_worker_with(3, &[("ASSET_WORKER_LOCAL_ROOT", &root_env)]);
-    let mut children = Vec::new();
-    let started = wait_until(Duration::from_secs(30), || {
-        children = extract_children(&prefix.name);
-        !children.is_empty()
-    });
-    assert!(started, "no extraction child appeared:\n{}", worker.log());
+    let children = children_at_work(&prefix, &worker);
     worker.child.kill().unwrap();
     worker.child.wait().unwrap();
     let gone = wait_until(Duration::from_millis(1500), || children.iter().all(|pid| !is_alive(*pid)));
@@ -431,6 +426,17 @@ fn a_child_that_hangs_or_blows_its_memory_cap_fails_only_that_job() {
     canceller.join().unwrap();
     let error = answer.outcome.expect_err("stopped before it could finish");
     assert!(error.message.contains("abandoned"), "{error:?}");
+}
+
+/// The extraction children of `worker`, once at least one has started (within 30 s).
+fn children_at_work(prefix: &Prefix, worker: &Worker) -> Vec<u32> {
+    let mut children = Vec::new();
+    let started = wait_until(Duration::from_secs(30), || {
+        children = extract_children(&prefix.name);
+        !children.is_empty()
+    });
+    assert!(started, "no extraction child started:\n{}", worker.log());
+    children
 }
 
 /// Extraction children started by the workers of `prefix` (they inherit its environment).
@@ -570,12 +576,7 @@ fn ctrl_c_in_a_terminal_drains_without_failing_the_jobs_in_flight() {
     const JOBS: usize = 6;
     let ids = prefix.enqueue_local(&[SLOW_KEY; JOBS]);
     let mut worker = prefix.spawn_worker_with(1, &[("ASSET_WORKER_LOCAL_ROOT", &root)]);
-    let mut children = Vec::new();
-    let busy = wait_until(Duration::from_secs(30), || {
-        children = extract_children(&prefix.name);
-        !children.is_empty()
-    });
-    assert!(busy, "no child started:\n{}", worker.log());
+    children_at_work(&prefix, &worker); // a job in flight when the signal comes
     let group = format!("-{}", worker.child.id());
     assert!(Command::new("kill").args(["-INT", "--", &group]).status().unwrap().success());
     let status = worker.terminate(Duration::from_secs(40));
@@ -602,12 +603,7 @@ fn a_lost_broker_stops_the_children_of_the_jobs_it_abandons() {
     write_text(&root.join(SLOW_KEY), 256);
     let ids = prefix.enqueue_local(&[SLOW_KEY]);
     let mut worker = prefix.spawn_worker_with(1, &[("ASSET_WORKER_LOCAL_ROOT", &root.display().to_string())]);
-    let mut children = Vec::new();
-    let busy = wait_until(Duration::from_secs(30), || {
-        children = extract_children(&prefix.name);
-        !children.is_empty()
-    });
-    assert!(busy, "no child started:\n{}", worker.log());
+    let children = children_at_work(&prefix, &worker);
     rabbitmqctl(&["close_all_connections", "-p", &vhost.name, "test: the broker drops the worker"]);
     let gone = wait_until(Duration::from_millis(1500), || children.iter().all(|pid| !is_alive(*pid)));
     assert!(gone, "the abandoned job's child {children:?} still runs:\n{}", worker.log());
