@@ -389,14 +389,48 @@ pub fn open_error(path: &Path, error: &io::Error) -> ErrorBody {
 fn cap_own_resources(limits: &Limits) {
     use rlimit::{Resource, setrlimit};
     let memory = limits.memory_bytes;
-    let cpu_seconds = limits.timeout.as_secs() + 1;
-    for (resource, value, name) in [
-        (Resource::AS, memory, "RLIMIT_AS"),
-        (Resource::CORE, 0, "RLIMIT_CORE"),
-        (Resource::CPU, cpu_seconds, "RLIMIT_CPU"),
+    let (cpu_soft, cpu_hard) = cpu_limit_seconds(limits.timeout);
+    for (resource, soft, hard, name) in [
+        (Resource::AS, memory, memory, "RLIMIT_AS"),
+        (Resource::CORE, 0, 0, "RLIMIT_CORE"),
+        (Resource::CPU, cpu_soft, cpu_hard, "RLIMIT_CPU"),
     ] {
-        if let Err(e) = setrlimit(resource, value, value) {
+        if let Err(e) = setrlimit(resource, soft, hard) {
             eprintln!("extract-child: could not set {name}: {e}");
         }
+    }
+}
+
+/// The child's CPU-time limit (soft, hard), a backstop behind the parent's wall clock for a
+/// parent too busy to kill on time. The soft limit sends SIGXCPU, which [`classify_death`]
+/// reports as `timeout`; the hard one sends SIGKILL, which reads as the OOM killer's work.
+/// Linux checks the hard limit first, so with the two equal a child past its time was
+/// answered `too_large` (seen in CI on a loaded machine): the hard limit stays a second above.
+fn cpu_limit_seconds(timeout: Duration) -> (u64, u64) {
+    let soft = timeout.as_secs() + 1;
+    (soft, soft + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_limit_signals_sigxcpu_before_sigkill() {
+        for timeout in [Duration::ZERO, Duration::from_millis(980), Duration::from_secs(30)] {
+            let (soft, hard) = cpu_limit_seconds(timeout);
+            assert!(soft as f64 > timeout.as_secs_f64(), "{timeout:?}: soft {soft} s");
+            assert!(hard > soft, "{timeout:?}: hard {hard} s must leave SIGXCPU its turn");
+        }
+    }
+
+    #[test]
+    fn a_child_killed_by_its_cpu_limit_is_a_timeout() {
+        use std::os::unix::process::ExitStatusExt;
+        let limits = Limits::default();
+        let sigxcpu = ExitStatus::from_raw(24);
+        assert_eq!(classify_death(sigxcpu, "", &limits).kind, ErrorKind::Timeout);
+        let sigkill = ExitStatus::from_raw(9);
+        assert_eq!(classify_death(sigkill, "", &limits).kind, ErrorKind::TooLarge);
     }
 }
