@@ -100,9 +100,10 @@ mapfile -t keys < <(cd fixtures && find . -mindepth 2 -type f -not -name '.*' \
 ((${#keys[@]} > 0)) || die "no fixture files under fixtures/"
 
 say "starting the worker: queue prefix $prefix, local provider over fixtures/, log $work/worker.log"
-# In a session of its own: a Ctrl-C in this terminal goes to the whole foreground process
-# group, and it would kill the worker's extraction children mid-job (their jobs would be
-# answered as crashed parsers). The worker is stopped by cleanup's SIGTERM instead, and drains.
+# In a session of its own, so that the demo alone decides when the worker stops: a Ctrl-C in
+# this terminal reaches this script, whose cleanup sends the worker one SIGTERM, and it drains.
+# (Run by hand, the worker drains on Ctrl-C as well; its extraction children sit in process
+# groups of their own, so the terminal's SIGINT never reaches them.)
 setsid "$bin" run >"$work/worker.log" 2>&1 </dev/null &
 worker_pid=$!
 # Ready when it consumes (it has connected and declared the topology).
