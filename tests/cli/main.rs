@@ -14,6 +14,7 @@ mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// The repository root, where `fixtures/` lives.
 pub fn root() -> &'static Path {
@@ -55,4 +56,52 @@ pub fn fixture_files() -> Vec<PathBuf> {
     }
     files.sort();
     files
+}
+
+/// Polls `condition` every 50 ms until it holds or `limit` passes; says whether it held.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}
+
+/// Running extraction children (`asset-worker extract-child`) for which `belongs` holds.
+pub fn extraction_children(belongs: impl Fn(u32) -> bool) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("extract-child") && is_alive(pid) && belongs(pid)
+        })
+        .collect()
+}
+
+/// The fields of `/proc/PID/stat` after the command name (state first, then the parent's
+/// pid), or nothing once the process is gone.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Whether a process still runs (a zombie awaiting its reaper counts as gone).
+pub fn is_alive(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|fields| fields.first().is_some_and(|state| state != "Z"))
+}
+
+/// The parent of a process, while it runs.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// `kill -NAME -- TARGET`: a pid, or a process group as `-PGID`.
+pub fn send_signal(name: &str, target: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), "--", target]).status().unwrap();
+    assert!(status.success(), "kill -{name} -- {target}");
 }

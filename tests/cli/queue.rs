@@ -172,8 +172,7 @@ impl Worker {
 
     /// Sends SIGTERM and waits (at most `limit`) for the exit status.
     pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        super::send_signal("TERM", &self.child.id().to_string());
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

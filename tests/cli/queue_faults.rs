@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use asset_worker::extract::sandbox::{ChildRequest, ChildSource, Limits, run_in_child};
 use serde_json::Value;
 
-use super::fixture_files;
 use super::queue::{Prefix, SLOW_KEY, Worker, by_job_id, slow_jobs_root, write_text};
+use super::{extraction_children, fixture_files, is_alive, send_signal, wait_until};
 
 /// Keys (relative to `fixtures/`) of the fixtures under `fixtures/{kind}`.
 fn keys_of(kind: &str) -> Vec<String> {
@@ -28,18 +28,6 @@ fn keys_of(kind: &str) -> Vec<String> {
 /// `count` keys, cycling through `pool`.
 fn cycle(pool: &[String], count: usize) -> Vec<&str> {
     pool.iter().cycle().take(count).map(String::as_str).collect()
-}
-
-/// Polls `condition` every 50 ms until it holds or `limit` passes; says whether it held.
-fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if condition() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    condition()
 }
 
 /// The address the worker serves health and metrics on (it binds port 0 in tests and logs it).
@@ -442,23 +430,10 @@ fn children_at_work(prefix: &Prefix, worker: &Worker) -> Vec<u32> {
 /// Extraction children started by the workers of `prefix` (they inherit its environment).
 fn extract_children(prefix: &str) -> Vec<u32> {
     let marker = format!("ASSET_WORKER_QUEUE_PREFIX={prefix}");
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let read = |file: &str| std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&read("cmdline")).into_owned();
-            let environ = read("environ");
-            cmdline.contains("extract-child")
-                && environ.split(|b| *b == 0).any(|variable| variable == marker.as_bytes())
-        })
-        .collect()
-}
-
-/// Whether a process still runs (a zombie awaiting its reaper counts as gone).
-fn is_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    extraction_children(|pid| {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        environ.split(|b| *b == 0).any(|variable| variable == marker.as_bytes())
+    })
 }
 
 /// Objects in customers' buckets through the queue: `enqueue s3://… gs://…` with the access
@@ -577,8 +552,7 @@ fn ctrl_c_in_a_terminal_drains_without_failing_the_jobs_in_flight() {
     let ids = prefix.enqueue_local(&[SLOW_KEY; JOBS]);
     let mut worker = prefix.spawn_worker_with(1, &[("ASSET_WORKER_LOCAL_ROOT", &root)]);
     children_at_work(&prefix, &worker); // a job in flight when the signal comes
-    let group = format!("-{}", worker.child.id());
-    assert!(Command::new("kill").args(["-INT", "--", &group]).status().unwrap().success());
+    send_signal("INT", &format!("-{}", worker.child.id())); // the whole group
     let status = worker.terminate(Duration::from_secs(40));
     assert!(status.success(), "{status:?}\n{}", worker.log());
     let answered: Vec<Value> = prefix.results(JOBS, 5);

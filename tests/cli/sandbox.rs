@@ -1,7 +1,11 @@
 //! The child-process boundary: a file that hangs or blows the memory cap costs that file's
 //! answer, and every other file still gets its own.
 
-use super::{extract, lines};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::queue::write_text;
+use super::{extract, extraction_children, is_alive, lines, parent_of, send_signal, wait_until};
 
 #[test]
 fn the_time_limit_kills_the_child_and_reports_timeout() {
@@ -11,6 +15,39 @@ fn the_time_limit_kills_the_child_and_reports_timeout() {
     assert_eq!(answer["status"], "failed");
     assert_eq!(answer["error"]["kind"], "timeout");
     assert_eq!(answer["error"]["retryable"], true);
+}
+
+/// The child's CPU-time limit backs up the parent's wall clock. With the parent stopped
+/// (SIGSTOP) past its deadline, as a parent starved on a loaded machine is, the child ends on
+/// its own CPU limit and the answer is still `timeout`: not the `too_large` of a SIGKILL,
+/// which Linux sends instead of SIGXCPU when the hard limit equals the soft one (CI saw it).
+#[test]
+fn a_child_past_its_cpu_limit_is_a_timeout_even_when_its_parent_is_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("slow.txt");
+    // About 3.5 s of reading in a debug build; the CPU soft limit is 1 s (900 ms + 1, whole).
+    write_text(&slow, 256);
+    let parent = Command::new(env!("CARGO_BIN_EXE_asset-worker"))
+        .args(["extract", "--timeout-ms", "900"])
+        .arg(&slow)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = parent.id();
+    let mut children = Vec::new();
+    let started = wait_until(Duration::from_secs(30), || {
+        children = extraction_children(|child| parent_of(child) == Some(pid));
+        !children.is_empty()
+    });
+    assert!(started, "no extraction child started");
+    send_signal("STOP", &pid.to_string());
+    let ended = wait_until(Duration::from_secs(30), || !is_alive(children[0]));
+    send_signal("CONT", &pid.to_string());
+    assert!(ended, "the child outlived its CPU limit");
+    let output = parent.wait_with_output().unwrap();
+    let answer = &lines(&output)[0];
+    assert_eq!(answer["error"]["kind"], "timeout", "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("CPU time"), "{answer}");
 }
 
 #[test]
