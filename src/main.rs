@@ -14,7 +14,7 @@ use asset_worker::cli::{
 };
 use asset_worker::config::Settings;
 use asset_worker::extract::ExtractOptions;
-use asset_worker::extract::sandbox::{self, CHILD_SUBCOMMAND, Limits};
+use asset_worker::extract::sandbox::{self, CHILD_SUBCOMMAND, Limits, PARENT_FLAG};
 use asset_worker::job::DataType;
 
 #[derive(Parser)]
@@ -134,17 +134,21 @@ enum Command {
     },
     /// Internal: extract one file described on stdin, answer on stdout (the sandbox child).
     #[command(name = CHILD_SUBCOMMAND, hide = true)]
-    ExtractChild,
+    ExtractChild {
+        /// The pid of the process waiting for the answer: the child exits when it is gone.
+        #[arg(long = PARENT_FLAG)]
+        parent: Option<u32>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The worker logs JSON lines for log pipelines; the other commands plain text for people.
-    if !matches!(cli.command, Command::ExtractChild) {
+    if !matches!(cli.command, Command::ExtractChild { .. }) {
         asset_worker::telemetry::init_logging(matches!(cli.command, Command::Run));
     }
     let result = match cli.command {
-        Command::ExtractChild => return ExitCode::from(sandbox::child_main() as u8),
+        Command::ExtractChild { parent } => return ExitCode::from(sandbox::child_main(parent) as u8),
         Command::Extract { paths, data_type, timeout_ms, memory_limit_mb, jobs, dicom_tags, access } => {
             let limits = Limits {
                 timeout: Duration::from_millis(timeout_ms),

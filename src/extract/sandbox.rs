@@ -31,6 +31,8 @@ use crate::job::{ErrorBody, ErrorKind};
 
 /// The hidden subcommand a child runs.
 pub const CHILD_SUBCOMMAND: &str = "extract-child";
+/// The long flag of [`CHILD_SUBCOMMAND`] naming the pid of the process waiting for its answer.
+pub const PARENT_FLAG: &str = "parent";
 
 /// The most stdout a child may write: one answer, whose largest part is a PDF's page list.
 const MAX_ANSWER_BYTES: u64 = 64 * 1024 * 1024;
@@ -146,6 +148,7 @@ pub fn run_in_child(exe: &Path, request: &ChildRequest, cancelled: &AtomicBool) 
     };
     let mut child = match Command::new(exe)
         .arg(CHILD_SUBCOMMAND)
+        .arg(format!("--{PARENT_FLAG}={}", std::process::id()))
         // Its own process group: a Ctrl-C in the worker's terminal (sent to the whole
         // foreground group) is the worker's to handle by draining, not a crash of the parser.
         .process_group(0)
@@ -258,8 +261,10 @@ fn classify_death(status: ExitStatus, stderr: &str, limits: &Limits) -> ErrorBod
 }
 
 /// The body of the hidden `extract-child` subcommand: read one request from stdin, cap own
-/// resources, extract, print one answer. Returns the process exit code.
-pub fn child_main() -> i32 {
+/// resources, extract, print one answer. Returns the process exit code. `parent` is the pid
+/// of the process that started it (its parent at start when not given).
+pub fn child_main(parent: Option<u32>) -> i32 {
+    exit_when_orphaned(parent.unwrap_or_else(std::os::unix::process::parent_id));
     let mut input = Vec::new();
     if let Err(e) = io::stdin().take(MAX_ANSWER_BYTES).read_to_end(&mut input) {
         eprintln!("extract-child: reading the request failed: {e}");
@@ -278,7 +283,6 @@ pub fn child_main() -> i32 {
             return 2;
         }
     };
-    exit_when_orphaned();
     cap_own_resources(&request.limits);
     // Panics become answers below; the default hook would only add noise on stderr.
     std::panic::set_hook(Box::new(|_| {}));
@@ -303,17 +307,19 @@ pub fn child_main() -> i32 {
 }
 
 /// A child whose parent died (a worker killed with SIGKILL) has no one to answer: it exits
-/// rather than read on for nothing, and its unnamed temp file goes with it. Started before
-/// the address-space cap, with a small stack, so that even a 1 MiB cap leaves it running.
-fn exit_when_orphaned() {
-    let parent = std::os::unix::process::parent_id();
+/// rather than read on for nothing, and its unnamed temp file goes with it. Started first,
+/// before the address-space cap, with a small stack, so that even a 1 MiB cap leaves it
+/// running. The parent names itself (`--parent`): a child that read its own parent's pid
+/// would miss a parent killed while it started (it would read its new reaper's, and CI saw
+/// such a child read on for seconds); a parent already gone is seen at the first look.
+fn exit_when_orphaned(parent: u32) {
     let watchdog =
         thread::Builder::new().name("orphan-watchdog".into()).stack_size(64 * 1024).spawn(move || {
             loop {
-                thread::sleep(ORPHAN_POLL);
                 if std::os::unix::process::parent_id() != parent {
                     std::process::exit(4);
                 }
+                thread::sleep(ORPHAN_POLL);
             }
         });
     if let Err(e) = watchdog {

@@ -1,8 +1,11 @@
 //! The child-process boundary: a file that hangs or blows the memory cap costs that file's
 //! answer, and every other file still gets its own.
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use asset_worker::extract::sandbox::{CHILD_SUBCOMMAND, ChildRequest, ChildSource, Limits, PARENT_FLAG};
 
 use super::queue::write_text;
 use super::{extract, extraction_children, is_alive, lines, parent_of, send_signal, wait_until};
@@ -48,6 +51,34 @@ fn a_child_past_its_cpu_limit_is_a_timeout_even_when_its_parent_is_late() {
     let answer = &lines(&output)[0];
     assert_eq!(answer["error"]["kind"], "timeout", "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("CPU time"), "{answer}");
+}
+
+/// A child whose parent is gone before it first looks (a worker killed with SIGKILL while its
+/// child started) exits at once rather than read its file for nobody: the parent names itself
+/// on the command line, so the child can't take its new reaper for it (CI saw one read on).
+#[test]
+fn a_child_whose_parent_died_while_it_started_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("slow.txt");
+    write_text(&slow, 256);
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let request = ChildRequest {
+        source: ChildSource::File { path: slow },
+        options: Default::default(),
+        limits: Limits::default(),
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asset-worker"))
+        .arg(CHILD_SUBCOMMAND)
+        .arg(format!("--{PARENT_FLAG}={}", gone.id()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&serde_json::to_vec(&request).unwrap()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(4), "{output:?}");
+    assert!(output.stdout.is_empty(), "answered for nobody: {}", String::from_utf8_lossy(&output.stdout));
 }
 
 #[test]
