@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -14,6 +13,23 @@ use serde::{Deserialize, Serialize};
 
 /// The longest a signed URL may live: S3 and GCS both refuse more than 7 days.
 const MAX_URL_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Jobs in flight per core by default: enough that a storage 30 ms away keeps the parser
+/// children busy (BENCHMARKS.md, end to end through a delaying proxy).
+const JOBS_IN_FLIGHT_PER_CORE: usize = 16;
+/// Jobs a parser child serves by default before it is replaced: its start (~5 ms of CPU) is
+/// then paid once per hundred jobs, while what a job could leave behind in a child (a heap a
+/// later exploit might read) is bounded to a hundred jobs of one worker.
+const DEFAULT_CHILD_MAX_JOBS: u32 = 100;
+/// The address space each parser child gets by default when no budget is set.
+const DEFAULT_CHILD_MEMORY_MB: u64 = 1024;
+/// The least address space a parser child can start in (the binary, its libraries, stacks).
+const MIN_CHILD_MEMORY_MB: u64 = 64;
+
+/// The cores this process may use (the cgroup's CPU quota included).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// Every setting of the worker. Field names are the environment variables without their
 /// `ASSET_WORKER_` prefix (lower-cased) and the keys of the TOML file.
@@ -29,8 +45,16 @@ pub struct Settings {
     pub local_root: Option<PathBuf>,
     /// Where fetched bytes are held while a job runs: a private folder (0700) is made inside.
     pub temp_dir: PathBuf,
-    /// Jobs in flight at once (the consumer's prefetch).
+    /// Jobs in flight at once (the consumer's prefetch). Well above the cores: a job waiting
+    /// on the network holds no parser child, so this hides the storage's latency.
     pub concurrency: usize,
+    /// Parser children at once: the CPU-bound part of jobs. Unset: one per core.
+    pub pool_size: Option<usize>,
+    /// The memory the parser children share: each child's address space (`RLIMIT_AS`) is this
+    /// over `pool_size`. Unset: 1024 MiB per child. The pod's memory limit follows from it.
+    pub memory_budget_mb: Option<u64>,
+    /// Jobs a parser child serves before it is replaced by a fresh process (1: one per job).
+    pub child_max_jobs: u32,
     /// Deliveries of one job before the broker dead-letters it (`x-delivery-limit` of the
     /// process queue). Fixed when the queue is first declared: changing it later makes the
     /// declaration fail until the queue is re-created.
@@ -61,9 +85,8 @@ pub struct Settings {
     /// Lifetime of an assumed-role session (STS allows 900 s to 12 h; a role's own maximum may be
     /// 1 h). A URL lives at most this minus a minute, so it must exceed the display TTL.
     pub session_duration_seconds: u64,
-    /// Wall-clock and memory limits of one extraction child.
+    /// Wall-clock limit of one extraction in a parser child.
     pub extract_timeout_ms: u64,
-    pub extract_memory_mb: u64,
     /// Objects larger than this are refused before any byte is read.
     pub max_object_bytes: u64,
     /// The most bytes one job may download (ranged reads fetch only what parsers read).
@@ -88,7 +111,10 @@ impl Default for Settings {
             queue_prefix: "assets".into(),
             local_root: None,
             temp_dir: std::env::temp_dir().join("asset-worker"),
-            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            concurrency: JOBS_IN_FLIGHT_PER_CORE * cores(),
+            pool_size: None,
+            memory_budget_mb: None,
+            child_max_jobs: DEFAULT_CHILD_MAX_JOBS,
             delivery_limit: 5,
             drain_timeout_seconds: 30,
             job_timeout_seconds: 120,
@@ -104,7 +130,6 @@ impl Default for Settings {
             display_url_ttl_seconds: 900,
             session_duration_seconds: 3600,
             extract_timeout_ms: 30_000,
-            extract_memory_mb: 1024,
             max_object_bytes: 1 << 40,
             max_fetch_bytes: 4 << 30,
             fetch_connect_timeout_ms: 10_000,
@@ -175,6 +200,22 @@ impl Settings {
         if self.concurrency == 0 || self.concurrency > usize::from(u16::MAX) {
             return Err(invalid("concurrency", format!("is {}; must be 1 to 65535", self.concurrency)));
         }
+        if !(1..=1024).contains(&self.pool_size()) {
+            return Err(invalid("pool_size", format!("is {}; must be 1 to 1024", self.pool_size())));
+        }
+        if self.child_max_jobs == 0 {
+            return Err(invalid("child_max_jobs", "must be at least 1 (1: a fresh child per job)".into()));
+        }
+        if self.memory_budget_mb() / (self.pool_size() as u64) < MIN_CHILD_MEMORY_MB {
+            return Err(invalid(
+                "memory_budget_mb",
+                format!(
+                    "is {} MiB for {} children; each needs at least {MIN_CHILD_MEMORY_MB} MiB",
+                    self.memory_budget_mb(),
+                    self.pool_size()
+                ),
+            ));
+        }
         if self.job_timeout_seconds == 0 {
             return Err(invalid("job_timeout_seconds", "must be at least 1".into()));
         }
@@ -237,24 +278,14 @@ impl Settings {
         Ok(())
     }
 
-    /// How the extraction child fetches a signed URL.
-    pub fn fetch_settings(&self) -> crate::fetch::FetchSettings {
-        crate::fetch::FetchSettings {
-            temp_dir: self.temp_dir.clone(),
-            max_object_bytes: self.max_object_bytes,
-            max_fetch_bytes: self.max_fetch_bytes,
-            connect_timeout: Duration::from_millis(self.fetch_connect_timeout_ms),
-            read_timeout: Duration::from_millis(self.fetch_read_timeout_ms),
-            block_bytes: self.fetch_block_bytes,
-        }
+    /// Parser children at once.
+    pub fn pool_size(&self) -> usize {
+        self.pool_size.unwrap_or_else(cores)
     }
 
-    /// Limits of one extraction child.
-    pub fn extract_limits(&self) -> crate::extract::sandbox::Limits {
-        crate::extract::sandbox::Limits {
-            timeout: Duration::from_millis(self.extract_timeout_ms),
-            memory_bytes: self.extract_memory_mb.saturating_mul(1024 * 1024),
-        }
+    /// The memory the parser children share, in MiB.
+    pub fn memory_budget_mb(&self) -> u64 {
+        self.memory_budget_mb.unwrap_or(DEFAULT_CHILD_MEMORY_MB * self.pool_size() as u64)
     }
 }
 

@@ -1,35 +1,38 @@
-//! Fetching: a signed URL becomes a private temp file that fills as the extractor reads it, so
-//! only the bytes the parser touches cross the network (DESIGN §1, §7).
+//! Fetching, on the worker's runtime: a signed URL becomes a private store (memory for a small
+//! object, an unnamed temp file for a larger one) that fills as the extractor reads it, so only
+//! the bytes the parser touches cross the network (DESIGN §1, §7).
 //!
-//! [`RemoteFile`] is the `Read + Seek` source an extractor gets for a remote object. Its first
-//! request is a ranged GET of the first block, which also tells the object's size (and so
-//! enforces the size cap before anything else is read). After that each read that lands on a
-//! block not yet fetched asks for the missing blocks with HTTP Range requests, adjacent
-//! blocks coalesced into one request, plus a read-ahead that grows while the reads are
-//! sequential and shrinks back on a seek. A multi-GB MP4 whose `moov` is at the end costs its
-//! first block and its `moov`; an image costs its header. A server that ignores Range (200
-//! instead of 206) gets one streamed download of the whole body instead.
+//! One [`Fetcher`] serves every job of a worker: its HTTP client keeps a pool of keep-alive
+//! connections per host, so a bucket's TLS handshake is paid once, not once per job. A
+//! [`RemoteFile`] is one object: its first request (`open`) is a ranged GET of the first block,
+//! which also tells the object's size (and so enforces the size cap before anything else is
+//! read). After that the parser child asks for byte ranges ([`crate::sandbox::ByteSource`]);
+//! each range that lands on blocks not yet fetched asks for the missing blocks with HTTP Range
+//! requests, adjacent blocks coalesced into one request, plus a read-ahead that grows while the
+//! reads are sequential and shrinks back on a seek. A multi-GB MP4 whose `moov` is at the end
+//! costs its first block and its `moov`; an image costs its header. A server that ignores
+//! Range (200 instead of 206) gets one streamed download of the whole body instead. Waiting on
+//! the storage is an `await`: it holds no thread and no parser child.
 //!
-//! The bytes land in an unnamed (`O_TMPFILE`) 0600 file in a 0700 directory, so they vanish
-//! with the process however it ends, SIGKILL included; [`sweep_temp_dir`] removes what a crash
-//! could leave on systems without unnamed files. Later ranges carry `If-Match` with the first
-//! answer's ETag, so a file is never stitched from two versions of an object.
+//! Larger objects land in an unnamed (`O_TMPFILE`) 0600 file in a 0700 directory, so they
+//! vanish with the process however it ends, SIGKILL included; [`sweep_temp_dir`] removes what
+//! a crash could leave on systems without unnamed files. Later ranges carry `If-Match` with the
+//! first answer's ETag, so a file is never stitched from two versions of an object.
 //!
-//! The signed URL is a bearer credential: it appears only in the request line. Errors are
-//! built from status codes, the storage's error *code* (never its message, which for a bad
-//! signature echoes the string that was signed) and network errors stripped of their URL.
+//! The signed URL is a bearer credential: it appears only in the request line, and never
+//! leaves this process (the parser child gets bytes, not URLs). Errors are built from status
+//! codes, the storage's error *code* (never its message, which for a bad signature echoes the
+//! string that was signed) and network errors stripped of their URL.
 
 use std::fs::{self, DirBuilder, File, Permissions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::ops::Range;
 use std::os::unix::fs::{DirBuilderExt, FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
-use reqwest::blocking::{Client, Response};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderMap, IF_MATCH, RANGE};
+use reqwest::{Client, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::access::SignedUrl;
@@ -42,15 +45,16 @@ pub const PRIVATE_DIR_NAME: &str = "asset-worker-fetch";
 const MAX_READ_AHEAD_BYTES: u64 = 8 * 1024 * 1024;
 /// The smallest block: smaller ones would only multiply requests (and the block map).
 const MIN_BLOCK_BYTES: u64 = 4 * 1024;
+/// Objects up to this size are held in memory: no temp file to create for the many small
+/// images and documents, and at the default prefetch a worker holds at most tens of them.
+pub const MAX_IN_MEMORY_BYTES: u64 = 1024 * 1024;
 /// Pauses between attempts of one request that failed in passing (5xx, throttling, a reset).
 const RETRY_DELAYS: [Duration; 3] =
     [Duration::from_millis(100), Duration::from_millis(400), Duration::from_millis(1600)];
 /// Enough of an error answer to find its `<Code>`.
-const MAX_ERROR_BODY_BYTES: u64 = 4096;
-/// Bytes moved from the socket to the file at a time.
-const COPY_BUFFER_BYTES: usize = 64 * 1024;
+const MAX_ERROR_BODY_BYTES: usize = 4096;
 
-/// How an object may be fetched; set by the operator, passed to the extraction child.
+/// How an object may be fetched; set by the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchSettings {
     /// The configured temp dir; fetched bytes go to [`PRIVATE_DIR_NAME`] inside it.
@@ -81,6 +85,20 @@ impl Default for FetchSettings {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             block_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl FetchSettings {
+    /// The fetch settings of a worker's configuration.
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        FetchSettings {
+            temp_dir: settings.temp_dir.clone(),
+            max_object_bytes: settings.max_object_bytes,
+            max_fetch_bytes: settings.max_fetch_bytes,
+            connect_timeout: Duration::from_millis(settings.fetch_connect_timeout_ms),
+            read_timeout: Duration::from_millis(settings.fetch_read_timeout_ms),
+            block_bytes: settings.fetch_block_bytes,
         }
     }
 }
@@ -128,12 +146,6 @@ impl FetchError {
     pub fn to_body(&self) -> ErrorBody {
         ErrorBody::new(self.kind(), self.to_string())
     }
-
-    /// The fetch error an extractor's I/O error carries, if it came from a [`RemoteFile`]
-    /// (which reports its errors as `io::Error::other(FetchError)`).
-    pub fn from_io(error: &io::Error) -> Option<&FetchError> {
-        error.get_ref()?.downcast_ref::<FetchError>()
-    }
 }
 
 /// What fetching one object cost.
@@ -149,17 +161,51 @@ pub struct FetchStats {
     pub fetch_time: Duration,
 }
 
-/// A remote object read through a private temp file that fills, block by block, as it is
-/// read. Reads and seeks fail with `io::Error::other(FetchError)`; the first such error is
-/// kept ([`RemoteFile::failure`]) because parsers wrap I/O errors in their own and would
-/// report a fetch that failed as a corrupt file.
+/// The HTTP side of fetching, shared by every job of a worker (cloning shares its connection
+/// pools).
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    client: Client,
+    settings: FetchSettings,
+}
+
+impl Fetcher {
+    /// The client: timeouts from `settings`, and no redirects: the worker fetches only URLs it
+    /// minted itself (§7).
+    pub fn new(settings: &FetchSettings) -> Result<Self, FetchError> {
+        let client = Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.read_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| FetchError::Local(format!("cannot set up the HTTP client: {}", e.without_url())))?;
+        let settings =
+            FetchSettings { block_bytes: settings.block_bytes.max(MIN_BLOCK_BYTES), ..settings.clone() };
+        Ok(Fetcher { client, settings })
+    }
+
+    /// The fetch of one object. Sends nothing yet; [`RemoteFile::open`] does.
+    pub fn remote(&self, url: SignedUrl) -> RemoteFile {
+        RemoteFile {
+            url,
+            read_ahead: ReadAhead::new(self.settings.block_bytes, MAX_READ_AHEAD_BYTES),
+            settings: self.settings.clone(),
+            client: self.client.clone(),
+            opened: None,
+            stats: FetchStats::default(),
+            failure: None,
+        }
+    }
+}
+
+/// A remote object read through a private store that fills, block by block, as it is read.
+/// The first error a read met is kept ([`RemoteFile::failure`]) because parsers wrap I/O
+/// errors in their own and would report a fetch that failed as a corrupt file.
 pub struct RemoteFile {
     url: SignedUrl,
     settings: FetchSettings,
     client: Client,
-    file: File,
     opened: Option<Opened>,
-    position: u64,
     read_ahead: ReadAhead,
     stats: FetchStats,
     failure: Option<FetchError>,
@@ -172,6 +218,87 @@ struct Opened {
     /// no strong ETag, or everything is already here.
     etag: Option<String>,
     blocks: BlockMap,
+    store: Store,
+}
+
+/// Where the fetched bytes of one object are held.
+enum Store {
+    Memory(Vec<u8>),
+    /// Unnamed and 0600: no other process can open it, and it dies with this one.
+    File(File),
+}
+
+impl Store {
+    /// Memory for a small object, a temp file for the rest.
+    fn for_size(size: Option<u64>, settings: &FetchSettings) -> Result<Store, FetchError> {
+        match size {
+            Some(size) if size <= MAX_IN_MEMORY_BYTES => Ok(Store::Memory(vec![0; size as usize])),
+            _ => {
+                let dir = private_dir(&settings.temp_dir)?;
+                let file = tempfile::tempfile_in(&dir)
+                    .and_then(|file| {
+                        // O_TMPFILE files get 0666 minus the umask; no name can reach it, but make
+                        // the mode say so too.
+                        file.set_permissions(Permissions::from_mode(0o600))?;
+                        Ok(file)
+                    })
+                    .map_err(|e| {
+                        FetchError::Local(format!("cannot create a temp file in {}: {e}", dir.display()))
+                    })?;
+                Ok(Store::File(file))
+            }
+        }
+    }
+
+    fn write_at(&mut self, data: &[u8], offset: u64) -> Result<(), FetchError> {
+        match self {
+            Store::Memory(bytes) => {
+                let end = offset as usize + data.len();
+                if bytes.len() < end {
+                    bytes.resize(end, 0);
+                }
+                bytes[offset as usize..end].copy_from_slice(data);
+                Ok(())
+            }
+            // A page-cache write of at most one body chunk: short enough for the runtime.
+            Store::File(file) => file.write_all_at(data, offset).map_err(|e| temp_file_error(&e)),
+        }
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, FetchError> {
+        match self {
+            Store::Memory(bytes) => {
+                let start = (offset as usize).min(bytes.len());
+                let end = start.saturating_add(len).min(bytes.len());
+                Ok(bytes[start..end].to_vec())
+            }
+            Store::File(file) => {
+                let mut buffer = vec![0; len];
+                let mut filled = 0;
+                while filled < len {
+                    match file.read_at(&mut buffer[filled..], offset + filled as u64) {
+                        Ok(0) => break,
+                        Ok(read) => filled += read,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(temp_file_error(&e)),
+                    }
+                }
+                buffer.truncate(filled);
+                Ok(buffer)
+            }
+        }
+    }
+
+    /// Forgets what was written (a streamed download that starts over).
+    fn clear(&mut self) -> Result<(), FetchError> {
+        match self {
+            Store::Memory(bytes) => {
+                bytes.clear();
+                Ok(())
+            }
+            Store::File(file) => file.set_len(0).map_err(|e| temp_file_error(&e)),
+        }
+    }
 }
 
 /// How one attempt at a request failed.
@@ -182,58 +309,57 @@ enum Failure {
     Stop(FetchError),
 }
 
-impl RemoteFile {
-    /// Prepares the fetch of `url`: the private temp file and the HTTP client. Sends nothing
-    /// yet; the first read, seek from the end or [`RemoteFile::open`] does.
-    pub fn new(url: SignedUrl, settings: &FetchSettings) -> Result<Self, FetchError> {
-        let dir = private_dir(&settings.temp_dir)?;
-        let file = tempfile::tempfile_in(&dir)
-            .and_then(|file| {
-                // O_TMPFILE files get 0666 minus the umask; no name can reach it, but make the
-                // mode say so too.
-                file.set_permissions(Permissions::from_mode(0o600))?;
-                Ok(file)
-            })
-            .map_err(|e| FetchError::Local(format!("cannot create a temp file in {}: {e}", dir.display())))?;
-        // Redirects are not followed: the worker fetches only URLs it minted itself (§7).
-        let client = Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.read_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| FetchError::Local(format!("cannot set up the HTTP client: {}", e.without_url())))?;
-        let settings =
-            FetchSettings { block_bytes: settings.block_bytes.max(MIN_BLOCK_BYTES), ..settings.clone() };
-        Ok(RemoteFile {
-            url,
-            read_ahead: ReadAhead::new(settings.block_bytes, MAX_READ_AHEAD_BYTES),
-            settings,
-            client,
-            file,
-            opened: None,
-            position: 0,
-            stats: FetchStats::default(),
-            failure: None,
-        })
-    }
+/// What one request is for: the first block, or the rest of a range of missing blocks.
+enum Request<'a> {
+    First,
+    Range { remaining: &'a mut Range<u64>, etag: Option<&'a str> },
+}
 
+impl RemoteFile {
     /// Sends the first request, if it has not been sent, and returns the object's size.
-    pub fn open(&mut self) -> Result<u64, FetchError> {
+    pub async fn open(&mut self) -> Result<u64, FetchError> {
         if let Some(opened) = &self.opened {
             return Ok(opened.size);
         }
         if let Some(failure) = &self.failure {
             return Err(failure.clone());
         }
-        match self.with_retries(Self::first_request) {
-            Ok(opened) => {
+        match self.with_retries(Request::First).await {
+            Ok(Some(opened)) => {
                 self.stats.size_bytes = Some(opened.size);
                 let size = opened.size;
                 self.opened = Some(opened);
                 Ok(size)
             }
+            Ok(None) => Err(self.fail(FetchError::Local("the first request opened nothing".into()))),
             Err(error) => Err(self.fail(error)),
         }
+    }
+
+    /// The bytes `offset..offset + len` (fewer at the object's end), fetched if missing.
+    pub async fn read_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, FetchError> {
+        self.read_at_least(offset, len as u64, len as u64).await
+    }
+
+    /// The bytes at `offset`: `need` of them, fetched if missing (with the read-ahead), and
+    /// then as many more, up to `want`, as are already here. Fewer only at the object's end.
+    pub async fn read_at_least(&mut self, offset: u64, need: u64, want: u64) -> Result<Vec<u8>, FetchError> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
+        let size = self.open().await?;
+        if offset >= size || need == 0 {
+            return Ok(Vec::new());
+        }
+        let need = need.min(size - offset).min(MAX_READ_AHEAD_BYTES);
+        let wanted = offset..offset + need;
+        self.read_ahead.note_read(&wanted);
+        if let Err(error) = self.ensure_present(wanted).await {
+            return Err(self.fail(error));
+        }
+        let opened = self.opened.as_ref().expect("opened above");
+        let end = opened.blocks.present_until(offset + need, offset.saturating_add(want).min(size));
+        opened.store.read_at(offset, (end - offset) as usize).map_err(|error| self.fail(error))
     }
 
     /// What the fetch has cost so far.
@@ -241,8 +367,8 @@ impl RemoteFile {
         self.stats
     }
 
-    /// The first error a read or seek met, if any: when set, whatever the extractor made of
-    /// its bytes is not the file's truth.
+    /// The first error a read met, if any: when set, whatever the extractor made of its bytes
+    /// is not the file's truth.
     pub fn failure(&self) -> Option<&FetchError> {
         self.failure.as_ref()
     }
@@ -251,20 +377,22 @@ impl RemoteFile {
         self.failure.get_or_insert(error).clone()
     }
 
-    /// Runs `attempt` until it succeeds, stops, or has failed in passing once more than there
-    /// are [`RETRY_DELAYS`]; the time it takes counts as fetch time.
-    fn with_retries<T>(
-        &mut self,
-        mut attempt: impl FnMut(&mut Self) -> Result<T, Failure>,
-    ) -> Result<T, FetchError> {
+    /// Sends `request` until it succeeds, stops, or has failed in passing once more than there
+    /// are [`RETRY_DELAYS`]; the time it takes counts as fetch time. A range's `remaining`
+    /// start advances past the bytes already written, so a retry resumes where a cut stopped.
+    async fn with_retries(&mut self, mut request: Request<'_>) -> Result<Option<Opened>, FetchError> {
         let started = Instant::now();
         let mut delays = RETRY_DELAYS.iter();
         let result = loop {
-            match attempt(self) {
+            let attempt = match &mut request {
+                Request::First => self.first_request().await.map(Some),
+                Request::Range { remaining, etag } => self.fetch_range(remaining, *etag).await.map(|()| None),
+            };
+            match attempt {
                 Ok(value) => break Ok(value),
                 Err(Failure::Stop(error)) => break Err(error),
                 Err(Failure::Retry(error)) => match delays.next() {
-                    Some(delay) => thread::sleep(*delay),
+                    Some(delay) => tokio::time::sleep(*delay).await,
                     None => {
                         let attempts = RETRY_DELAYS.len() + 1;
                         break Err(FetchError::Transient(format!(
@@ -280,9 +408,9 @@ impl RemoteFile {
 
     /// The ranged GET of the first block: it tells the size (206), that the server ignores
     /// Range (200: then it is the whole download), or that the object is empty (416).
-    fn first_request(&mut self) -> Result<Opened, Failure> {
+    async fn first_request(&mut self) -> Result<Opened, Failure> {
         let block = self.settings.block_bytes;
-        let response = self.send(0..block, None)?;
+        let response = self.send(0..block, None).await?;
         match response.status() {
             StatusCode::PARTIAL_CONTENT => {
                 let range = content_range(response.headers()).map_err(Failure::Stop)?;
@@ -298,32 +426,38 @@ impl RemoteFile {
                     return Err(Failure::Stop(mismatched_range(&first, &range)));
                 }
                 let etag = strong_etag(response.headers());
-                self.copy_range(response, &mut first.clone())?;
+                let mut store = Store::for_size(Some(size), &self.settings).map_err(Failure::Stop)?;
+                self.copy_range(response, &mut store, &mut first.clone()).await?;
                 let mut blocks = BlockMap::new(size, block);
                 blocks.mark(first);
-                Ok(Opened { size, etag, blocks })
+                Ok(Opened { size, etag, blocks, store })
             }
             StatusCode::OK => {
-                if let Some(length) = header_u64(response.headers(), CONTENT_LENGTH.as_str()) {
+                let length = header_u64(response.headers(), CONTENT_LENGTH.as_str());
+                if let Some(length) = length {
                     self.stats.size_bytes = Some(length);
                     self.check_size(length)?;
                     // The whole body is the download: it must fit the job's budget too.
                     self.check_budget(length).map_err(Failure::Stop)?;
                 }
-                let size = self.copy_whole_body(response)?;
-                Ok(Opened { size, etag: None, blocks: BlockMap::complete(size, block) })
+                let mut store = Store::for_size(length, &self.settings).map_err(Failure::Stop)?;
+                let size = self.copy_whole_body(response, &mut store).await?;
+                Ok(Opened { size, etag: None, blocks: BlockMap::complete(size, block), store })
             }
             StatusCode::RANGE_NOT_SATISFIABLE => match unsatisfied_total(response.headers()) {
                 // Range "bytes=0-…" is unsatisfiable only when there is no byte 0.
-                Ok(None | Some(0)) => {
-                    Ok(Opened { size: 0, etag: None, blocks: BlockMap::complete(0, block) })
-                }
+                Ok(None | Some(0)) => Ok(Opened {
+                    size: 0,
+                    etag: None,
+                    blocks: BlockMap::complete(0, block),
+                    store: Store::Memory(Vec::new()),
+                }),
                 Ok(Some(size)) => Err(Failure::Stop(FetchError::UnexpectedResponse(format!(
                     "the storage refused the range of the first block of a {size}-byte object (HTTP 416)"
                 )))),
                 Err(error) => Err(Failure::Stop(error)),
             },
-            _ => Err(self.status_failure(response)),
+            _ => Err(self.status_failure(response).await),
         }
     }
 
@@ -349,9 +483,9 @@ impl RemoteFile {
         Ok(())
     }
 
-    /// Makes sure every byte of `wanted` is in the temp file, fetching the missing blocks and
-    /// the read-ahead.
-    fn ensure_present(&mut self, wanted: Range<u64>) -> Result<(), FetchError> {
+    /// Makes sure every byte of `wanted` is in the store, fetching the missing blocks and the
+    /// read-ahead.
+    async fn ensure_present(&mut self, wanted: Range<u64>) -> Result<(), FetchError> {
         let Some(opened) = &self.opened else { return Ok(()) };
         if opened.blocks.is_present(&wanted) {
             return Ok(());
@@ -362,7 +496,7 @@ impl RemoteFile {
             self.check_budget(run.end - run.start)?;
             let mut remaining = run.clone();
             // A body that breaks mid-way is resumed where it stopped: no byte is fetched twice.
-            self.with_retries(|this| this.fetch_range(&mut remaining, etag.as_deref()))?;
+            self.with_retries(Request::Range { remaining: &mut remaining, etag: etag.as_deref() }).await?;
             if let Some(opened) = &mut self.opened {
                 opened.blocks.mark(run);
             }
@@ -371,9 +505,9 @@ impl RemoteFile {
     }
 
     /// One attempt at fetching `remaining`; advances its start by the bytes written.
-    fn fetch_range(&mut self, remaining: &mut Range<u64>, etag: Option<&str>) -> Result<(), Failure> {
+    async fn fetch_range(&mut self, remaining: &mut Range<u64>, etag: Option<&str>) -> Result<(), Failure> {
         let size = self.opened.as_ref().map_or(0, |opened| opened.size);
-        let response = self.send(remaining.clone(), etag)?;
+        let response = self.send(remaining.clone(), etag).await?;
         match response.status() {
             StatusCode::PARTIAL_CONTENT => {
                 let range = content_range(response.headers()).map_err(Failure::Stop)?;
@@ -383,7 +517,13 @@ impl RemoteFile {
                 if range.bytes != *remaining {
                     return Err(Failure::Stop(mismatched_range(remaining, &range)));
                 }
-                self.copy_range(response, remaining)
+                // The store is moved out for the copy: the copy also counts into `self.stats`.
+                let Some(mut opened) = self.opened.take() else {
+                    return Err(Failure::Stop(FetchError::Local("a range fetched before the first".into())));
+                };
+                let copied = self.copy_range(response, &mut opened.store, remaining).await;
+                self.opened = Some(opened);
+                copied
             }
             StatusCode::OK => Err(Failure::Stop(FetchError::UnexpectedResponse(
                 "the storage answered a Range request with the whole object (HTTP 200) after \
@@ -391,12 +531,12 @@ impl RemoteFile {
                     .into(),
             ))),
             StatusCode::RANGE_NOT_SATISFIABLE => Err(Failure::Stop(object_changed("it became shorter"))),
-            _ => Err(self.status_failure(response)),
+            _ => Err(self.status_failure(response).await),
         }
     }
 
     /// Sends a GET for `range` (clipped by the server to the object's end).
-    fn send(&mut self, range: Range<u64>, etag: Option<&str>) -> Result<Response, Failure> {
+    async fn send(&mut self, range: Range<u64>, etag: Option<&str>) -> Result<Response, Failure> {
         let mut request = self
             .client
             .get(self.url.expose())
@@ -405,75 +545,71 @@ impl RemoteFile {
             request = request.header(IF_MATCH, etag);
         }
         self.stats.requests += 1;
-        request.send().map_err(|e| self.network_failure(e))
+        request.send().await.map_err(|e| self.network_failure(e))
     }
 
-    /// Copies a 206 body into the temp file at `remaining`, advancing `remaining.start`.
-    fn copy_range(&mut self, mut response: Response, remaining: &mut Range<u64>) -> Result<(), Failure> {
-        let mut buffer = vec![0; COPY_BUFFER_BYTES];
+    /// Copies a 206 body into the store at `remaining`, advancing `remaining.start`.
+    async fn copy_range(
+        &mut self,
+        mut response: Response,
+        store: &mut Store,
+        remaining: &mut Range<u64>,
+    ) -> Result<(), Failure> {
         while remaining.start < remaining.end {
-            let want = (remaining.end - remaining.start).min(buffer.len() as u64) as usize;
-            let read = match response.read(&mut buffer[..want]) {
-                Ok(0) => {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => {
                     return Err(Failure::Retry(FetchError::Transient(
                         "the storage closed the connection before the whole range arrived".into(),
                     )));
                 }
-                Ok(read) => read,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.network_io_failure(e)),
+                Err(e) => return Err(self.network_failure(e)),
             };
-            self.file
-                .write_all_at(&buffer[..read], remaining.start)
-                .map_err(|e| Failure::Stop(temp_file_error(&e)))?;
-            remaining.start += read as u64;
-            self.stats.bytes_fetched += read as u64;
+            // A body longer than its range is the storage's error; what it owes is all we keep.
+            let take = (chunk.len() as u64).min(remaining.end - remaining.start) as usize;
+            store.write_at(&chunk[..take], remaining.start).map_err(Failure::Stop)?;
+            remaining.start += take as u64;
+            self.stats.bytes_fetched += take as u64;
         }
         Ok(())
     }
 
-    /// Streams a 200 body (the server ignores Range) into the temp file, at most the size cap;
+    /// Streams a 200 body (the server ignores Range) into the store, at most the size cap;
     /// returns its length.
-    fn copy_whole_body(&mut self, mut response: Response) -> Result<u64, Failure> {
+    async fn copy_whole_body(&mut self, mut response: Response, store: &mut Store) -> Result<u64, Failure> {
         // A retry starts the download over.
-        self.file.set_len(0).map_err(|e| Failure::Stop(temp_file_error(&e)))?;
+        store.clear().map_err(Failure::Stop)?;
         let cap = self.settings.max_fetch_bytes;
-        let mut buffer = vec![0; COPY_BUFFER_BYTES];
         let mut written = 0u64;
         loop {
-            let room = (cap - written).min(buffer.len() as u64) as usize;
-            if room == 0 {
-                // At the cap: one more byte means the object is larger.
-                let mut probe = [0u8; 1];
-                return match response.read(&mut probe) {
-                    Ok(0) => Ok(written),
-                    Ok(_) => Err(Failure::Stop(FetchError::TooLarge(format!(
-                        "the object is more than the {cap}-byte limit (setting max_fetch_bytes); \
-                         the storage ignores Range requests, so its first {cap} bytes were read"
-                    )))),
-                    Err(e) => Err(self.network_io_failure(e)),
-                };
-            }
-            let read = match response.read(&mut buffer[..room]) {
-                Ok(0) => return Ok(written),
-                Ok(read) => read,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.network_io_failure(e)),
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return Ok(written),
+                Err(e) => return Err(self.network_failure(e)),
             };
-            self.file
-                .write_all_at(&buffer[..read], written)
-                .map_err(|e| Failure::Stop(temp_file_error(&e)))?;
-            written += read as u64;
-            self.stats.bytes_fetched += read as u64;
+            if written + chunk.len() as u64 > cap {
+                return Err(Failure::Stop(FetchError::TooLarge(format!(
+                    "the object is more than the {cap}-byte limit (setting max_fetch_bytes); \
+                     the storage ignores Range requests, so its first {cap} bytes were read"
+                ))));
+            }
+            store.write_at(&chunk, written).map_err(Failure::Stop)?;
+            written += chunk.len() as u64;
+            self.stats.bytes_fetched += chunk.len() as u64;
         }
     }
 
     /// The failure an error status stands for, named with the storage's error code.
-    fn status_failure(&self, response: Response) -> Failure {
+    async fn status_failure(&self, mut response: Response) -> Failure {
         let status = response.status();
         let mut body = Vec::new();
         // The code helps an admin ("ExpiredToken", "SlowDown"); an unreadable body is no loss.
-        let _ = response.take(MAX_ERROR_BODY_BYTES).read_to_end(&mut body);
+        while body.len() < MAX_ERROR_BODY_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(MAX_ERROR_BODY_BYTES)]),
+                _ => break,
+            }
+        }
         classify_status(status, error_code(&body).as_deref())
     }
 
@@ -504,22 +640,6 @@ impl RemoteFile {
         Failure::Retry(FetchError::Transient(format!("{what}: {cause}")))
     }
 
-    /// A body read's error: reqwest's own error inside it may carry the URL; strip it.
-    fn network_io_failure(&self, error: io::Error) -> Failure {
-        if error.get_ref().is_some_and(|inner| inner.is::<reqwest::Error>()) {
-            if let Some(Ok(reqwest_error)) =
-                error.into_inner().map(|inner| inner.downcast::<reqwest::Error>())
-            {
-                return self.network_failure(*reqwest_error);
-            }
-            return Failure::Retry(FetchError::Transient("reading from the storage failed".into()));
-        }
-        Failure::Retry(FetchError::Transient(format!(
-            "reading from the storage failed: {}",
-            self.scrub(&crate::extract::error_chain(&error))
-        )))
-    }
-
     /// Belt and braces for messages built from other crates' errors: no URL, no query string.
     fn scrub(&self, message: &str) -> String {
         let url = self.url.expose();
@@ -533,43 +653,11 @@ impl RemoteFile {
     }
 }
 
-impl Read for RemoteFile {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(failure) = &self.failure {
-            return Err(io::Error::other(failure.clone()));
-        }
-        let size = self.open().map_err(io::Error::other)?;
-        if buf.is_empty() || self.position >= size {
-            return Ok(0);
-        }
-        // One read fetches at most one read-ahead's worth; `read` may return less than asked.
-        let len = (buf.len() as u64).min(size - self.position).min(MAX_READ_AHEAD_BYTES);
-        let wanted = self.position..self.position + len;
-        self.read_ahead.note_read(&wanted);
-        if let Err(error) = self.ensure_present(wanted) {
-            return Err(io::Error::other(self.fail(error)));
-        }
-        let read = self.file.read_at(&mut buf[..len as usize], self.position).map_err(|e| {
-            let error = temp_file_error(&e);
-            io::Error::other(self.fail(error))
-        })?;
-        self.position += read as u64;
-        Ok(read)
-    }
-}
-
-impl Seek for RemoteFile {
-    fn seek(&mut self, target: SeekFrom) -> io::Result<u64> {
-        let position = match target {
-            SeekFrom::Start(offset) => Some(offset),
-            SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
-            SeekFrom::End(delta) => self.open().map_err(io::Error::other)?.checked_add_signed(delta),
-        };
-        let Some(position) = position else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the object"));
-        };
-        self.position = position;
-        Ok(position)
+/// The parser child reads a remote object through the worker: each range it asks for is
+/// fetched (if missing) and served from the store.
+impl crate::sandbox::ByteSource for RemoteFile {
+    async fn read_at(&mut self, read: crate::sandbox::protocol::ReadRequest) -> Result<Vec<u8>, ErrorBody> {
+        self.read_at_least(read.offset, read.need, read.want).await.map_err(|error| error.to_body())
     }
 }
 
@@ -635,6 +723,19 @@ impl BlockMap {
         let mut map = BlockMap::new(size, block);
         map.present.fill(true);
         map
+    }
+
+    /// How far from `from` (a present position) the bytes are present, up to `limit`.
+    fn present_until(&self, from: u64, limit: u64) -> u64 {
+        let mut end = from;
+        while end < limit {
+            let index = (end / self.block) as usize;
+            if !self.present.get(index).copied().unwrap_or(false) {
+                break;
+            }
+            end = self.block_range(index).end;
+        }
+        end.min(limit).max(from)
     }
 
     /// The blocks that hold `range`.
@@ -908,6 +1009,14 @@ mod tests {
     }
 
     #[test]
+    fn present_bytes_run_to_the_first_missing_block_or_the_limit() {
+        let blocks = map(10 * KIB, 4 * KIB, &[0, 1]);
+        assert_eq!(blocks.present_until(100, 10 * KIB), 8 * KIB, "through blocks 0 and 1");
+        assert_eq!(blocks.present_until(100, 5 * KIB), 5 * KIB, "no further than asked");
+        assert_eq!(map(10 * KIB, 4 * KIB, &[0, 1, 2]).present_until(0, 10 * KIB), 10 * KIB);
+    }
+
+    #[test]
     fn empty_and_complete_maps_need_nothing() {
         assert!(BlockMap::new(0, KIB).runs_to_fetch(&(0..0), KIB).is_empty());
         assert!(BlockMap::complete(5000, KIB).is_present(&(0..5000)));
@@ -998,24 +1107,30 @@ mod tests {
     }
 
     #[test]
-    fn fetch_errors_survive_the_trip_through_io_error() {
-        let io = io::Error::other(FetchError::NotFound("gone".into()));
-        assert_eq!(FetchError::from_io(&io), Some(&FetchError::NotFound("gone".into())));
-        assert_eq!(FetchError::from_io(&io::Error::other("plain")), None);
+    fn a_large_object_goes_to_an_unnamed_private_file_a_small_one_to_memory() {
+        let base = tempfile::tempdir().unwrap();
+        let settings = FetchSettings { temp_dir: base.path().to_path_buf(), ..FetchSettings::default() };
+        let Store::File(file) = Store::for_size(Some(MAX_IN_MEMORY_BYTES + 1), &settings).unwrap() else {
+            panic!("a large object is held in a file");
+        };
+        let dir = base.path().join(PRIVATE_DIR_NAME);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "no name in the directory (O_TMPFILE)");
+        assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(matches!(Store::for_size(Some(MAX_IN_MEMORY_BYTES), &settings).unwrap(), Store::Memory(_)));
+        assert!(matches!(Store::for_size(None, &settings).unwrap(), Store::File(_)), "unknown size: a file");
     }
 
     #[test]
-    fn the_temp_file_is_unnamed_and_private() {
+    fn a_store_serves_what_was_written_and_no_more() {
         let base = tempfile::tempdir().unwrap();
         let settings = FetchSettings { temp_dir: base.path().to_path_buf(), ..FetchSettings::default() };
-        // `new` sends nothing: the port is never dialled.
-        let url =
-            SignedUrl::new("http://127.0.0.1:9/b/k?X-Amz-Signature=s".into(), std::time::SystemTime::now());
-        let remote = RemoteFile::new(url, &settings).unwrap();
-        let dir = base.path().join(PRIVATE_DIR_NAME);
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "no name in the directory (O_TMPFILE)");
-        assert_eq!(remote.file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(remote.stats(), FetchStats::default());
+        for size in [Some(10), None] {
+            let mut store = Store::for_size(size, &settings).unwrap();
+            store.write_at(b"0123456789", 0).unwrap();
+            assert_eq!(store.read_at(2, 3).unwrap(), b"234");
+            assert_eq!(store.read_at(8, 100).unwrap(), b"89", "clipped at the end");
+            assert_eq!(store.read_at(20, 4).unwrap(), b"", "past the end");
+        }
     }
 
     #[test]

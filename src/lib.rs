@@ -8,14 +8,14 @@
 //!   - [`extract::image`], [`extract::video`], [`extract::audio`], [`extract::pdf`],
 //!     [`extract::dicom`], [`extract::text`]: one extractor per data type, headers only.
 //!   - [`extract::isobmff`]: the MP4/MOV/HEIF box reader that video, audio and image share.
-//!   - [`extract::sandbox`]: runs an extraction in a child process with time and memory
-//!     limits, so a hostile file costs one answer.
 //! - [`access`]: delegated access: a job's source → a short-lived signed URL (S3 through an
 //!   assumed role, GCS through an impersonated service account) or a local file.
 //! - [`config`]: typed settings: defaults → TOML file → `ASSET_WORKER_*` environment.
-//! - [`fetch`]: a signed URL → a private temp file that fills, range by range, as the
-//!   extractor reads it: only the bytes the parser touches are downloaded.
-//! - [`pipeline`]: one object top-down: mint → fetch and extract in the child → report.
+//! - [`fetch`]: a signed URL → memory or a private temp file that fills, range by range, as
+//!   the parser asks: only the bytes it touches are downloaded, on the worker's runtime.
+//! - [`sandbox`]: the pool of warm, locked-down parser children that read objects only
+//!   through byte ranges the worker serves them: a hostile file costs one answer.
+//! - [`pipeline`]: one object top-down: mint → first block → extract in a pool child → report.
 //! - [`queue`]: AMQP: topology, confirmed publisher, the consumer loop, its ack policy and
 //!   reconnection with backoff.
 //! - [`telemetry`]: JSON logs, Prometheus metrics, `/healthz` `/readyz` `/metrics`.
@@ -30,4 +30,5 @@ pub mod fetch;
 pub mod job;
 pub mod pipeline;
 pub mod queue;
+pub mod sandbox;
 pub mod telemetry;

@@ -14,8 +14,8 @@ use asset_worker::cli::{
 };
 use asset_worker::config::Settings;
 use asset_worker::extract::ExtractOptions;
-use asset_worker::extract::sandbox::{self, CHILD_SUBCOMMAND, Limits, PARENT_FLAG};
 use asset_worker::job::DataType;
+use asset_worker::sandbox::{self, CHILD_SUBCOMMAND, MEMORY_FLAG, PARENT_FLAG, Pool, PoolSettings};
 
 #[derive(Parser)]
 #[command(
@@ -74,11 +74,14 @@ enum Command {
         #[arg(long, default_value_t = 30_000, value_name = "MS", env = "ASSET_WORKER_EXTRACT_TIMEOUT_MS")]
         timeout_ms: u64,
         /// Address-space limit per file's child process.
-        #[arg(long, default_value_t = 1024, value_name = "MIB", env = "ASSET_WORKER_EXTRACT_MEMORY_MB")]
+        #[arg(long, default_value_t = 1024, value_name = "MIB")]
         memory_limit_mb: u64,
         /// Files read at once (default: one per core).
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<usize>,
+        /// Files a parser child reads before it is replaced by a fresh one (1: one per file).
+        #[arg(long, value_name = "N", env = "ASSET_WORKER_CHILD_MAX_JOBS")]
+        child_max_jobs: Option<u32>,
         /// DICOM keywords to report in `tags`, comma-separated (default: a list without
         /// patient identifiers).
         #[arg(long, value_delimiter = ',', value_name = "KEYWORDS", env = "ASSET_WORKER_DICOM_TAGS")]
@@ -138,6 +141,8 @@ enum Command {
         /// The pid of the process waiting for the answer: the child exits when it is gone.
         #[arg(long = PARENT_FLAG)]
         parent: Option<u32>,
+        #[arg(long = MEMORY_FLAG, default_value_t = 1 << 30)]
+        memory_bytes: u64,
     },
 }
 
@@ -148,16 +153,28 @@ fn main() -> ExitCode {
         asset_worker::telemetry::init_logging(matches!(cli.command, Command::Run));
     }
     let result = match cli.command {
-        Command::ExtractChild { parent } => return ExitCode::from(sandbox::child_main(parent) as u8),
-        Command::Extract { paths, data_type, timeout_ms, memory_limit_mb, jobs, dicom_tags, access } => {
-            let limits = Limits {
-                timeout: Duration::from_millis(timeout_ms),
-                memory_bytes: memory_limit_mb.saturating_mul(1024 * 1024),
-            };
+        Command::ExtractChild { parent, memory_bytes } => {
+            return ExitCode::from(sandbox::child::child_main(parent, memory_bytes) as u8);
+        }
+        Command::Extract {
+            paths,
+            data_type,
+            timeout_ms,
+            memory_limit_mb,
+            jobs,
+            child_max_jobs,
+            dicom_tags,
+            access,
+        } => {
             let options = ExtractOptions { hint: data_type, dicom_tags };
             let parallel =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            run_extract(cli.config, paths, access, limits, options, parallel)
+            let run = asset_worker::cli::ExtractRun {
+                options,
+                timeout: Duration::from_millis(timeout_ms),
+                parallel,
+            };
+            run_extract(cli.config, paths, access, run, memory_limit_mb, child_max_jobs)
         }
         Command::Sign { object, ttl_seconds, access } => run_sign(cli.config, &object, ttl_seconds, &access),
         Command::Check { object, access } => run_check(cli.config, &object, &access),
@@ -181,30 +198,39 @@ fn run_extract(
     config: Option<PathBuf>,
     paths: Vec<PathBuf>,
     access: AccessArgs,
-    limits: Limits,
-    options: ExtractOptions,
-    parallel: usize,
+    run: asset_worker::cli::ExtractRun,
+    memory_limit_mb: u64,
+    child_max_jobs: Option<u32>,
 ) -> anyhow::Result<bool> {
     let any_remote = paths.iter().any(|p| p.to_string_lossy().contains("://"));
     // Settings (endpoints, identities) matter only for objects: files need none.
     let settings = if any_remote { Some(Settings::load(config.as_deref())?) } else { None };
     let region = settings.as_ref().map_or("eu-central-1", |s| s.region.as_str());
     let inputs = parse_inputs(&paths, &access.flags(), region).map_err(anyhow::Error::msg)?;
+    let runtime = runtime()?;
+    let pool_settings = PoolSettings {
+        exe: std::env::current_exe()?,
+        size: run.parallel.clamp(1, inputs.len().max(1)),
+        memory_bytes: memory_limit_mb.saturating_mul(1024 * 1024),
+        max_jobs: child_max_jobs.unwrap_or(Settings::default().child_max_jobs).max(1),
+    };
+    let pool = runtime.block_on(async { Pool::start(pool_settings) });
     let remote = match &settings {
         Some(settings) => {
             let mut settings = settings.clone();
-            settings.extract_timeout_ms = limits.timeout.as_millis() as u64;
-            settings.extract_memory_mb = limits.memory_bytes / (1024 * 1024);
-            settings.dicom_tags = options.dicom_tags.clone();
-            Some(RemoteContext::new(&settings)?)
+            settings.extract_timeout_ms = run.timeout.as_millis() as u64;
+            settings.dicom_tags = run.options.dicom_tags.clone();
+            Some(runtime.block_on(RemoteContext::new(&settings, pool.clone()))?)
         }
         None => None,
     };
-    let run = asset_worker::cli::ExtractRun { options, limits, parallel };
-    extract_files(&inputs, &run, remote.as_ref(), &mut std::io::stdout().lock())
+    let all_succeeded =
+        extract_files(&inputs, &run, runtime.handle(), &pool, remote.as_ref(), &mut std::io::stdout().lock());
+    drop((remote, pool));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    all_succeeded
 }
 
-/// Settings, a runtime, the providers and the object's source: what `sign` and `check` share.
 fn remote_object(
     config: Option<PathBuf>,
     object: &str,
@@ -249,7 +275,8 @@ fn run_sign(
 
 fn run_check(config: Option<PathBuf>, object: &str, access: &AccessArgs) -> anyhow::Result<bool> {
     let (settings, runtime, providers, source) = remote_object(config, object, access)?;
-    let answer = runtime.block_on(check(&providers, object, &source, &settings.fetch_settings()));
+    let fetch = asset_worker::fetch::FetchSettings::from_settings(&settings);
+    let answer = runtime.block_on(check(&providers, object, &source, &fetch));
     println!("{}", serde_json::to_string(&answer)?);
     Ok(answer.error.is_none())
 }
@@ -262,8 +289,7 @@ fn run_worker(config: Option<PathBuf>) -> anyhow::Result<bool> {
         let shutdown = shutdown_signal()?;
         queue_cli::run_worker(&settings, shutdown).await
     });
-    // A job abandoned at the drain deadline leaves its extraction thread killing its child
-    // (within 50 ms); don't wait longer than that for blocking threads.
+    // Blocking threads (the cloud SDKs' file reads) are not waited for long.
     runtime.shutdown_timeout(Duration::from_secs(1));
     outcome.map(|()| true)
 }

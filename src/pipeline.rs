@@ -1,32 +1,32 @@
-//! One object, top-down (DESIGN §1): mint access through the customer's delegation, fetch and
-//! extract in the sandboxed child, report. The fetched bytes live in an unnamed temp file of
-//! the child, so they are gone when the child is, whatever way it ends.
+//! One object, top-down (DESIGN §1): mint access through the customer's delegation, fetch the
+//! first block, extract in a parser child of the pool while serving it the ranges it asks for,
+//! report. The fetched bytes live in memory or an unnamed temp file of this process, dropped
+//! before the result goes out; the signed URL never leaves this process.
 //!
 //! A 403 while fetching may only mean the URL expired between mint and use (a slow queue, a
 //! clock skew), or that the customer revoked the sessions issued so far: the object is minted
 //! once more, from new credentials, and tried again before the job is `access_denied`.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::access::providers::Access;
-use crate::access::{Fetchable, MintRequest};
-use crate::extract::sandbox::{ChildAnswer, ChildRequest, ChildSource, ChildStats, Limits, run_in_child};
+use crate::access::{Fetchable, MintRequest, SignedUrl};
 use crate::extract::{ExtractOptions, Extracted};
-use crate::fetch::FetchSettings;
+use crate::fetch::{FetchError, FetchSettings, Fetcher};
 use crate::job::{ErrorBody, ErrorKind, Source};
+use crate::sandbox::{LocalFile, Pool};
 
-/// How objects are processed; the same for every job of a worker.
-#[derive(Debug, Clone)]
-pub struct PipelineSettings {
-    /// This binary: the sandboxed child is a subcommand of it.
-    pub exe: PathBuf,
-    pub limits: Limits,
-    pub fetch: FetchSettings,
+/// How objects are processed, and what processes them; the same for every job of a worker.
+/// Cloning shares the pool and the HTTP connections.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub pool: Pool,
+    pub fetcher: Fetcher,
+    /// The most one extraction may take.
+    pub extract_timeout: Duration,
     /// The lifetime of the URL minted for a job.
     pub url_ttl: Duration,
     /// The most one object may take, minting, fetching and extracting (a re-mint included).
@@ -34,18 +34,124 @@ pub struct PipelineSettings {
     pub options: ExtractOptions,
 }
 
-impl PipelineSettings {
-    /// The pipeline of this worker's settings, with this binary as the child.
-    pub fn from_settings(settings: &crate::config::Settings) -> std::io::Result<Self> {
-        Ok(PipelineSettings {
-            exe: std::env::current_exe()?,
-            limits: settings.extract_limits(),
-            fetch: settings.fetch_settings(),
+impl Pipeline {
+    /// The pipeline of this worker's settings, over `pool`.
+    pub fn new(pool: Pool, settings: &crate::config::Settings) -> Result<Self, FetchError> {
+        Ok(Pipeline {
+            pool,
+            fetcher: Fetcher::new(&FetchSettings::from_settings(settings))?,
+            extract_timeout: Duration::from_millis(settings.extract_timeout_ms),
             url_ttl: Duration::from_secs(settings.url_ttl_seconds),
             job_timeout: Duration::from_secs(settings.job_timeout_seconds),
             options: ExtractOptions { hint: None, dicom_tags: settings.dicom_tags.clone() },
         })
     }
+}
+
+/// What one extraction gave, and what it cost.
+#[derive(Debug)]
+pub struct Extraction {
+    pub outcome: Result<Extracted, ErrorBody>,
+    pub stats: ExtractionStats,
+}
+
+/// What one extraction cost, for the result's `stats` (and `size_bytes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ExtractionStats {
+    /// Bytes downloaded (0 for a local file).
+    pub bytes_fetched: u64,
+    /// The object's or file's size, when it was learnt.
+    pub size_bytes: Option<u64>,
+    /// HTTP requests sent.
+    pub requests: u32,
+    /// Time waiting for the storage.
+    pub fetch_ms: u64,
+    /// Time extracting, fetch time excluded.
+    pub extract_ms: u64,
+}
+
+impl Extraction {
+    fn failed(error: ErrorBody) -> Self {
+        Extraction { outcome: Err(error), stats: ExtractionStats::default() }
+    }
+}
+
+/// Extracts a local file in a child of `pool`; the worker reads the file for it.
+pub async fn extract_file(
+    pool: &Pool,
+    path: &Path,
+    options: &ExtractOptions,
+    timeout: Duration,
+) -> Extraction {
+    // Looked at before it is opened: opening a FIFO would wait for a writer.
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Extraction::failed(ErrorBody::new(ErrorKind::UnsupportedType, "not a regular file")),
+        Err(e) => return Extraction::failed(open_error(path, &e)),
+    }
+    let (file, size) = match std::fs::File::open(path).and_then(|file| Ok((file.metadata()?.len(), file))) {
+        Ok((size, file)) => (file, size),
+        Err(e) => return Extraction::failed(open_error(path, &e)),
+    };
+    let extracted = pool.extract(&mut LocalFile(file), size, options, timeout).await;
+    let stats = ExtractionStats {
+        size_bytes: Some(size),
+        extract_ms: millis(extracted.extract_time),
+        ..Default::default()
+    };
+    Extraction { outcome: extracted.outcome, stats }
+}
+
+/// Fetches the first block of `url` (holding no child while the storage answers), then
+/// extracts in a child of `pool`, fetching what else it asks for. A fetch failure decides the
+/// answer even when the parser carried on: parsers wrap I/O errors as "corrupt", and some stop
+/// at the first unreadable byte as if it were the end (a duration counted short would be a
+/// lie).
+pub async fn extract_url(
+    pool: &Pool,
+    fetcher: &Fetcher,
+    url: SignedUrl,
+    options: &ExtractOptions,
+    timeout: Duration,
+) -> Extraction {
+    let started = Instant::now();
+    let mut remote = fetcher.remote(url);
+    let opened = tokio::time::timeout(timeout, remote.open()).await;
+    let mut extraction = match opened {
+        Err(_) => Extraction::failed(ErrorBody::new(
+            ErrorKind::Timeout,
+            format!("the object's first bytes did not arrive within {timeout:?} (the time limit)"),
+        )),
+        Ok(Err(error)) => Extraction::failed(error.to_body()),
+        Ok(Ok(size)) => {
+            let left = timeout.saturating_sub(started.elapsed());
+            let extracted = pool.extract(&mut remote, size, options, left).await;
+            let outcome = match remote.failure() {
+                Some(failure) => Err(failure.to_body()),
+                None => extracted.outcome,
+            };
+            Extraction {
+                outcome,
+                stats: ExtractionStats { extract_ms: millis(extracted.extract_time), ..Default::default() },
+            }
+        }
+    };
+    let fetched = remote.stats();
+    extraction.stats.bytes_fetched = fetched.bytes_fetched;
+    extraction.stats.size_bytes = fetched.size_bytes;
+    extraction.stats.requests = fetched.requests;
+    extraction.stats.fetch_ms = millis(fetched.fetch_time);
+    extraction
+}
+
+/// The error for a local file that can't be opened, named by what the user must fix.
+pub fn open_error(path: &Path, error: &std::io::Error) -> ErrorBody {
+    let kind = match error.kind() {
+        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        std::io::ErrorKind::PermissionDenied => ErrorKind::AccessDenied,
+        _ => ErrorKind::Internal,
+    };
+    ErrorBody::new(kind, format!("cannot open {}: {error}", path.display()))
 }
 
 /// The `stats` of a result (DESIGN §2).
@@ -72,20 +178,20 @@ pub async fn process_source(
     access: &Access,
     source: &Source,
     job_id: &str,
-    settings: &PipelineSettings,
+    pipeline: &Pipeline,
 ) -> Processed {
     let started = Instant::now();
     let mut stats = Stats::default();
     let mut size_bytes = None;
-    let mut request = MintRequest::new(job_id, settings.url_ttl);
+    let mut request = MintRequest::new(job_id, pipeline.url_ttl);
     let mut outcome = Err(ErrorBody::new(ErrorKind::Internal, "the object was never tried"));
-    let deadline = started + settings.job_timeout;
+    let deadline = started + pipeline.job_timeout;
     let past_deadline = |doing: &str| {
         ErrorBody::new(
             ErrorKind::Timeout,
             format!(
                 "the job's deadline of {} s (ASSET_WORKER_JOB_TIMEOUT_SECONDS) passed while {doing}",
-                settings.job_timeout.as_secs_f64()
+                pipeline.job_timeout.as_secs_f64()
             ),
         )
     };
@@ -108,9 +214,15 @@ pub async fn process_source(
         // The child's wall-clock limit is cut to what is left of the job's deadline, so a job
         // past it leaves no child behind.
         let left = time_left(deadline);
-        let cut_short = left < settings.limits.timeout;
-        let answer = run_child(fetchable, settings, left.min(settings.limits.timeout)).await;
-        add_child_stats(&mut stats, &answer.stats);
+        let cut_short = left < pipeline.extract_timeout;
+        let timeout = left.min(pipeline.extract_timeout);
+        let answer = match fetchable {
+            Fetchable::Url(url) => {
+                extract_url(&pipeline.pool, &pipeline.fetcher, url, &pipeline.options, timeout).await
+            }
+            Fetchable::File(path) => extract_file(&pipeline.pool, &path, &pipeline.options, timeout).await,
+        };
+        add_extraction_stats(&mut stats, &answer.stats);
         size_bytes = answer.stats.size_bytes.or(size_bytes);
         outcome = answer.outcome;
         if cut_short && matches!(&outcome, Err(error) if error.kind == ErrorKind::Timeout) {
@@ -149,38 +261,7 @@ fn describe(source: &Source) -> String {
     }
 }
 
-/// Runs the sandboxed child on a blocking thread: it waits on a process.
-async fn run_child(fetchable: Fetchable, settings: &PipelineSettings, timeout: Duration) -> ChildAnswer {
-    let source = match fetchable {
-        Fetchable::Url(url) => ChildSource::Url { url, fetch: settings.fetch.clone() },
-        Fetchable::File(path) => ChildSource::File { path },
-    };
-    let limits = Limits { timeout, ..settings.limits };
-    let request = ChildRequest { source, options: settings.options.clone(), limits };
-    let exe = settings.exe.clone();
-    // Dropped with this future when its job is abandoned (the drain deadline, a lost broker):
-    // then the child is killed rather than left to run out its time for nobody.
-    let cancel = CancelOnDrop::default();
-    let cancelled = Arc::clone(&cancel.0);
-    tokio::task::spawn_blocking(move || run_in_child(&exe, &request, &cancelled)).await.unwrap_or_else(|e| {
-        ChildAnswer {
-            outcome: Err(ErrorBody::new(ErrorKind::Internal, format!("the extraction task failed: {e}"))),
-            stats: ChildStats::default(),
-        }
-    })
-}
-
-/// Sets its flag when dropped.
-#[derive(Default)]
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-fn add_child_stats(stats: &mut Stats, child: &ChildStats) {
+fn add_extraction_stats(stats: &mut Stats, child: &ExtractionStats) {
     stats.bytes_fetched += child.bytes_fetched;
     stats.fetch_ms += child.fetch_ms;
     stats.extract_ms += child.extract_ms;
@@ -192,5 +273,9 @@ fn time_left(deadline: Instant) -> Duration {
 }
 
 fn elapsed_ms(since: Instant) -> u64 {
-    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+    millis(since.elapsed())
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -61,6 +61,14 @@ pub mod metric {
     pub const RECONNECTS: &str = "asset_worker_broker_reconnects_total";
     /// 1 while connected and consuming, else 0 (what `/readyz` answers).
     pub const READY: &str = "asset_worker_ready";
+    /// Parser children started (the pool's warm-up and every replacement).
+    pub const CHILDREN_STARTED: &str = "asset_worker_children_started_total";
+    /// Parser children retired, by `reason` (max_jobs, died, timeout, panicked, abandoned,
+    /// protocol, start_failed).
+    pub const CHILDREN_RETIRED: &str = "asset_worker_children_retired_total";
+    /// 1 for each protection the parser children reported as holding, else 0 (`protection`:
+    /// no_new_privs, not_dumpable, no_core_files, landlock, seccomp).
+    pub const CHILD_PROTECTION: &str = "asset_worker_child_protection";
 }
 
 /// Log lines: one JSON object per line on stderr for the worker (`json`), plain text for the
@@ -133,6 +141,12 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(metric::DELIVERIES, "Deliveries settled, by settlement.");
     metrics::describe_counter!(metric::RECONNECTS, "Broker connections re-established after a loss.");
     metrics::describe_gauge!(metric::READY, "1 while connected to the broker and consuming.");
+    metrics::describe_counter!(metric::CHILDREN_STARTED, "Parser children started.");
+    metrics::describe_counter!(metric::CHILDREN_RETIRED, "Parser children retired, by reason.");
+    metrics::describe_gauge!(
+        metric::CHILD_PROTECTION,
+        "1 for each protection the parser children reported as holding, by protection."
+    );
     // Present from the start, so a scrape before the first job shows zeros, not nothing.
     metrics::counter!(metric::RECONNECTS).absolute(0);
     metrics::gauge!(metric::IN_FLIGHT).set(0.0);

@@ -3,15 +3,17 @@
 //! integration read this object, and if not, why). The queue commands are in [`queue`].
 //!
 //! `extract` over local files needs no service and no network, so it is the first thing a new
-//! user runs. Each file is read by a sandboxed child ([`crate::extract::sandbox`]), several at
-//! once (one per core by default); lines come out in the order the inputs were given. An
-//! `s3://` or `gs://` input goes through the same pipeline as a queued job.
+//! user runs. Each file is read by a parser child of the same pool a worker uses
+//! ([`crate::sandbox`]), several at once (one per core by default); lines come out in the
+//! order the inputs were given. An `s3://` or `gs://` input goes through the same pipeline as
+//! a queued job.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -19,9 +21,9 @@ use crate::access::MintRequest;
 use crate::access::providers::Access;
 use crate::config::Settings;
 use crate::extract::ExtractOptions;
-use crate::extract::sandbox::{ChildRequest, ChildSource, Limits, open_error, run_in_child};
 use crate::job::{ErrorBody, ErrorKind, GcsSource, Outcome, S3Source, Source, Status};
-use crate::pipeline::{PipelineSettings, Stats, process_source};
+use crate::pipeline::{Pipeline, Stats, extract_file, open_error, process_source};
+use crate::sandbox::Pool;
 
 pub mod queue;
 
@@ -112,23 +114,21 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
 
-/// What reading remote objects needs: a runtime for the cloud SDKs, the providers, the
-/// pipeline's settings. Built only when an input is remote.
+/// What reading remote objects needs: the providers and a pipeline (over the pool local files
+/// use too). Built only when an input is remote.
 pub struct RemoteContext {
-    runtime: tokio::runtime::Runtime,
     access: Access,
-    pipeline: PipelineSettings,
+    pipeline: Pipeline,
 }
 
 impl RemoteContext {
     /// Providers and pipeline from the worker's settings (the environment).
-    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+    pub async fn new(settings: &Settings, pool: Pool) -> anyhow::Result<Self> {
         // Fetched bytes live in unnamed files; anything named there was left by a crash on a
         // system without O_TMPFILE.
         crate::fetch::sweep_temp_dir(&settings.temp_dir)?;
-        let runtime = runtime()?;
-        let access = runtime.block_on(Access::from_settings(settings))?;
-        Ok(RemoteContext { runtime, access, pipeline: PipelineSettings::from_settings(settings)? })
+        let access = Access::from_settings(settings).await?;
+        Ok(RemoteContext { access, pipeline: Pipeline::new(pool, settings)? })
     }
 }
 
@@ -136,7 +136,8 @@ impl RemoteContext {
 #[derive(Debug, Clone)]
 pub struct ExtractRun {
     pub options: ExtractOptions,
-    pub limits: Limits,
+    /// The most one file's extraction may take.
+    pub timeout: Duration,
     /// Files extracted at once.
     pub parallel: usize,
 }
@@ -177,10 +178,11 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>, given: bool) {
 pub fn extract_files(
     inputs: &[Input],
     run: &ExtractRun,
+    runtime: &tokio::runtime::Handle,
+    pool: &Pool,
     remote: Option<&RemoteContext>,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
-    let exe = std::env::current_exe()?;
     let next = AtomicUsize::new(0);
     let (sender, receiver) = mpsc::channel();
     let progress = (inputs.len() >= PROGRESS_BAR_MIN_FILES && std::io::stderr().is_terminal())
@@ -189,14 +191,16 @@ pub fn extract_files(
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for _ in 0..run.parallel.clamp(1, inputs.len().max(1)) {
             let sender = sender.clone();
-            let (next, exe) = (&next, &exe);
+            let next = &next;
             scope.spawn(move || {
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(input) = inputs.get(index) else { break };
                     let report = match input {
-                        Input::Local(path) => extract_one(exe, path, run),
-                        Input::Remote { shown, source } => extract_remote(shown, source, index, remote),
+                        Input::Local(path) => runtime.block_on(extract_one(pool, path, run)),
+                        Input::Remote { shown, source } => {
+                            runtime.block_on(extract_remote(shown, source, index, remote))
+                        }
                     };
                     if sender.send((index, report)).is_err() {
                         break;
@@ -230,35 +234,27 @@ pub fn extract_files(
 }
 
 /// Reads one object through delegated access, as a queued job would.
-fn extract_remote(shown: &str, source: &Source, index: usize, remote: Option<&RemoteContext>) -> FileReport {
+async fn extract_remote(
+    shown: &str,
+    source: &Source,
+    index: usize,
+    remote: Option<&RemoteContext>,
+) -> FileReport {
     let Some(remote) = remote else {
         let error = ErrorBody::new(ErrorKind::Internal, "remote inputs need a RemoteContext");
         return FileReport { path: shown.to_owned(), outcome: Outcome::failed(error, None), stats: None };
     };
     let job_id = format!("cli-{}-{index}", std::process::id());
-    let processed =
-        remote.runtime.block_on(process_source(&remote.access, source, &job_id, &remote.pipeline));
+    let processed = process_source(&remote.access, source, &job_id, &remote.pipeline).await;
     let outcome = Outcome::new(processed.outcome, processed.size_bytes);
     FileReport { path: shown.to_owned(), outcome, stats: Some(processed.stats) }
 }
 
-/// Extracts one local file in a sandboxed child.
-pub fn extract_one(exe: &Path, path: &Path, run: &ExtractRun) -> FileReport {
-    let report = |outcome| FileReport { path: path.display().to_string(), outcome, stats: None };
-    let size_bytes = match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => meta.len(),
-        Ok(_) => {
-            let error = ErrorBody::new(ErrorKind::UnsupportedType, "not a regular file");
-            return report(Outcome::failed(error, None));
-        }
-        Err(e) => return report(Outcome::failed(open_error(path, &e), None)),
-    };
-    let request = ChildRequest {
-        source: ChildSource::File { path: path.to_path_buf() },
-        options: run.options.clone(),
-        limits: run.limits,
-    };
-    report(Outcome::new(run_in_child(exe, &request, &AtomicBool::new(false)).outcome, Some(size_bytes)))
+/// Extracts one local file in a child of the pool.
+pub async fn extract_one(pool: &Pool, path: &Path, run: &ExtractRun) -> FileReport {
+    let extraction = extract_file(pool, path, &run.options, run.timeout).await;
+    let outcome = Outcome::new(extraction.outcome, extraction.stats.size_bytes);
+    FileReport { path: path.display().to_string(), outcome, stats: None }
 }
 
 /// `sign`'s answer: a URL for the platform's frontend to show the asset with.
@@ -335,12 +331,12 @@ pub async fn check(
             .map_err(|error| ErrorBody::new(error.kind(), error.to_string())),
         (_, crate::access::Fetchable::Url(url)) => {
             let fetch = crate::fetch::FetchSettings { block_bytes: 4096, ..fetch.clone() };
-            tokio::task::spawn_blocking(move || {
-                let mut file = crate::fetch::RemoteFile::new(url, &fetch).map_err(|e| e.to_body())?;
-                file.open().map(|size| (Some(size), None)).map_err(|e| e.to_body())
-            })
-            .await
-            .unwrap_or_else(|e| Err(ErrorBody::new(ErrorKind::Internal, e.to_string())))
+            match crate::fetch::Fetcher::new(&fetch) {
+                Ok(fetcher) => {
+                    fetcher.remote(url).open().await.map(|size| (Some(size), None)).map_err(|e| e.to_body())
+                }
+                Err(error) => Err(error.to_body()),
+            }
         }
         (_, crate::access::Fetchable::File(path)) => {
             std::fs::metadata(&path).map(|meta| (Some(meta.len()), None)).map_err(|e| open_error(&path, &e))

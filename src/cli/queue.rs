@@ -11,11 +11,12 @@ use lapin::options::{BasicAckOptions, BasicGetOptions};
 use crate::access::providers::Access;
 use crate::config::Settings;
 use crate::job::{DataType, JOB_SCHEMA, Job, LocalSource, Source};
-use crate::pipeline::PipelineSettings;
+use crate::pipeline::Pipeline;
 use crate::queue::connect;
 use crate::queue::consumer::{self, WorkerParts};
 use crate::queue::publisher::{ConfirmedPublisher, Destination, json_properties};
 use crate::queue::topology::{self, Names};
+use crate::sandbox::{Pool, PoolSettings};
 use crate::telemetry::{self, Readiness};
 
 /// How often `results` looks at an empty queue.
@@ -37,9 +38,25 @@ pub async fn run_worker(
     let metrics = telemetry::install_metrics()?;
     let http_addr = telemetry::serve(settings.http_addr, readiness.clone(), metrics).await?;
     tracing::info!(%http_addr, "serving /healthz /readyz /metrics");
+    let pool = Pool::start(PoolSettings::from_settings(settings)?);
+    match pool.wait_ready().await {
+        Some(protections) => tracing::info!(
+            children = settings.pool_size(),
+            child_memory_mib = protections.memory_bytes / (1024 * 1024),
+            child_max_jobs = settings.child_max_jobs,
+            no_new_privs = protections.no_new_privs,
+            not_dumpable = protections.not_dumpable,
+            landlock = %protections.landlock,
+            seccomp = protections.seccomp,
+            notes = ?protections.notes,
+            "parser children ready and locked down"
+        ),
+        // Visible, not fatal: every job will say why its child failed to start.
+        None => tracing::error!("no parser child became ready; jobs will fail until one does"),
+    }
     let parts = WorkerParts {
         access: Access::from_settings(settings).await?,
-        pipeline: PipelineSettings::from_settings(settings)?,
+        pipeline: Pipeline::new(pool, settings)?,
         readiness,
     };
     consumer::run(settings, parts, shutdown).await?;

@@ -10,7 +10,6 @@ pub mod isobmff;
 mod mpeg_audio;
 pub mod mpegts;
 pub mod pdf;
-pub mod sandbox;
 pub mod sniff;
 pub mod text;
 pub mod video;
@@ -19,7 +18,6 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fetch::FetchError;
 use crate::job::{DataType, ErrorBody, ErrorKind};
 use sniff::Format;
 
@@ -69,7 +67,7 @@ impl ExtractError {
             ExtractError::Corrupt(_) => ErrorKind::Corrupt,
             ExtractError::TooLarge(_) => ErrorKind::TooLarge,
             // A remote source's failure (access denied, not found, …) keeps its own category.
-            ExtractError::Io(e) if let Some(fetch) = FetchError::from_io(e) => fetch.kind(),
+            ExtractError::Io(e) if let Some(failed) = SourceFailed::from_io(e) => failed.0.kind,
             ExtractError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => ErrorKind::Corrupt,
             ExtractError::Io(e) if e.kind() == io::ErrorKind::InvalidData => ErrorKind::Corrupt,
             ExtractError::Io(_) => ErrorKind::Internal,
@@ -79,7 +77,7 @@ impl ExtractError {
     /// The error as it goes on the wire.
     pub fn to_body(&self) -> ErrorBody {
         let message = match self {
-            ExtractError::Io(e) if let Some(fetch) = FetchError::from_io(e) => fetch.to_string(),
+            ExtractError::Io(e) if let Some(failed) = SourceFailed::from_io(e) => failed.0.message.clone(),
             ExtractError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 "the file ends before its headers do (truncated)".to_owned()
             }
@@ -91,6 +89,20 @@ impl ExtractError {
     /// A `Corrupt` error that names the format whose parser refused the file.
     pub fn corrupt(format: &str, cause: impl std::fmt::Display) -> Self {
         ExtractError::Corrupt(format!("not a readable {format} file: {cause}"))
+    }
+}
+
+/// The byte source itself failed (the worker could not fetch a range): carried through
+/// `io::Error` so that parsers pass it on, and keeping the source's category (`access_denied`,
+/// `transient`, …) rather than reading as a corrupt file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.message)]
+pub struct SourceFailed(pub ErrorBody);
+
+impl SourceFailed {
+    /// The source failure an extractor's I/O error carries, if any.
+    pub fn from_io(error: &io::Error) -> Option<&SourceFailed> {
+        error.get_ref()?.downcast_ref::<SourceFailed>()
     }
 }
 

@@ -37,7 +37,6 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, DeliveryTag, FieldTable};
 use lapin::{Acker, Channel, Connection};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -48,7 +47,7 @@ use super::{QueueError, connect};
 use crate::access::providers::Access;
 use crate::config::Settings;
 use crate::job::{ErrorBody, ErrorKind, Job, JobResult, WorkerInfo};
-use crate::pipeline::{PipelineSettings, Processed, process_source};
+use crate::pipeline::{Pipeline, Processed, process_source};
 use crate::telemetry::{self, Readiness, metric};
 
 /// How long a broker session must have lasted for its loss to start the backoff afresh.
@@ -60,7 +59,7 @@ const PREFETCHED_GRACE: Duration = Duration::from_millis(500);
 /// What the worker needs besides the broker, built once at start.
 pub struct WorkerParts {
     pub access: Access,
-    pub pipeline: PipelineSettings,
+    pub pipeline: Pipeline,
     /// Set while connected and consuming (`/readyz`).
     pub readiness: Readiness,
 }
@@ -68,13 +67,12 @@ pub struct WorkerParts {
 /// Everything a job task shares with the others, across broker sessions.
 struct JobContext {
     access: Access,
-    pipeline: PipelineSettings,
+    /// Its pool of parser children bounds the CPU-bound part of jobs, however large the
+    /// prefetch (which exceeds the cores to hide the latency of minting and fetching).
+    pipeline: Pipeline,
     names: Names,
     worker: WorkerInfo,
     delivery_limit: u32,
-    /// Extraction is CPU-bound: at most one child per core runs, however large the prefetch
-    /// (prefetch may exceed the cores to hide the latency of minting and fetching).
-    extraction_slots: Semaphore,
 }
 
 /// Deliveries taken but not yet acked, nacked or rejected: what shutdown hands back.
@@ -135,13 +133,11 @@ pub async fn run(
     parts: WorkerParts,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), QueueError> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let context = Arc::new(JobContext {
         access: parts.access,
         pipeline: parts.pipeline,
         worker: WorkerInfo::current(&settings.region),
         delivery_limit: settings.delivery_limit,
-        extraction_slots: Semaphore::new(cores),
         names: Names::new(&settings.queue_prefix),
     });
     let readiness = parts.readiness;
@@ -416,11 +412,8 @@ async fn handle_delivery(
 }
 
 /// Runs the pipeline behind a panic boundary (a bug costs this job an `internal` result, not
-/// the worker) and an extraction slot.
+/// the worker).
 async fn run_job(job: &Job, context: &Arc<JobContext>) -> Processed {
-    let Ok(_slot) = context.extraction_slots.acquire().await else {
-        return internal("the extraction slots are closed".into());
-    };
     let mut pipeline = context.pipeline.clone();
     pipeline.options.hint = job.data_type;
     let (task_context, source, job_id) = (Arc::clone(context), job.source.clone(), job.job_id.clone());

@@ -268,7 +268,9 @@ enum Relaying {
     RewritingHost,
 }
 
-/// A TCP relay on 127.0.0.1 in front of a store, recording each connection.
+/// A TCP relay on 127.0.0.1 in front of a store, recording each connection. It adds
+/// `Connection: close` to each answer, so that a client keeping connections alive (the worker
+/// does, per host) still sends each request on a connection of its own, recorded on its own.
 struct Relay {
     endpoint: String,
     exchanges: Arc<Mutex<Vec<Exchange>>>,
@@ -368,6 +370,17 @@ fn relay(
                 let mut log = log.lock().expect("the relay's log");
                 log[index].status = status;
                 log[index].answer = buffer[..n.min(2048)].to_vec();
+                drop(log);
+                // After the status line: one request per connection.
+                if let Some(end) = buffer[..n].windows(2).position(|w| w == b"\r\n") {
+                    let mut head = buffer[..end + 2].to_vec();
+                    head.extend_from_slice(b"Connection: close\r\n");
+                    head.extend_from_slice(&buffer[end + 2..n]);
+                    if client.write_all(&head).is_err() {
+                        break;
+                    }
+                    continue;
+                }
             }
             if client.write_all(&buffer[..n]).is_err() {
                 break;

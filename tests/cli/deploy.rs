@@ -342,12 +342,11 @@ fn http_port(settings: &Value) -> u16 {
     str_setting(settings, "http_addr").parse::<SocketAddr>().unwrap().port()
 }
 
-/// The most memory one worker may need: itself, one extraction child per job in flight at
-/// its address-space cap, and the temp dir (memory-backed) as large as it may grow.
+/// The most memory one worker may need: itself, its parser children at their address-space
+/// caps (the memory budget they share), and the temp dir (memory-backed) as large as it may
+/// grow.
 fn worst_case_memory(settings: &Value, temp_dir_bytes: u64) -> u64 {
-    WORKER_BASE_BYTES
-        + u64_setting(settings, "concurrency") * u64_setting(settings, "extract_memory_mb") * MIB
-        + temp_dir_bytes
+    WORKER_BASE_BYTES + u64_setting(settings, "memory_budget_mb") * MIB + temp_dir_bytes
 }
 
 /// The temp dir must hold every job in flight's whole download at once.
@@ -704,7 +703,7 @@ fn the_temp_dir_is_in_memory_and_memory_holds_the_worst_case() {
     let needed = worst_case_memory(settings, size);
     assert!(
         memory >= needed,
-        "{DEPLOYMENT}: the memory limit ({} MiB) is below base + CONCURRENCY x EXTRACT_MEMORY_MB + temp dir ({} MiB)",
+        "{DEPLOYMENT}: the memory limit ({} MiB) is below base + MEMORY_BUDGET_MB + temp dir ({} MiB)",
         memory / MIB,
         needed / MIB
     );

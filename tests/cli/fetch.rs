@@ -1,4 +1,4 @@
-//! Fetching by signed URL, through the real extraction child, against SeaweedFS (real SigV4
+//! Fetching by signed URL, on the worker's runtime, through a real parser child, against SeaweedFS (real SigV4
 //! checks, S3's Range/ETag/416 semantics): a fetched object gives the local file's metadata,
 //! costs only the bytes its parser reads, and fails in the categories the pipeline acts on,
 //! without the signature in any message and without a byte left in the temp dir.
@@ -9,7 +9,7 @@
 //! of bytes fetched versus object size.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use asset_worker::access::SignedUrl;
-use asset_worker::extract::sandbox::{ChildAnswer, ChildRequest, ChildSource, Limits, run_in_child};
-use asset_worker::fetch::{FetchError, FetchSettings, PRIVATE_DIR_NAME, RemoteFile};
+use asset_worker::fetch::{FetchSettings, Fetcher, PRIVATE_DIR_NAME, RemoteFile};
 use asset_worker::job::ErrorKind;
+use asset_worker::pipeline::Extraction;
 
 use super::peers::{Seaweed, unique};
 use super::root;
@@ -61,31 +61,31 @@ impl TempDir {
     }
 }
 
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_asset-worker"))
+/// Fetches `url` on a runtime and extracts it in a real parser child, as a worker does.
+fn extract_url(url: &SignedUrl, fetch: FetchSettings) -> Extraction {
+    super::runtime().block_on(async {
+        let pool = super::test_pool(1, 0);
+        let fetcher = Fetcher::new(&fetch).unwrap();
+        let timeout = Duration::from_secs(120);
+        asset_worker::pipeline::extract_url(&pool, &fetcher, url.clone(), &Default::default(), timeout).await
+    })
 }
 
-/// Fetches and extracts `url` in the real extraction child.
-fn extract_url(url: &SignedUrl, fetch: FetchSettings) -> ChildAnswer {
-    let request = ChildRequest {
-        source: ChildSource::Url { url: url.clone(), fetch },
-        options: Default::default(),
-        limits: Limits { timeout: Duration::from_secs(120), ..Limits::default() },
-    };
-    run_in_child(exe(), &request, &Default::default())
+fn extract_local(fixture: &Path) -> Extraction {
+    super::runtime().block_on(async {
+        let pool = super::test_pool(1, 0);
+        asset_worker::pipeline::extract_file(&pool, fixture, &Default::default(), Duration::from_secs(30))
+            .await
+    })
 }
 
-fn extract_local(fixture: &Path) -> ChildAnswer {
-    let request = ChildRequest {
-        source: ChildSource::File { path: fixture.to_path_buf() },
-        options: Default::default(),
-        limits: Limits::default(),
-    };
-    run_in_child(exe(), &request, &Default::default())
+/// A fetch of `url` alone (no parser), on a runtime of its own.
+fn remote_file(url: &SignedUrl, fetch: &FetchSettings) -> (tokio::runtime::Runtime, RemoteFile) {
+    (super::runtime(), Fetcher::new(fetch).unwrap().remote(url.clone()))
 }
 
 /// The error of an answer that must have failed, checked for secrets on the way.
-fn failure(answer: &ChildAnswer, url: &SignedUrl) -> (ErrorKind, String) {
+fn failure(answer: &Extraction, url: &SignedUrl) -> (ErrorKind, String) {
     let error = answer.outcome.as_ref().expect_err("the fetch must fail");
     assert_no_signature(&error.message, url);
     (error.kind, error.message.clone())
@@ -273,22 +273,17 @@ fn an_object_replaced_while_it_is_read_is_transient() {
     let key = unique_key("replaced", "object.bin");
     seaweed.upload_bytes(&key, vec![1; MIB as usize]);
     let url = seaweed.presign(&key, Duration::from_secs(300));
-    let mut remote =
-        RemoteFile::new(url.clone(), &FetchSettings { block_bytes: 64 * 1024, ..temp.settings() }).unwrap();
-    let mut byte = [0u8; 1];
-    remote.read_exact(&mut byte).unwrap();
-    assert_eq!(byte, [1]);
+    let (runtime, mut remote) =
+        remote_file(&url, &FetchSettings { block_bytes: 64 * 1024, ..temp.settings() });
+    assert_eq!(runtime.block_on(remote.read_at(0, 1)).unwrap(), [1]);
     // Same size, other bytes: only the ETag (If-Match) can tell.
     seaweed.upload_bytes(&key, vec![2; MIB as usize]);
-    remote.seek(SeekFrom::Start(MIB / 2)).unwrap();
-    let error = remote.read_exact(&mut byte).unwrap_err();
-    let fetch = FetchError::from_io(&error).expect("a fetch error");
+    let fetch = runtime.block_on(remote.read_at(MIB / 2, 1)).unwrap_err();
     assert_eq!(fetch.kind(), ErrorKind::Transient, "{fetch}");
     assert!(fetch.to_string().contains("changed"), "{fetch}");
-    assert_eq!(remote.failure(), Some(fetch));
+    assert_eq!(remote.failure(), Some(&fetch));
     // A stitched file is never served: every later read fails too.
-    remote.seek(SeekFrom::Start(0)).unwrap();
-    assert!(remote.read_exact(&mut byte).is_err());
+    assert!(runtime.block_on(remote.read_at(0, 1)).is_err());
     drop(remote);
     temp.assert_empty();
 }
@@ -457,9 +452,9 @@ fn answer(stream: &mut TcpStream, object: &[u8], range: &str, reply: Reply) -> s
 fn a_store_failing_in_passing_is_retried_then_reported_transient() {
     let store = ScriptedStore::serve(vec![0; 1000], |_| Reply::Error(503, "SlowDown"));
     let temp = TempDir::new();
-    let mut remote = RemoteFile::new(store.url(), &temp.settings()).unwrap();
+    let (runtime, mut remote) = remote_file(&store.url(), &temp.settings());
     let started = Instant::now();
-    let error = remote.open().unwrap_err();
+    let error = runtime.block_on(remote.open()).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Transient, "{error}");
     assert!(
         error.to_string().contains("HTTP 503 SlowDown") && error.to_string().contains("4 attempts"),
@@ -478,9 +473,15 @@ fn a_range_cut_off_mid_body_is_resumed_without_fetching_a_byte_twice() {
     let store = ScriptedStore::serve(object.clone(), |index| Reply::Range((index == 1).then_some(1000)));
     let temp = TempDir::new();
     let settings = FetchSettings { block_bytes: 64 * 1024, ..temp.settings() };
-    let mut remote = RemoteFile::new(store.url(), &settings).unwrap();
+    let (runtime, mut remote) = remote_file(&store.url(), &settings);
     let mut read = Vec::new();
-    remote.read_to_end(&mut read).unwrap();
+    loop {
+        let bytes = runtime.block_on(remote.read_at(read.len() as u64, 64 * 1024)).unwrap();
+        if bytes.is_empty() {
+            break;
+        }
+        read.extend(bytes);
+    }
     assert!(read == object, "the bytes read are the object's");
     assert_eq!(remote.stats().bytes_fetched, object.len() as u64, "{:?}", remote.stats());
     let seen = store.seen.lock().unwrap().clone();
@@ -502,34 +503,12 @@ fn an_unreachable_store_is_transient_and_names_no_url() {
         SystemTime::now(),
     );
     let temp = TempDir::new();
-    let mut remote = RemoteFile::new(url.clone(), &temp.settings()).unwrap();
-    let error = remote.open().unwrap_err();
+    let (runtime, mut remote) = remote_file(&url, &temp.settings());
+    let error = runtime.block_on(remote.open()).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Transient, "{error}");
     assert!(error.to_string().contains("could not connect"), "{error}");
     assert_no_signature(&error.to_string(), &url);
     assert!(!error.to_string().contains("bkt/o.bin"), "{error}");
-}
-
-#[test]
-fn an_unreadable_request_is_not_echoed() {
-    // A request whose URL is well-formed but whose expiry is not: serde's own message would
-    // quote the offending values.
-    let request = r#"{"source":{"url":{"url":{"url":"http://h/k?X-Amz-Signature=SECRETSIGNATURE",
-        "expires_at":"SECRETEXPIRY"},"fetch":{}}},"options":{},"limits":{}}"#;
-    let mut child = Command::new(exe())
-        .arg(asset_worker::extract::sandbox::CHILD_SUBCOMMAND)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(request.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let said =
-        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(said.contains("unreadable request"), "{said}");
-    assert!(!said.contains("SECRET") && !said.contains("X-Amz"), "{said}");
 }
 
 /// Bytes fetched versus object size for a typical file of each data type, served by SeaweedFS,

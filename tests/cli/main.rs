@@ -100,6 +100,52 @@ pub fn parent_of(pid: u32) -> Option<u32> {
     stat_fields(pid)?.get(1)?.parse().ok()
 }
 
+/// CPU time a process has used so far, in clock ticks (utime + stime), while it runs.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let fields = stat_fields(pid)?;
+    // After the command name: state is field 3 of stat(5), utime 14 and stime 15.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// A parser child of `parent` that has started parsing (used at least 0.2 s of CPU: a warm
+/// child of the pool waits for work without using any), within 30 s.
+pub fn child_at_work(parent: u32) -> Option<u32> {
+    let mut working = None;
+    wait_until(Duration::from_secs(30), || {
+        working = extraction_children(|child| parent_of(child) == Some(parent))
+            .into_iter()
+            .find(|child| cpu_ticks(*child).is_some_and(|ticks| ticks >= 20));
+        working.is_some()
+    });
+    working
+}
+
+/// A pool of `size` parser children of this test binary's `asset-worker`, on the current
+/// runtime. `marker` goes into each child's memory cap (1 GiB + marker bytes), so a test can
+/// tell its own children (`/proc/PID/cmdline`) from those of tests running beside it.
+pub fn test_pool(size: usize, marker: u64) -> asset_worker::sandbox::Pool {
+    asset_worker::sandbox::Pool::start(asset_worker::sandbox::PoolSettings {
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_asset-worker")),
+        size,
+        memory_bytes: (1 << 30) + marker,
+        max_jobs: 100,
+    })
+}
+
+/// The running children of pools made by [`test_pool`] with `marker`.
+pub fn marked_children(marker: u64) -> Vec<u32> {
+    let flag = format!("--memory-bytes={}", (1u64 << 30) + marker);
+    extraction_children(|pid| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        cmdline.split(|b| *b == 0).any(|arg| arg == flag.as_bytes())
+    })
+}
+
+/// A multi-threaded tokio runtime, as the worker's.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
 /// `kill -NAME -- TARGET`: a pid, or a process group as `-PGID`.
 pub fn send_signal(name: &str, target: &str) {
     let status = Command::new("kill").args([&format!("-{name}"), "--", target]).status().unwrap();

@@ -7,14 +7,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use asset_worker::extract::sandbox::{ChildRequest, ChildSource, Limits, run_in_child};
 use serde_json::Value;
 
 use super::queue::{Prefix, SLOW_KEY, Worker, by_job_id, slow_jobs_root, write_text};
-use super::{extraction_children, fixture_files, is_alive, send_signal, wait_until};
+use super::{
+    child_at_work, extraction_children, fixture_files, is_alive, marked_children, parent_of, send_signal,
+    test_pool, wait_until,
+};
 
 /// Keys (relative to `fixtures/`) of the fixtures under `fixtures/{kind}`.
 fn keys_of(kind: &str) -> Vec<String> {
@@ -358,7 +357,8 @@ fn a_child_that_hangs_or_blows_its_memory_cap_fails_only_that_job() {
         &[
             ("ASSET_WORKER_LOCAL_ROOT", &root_env),
             ("ASSET_WORKER_EXTRACT_TIMEOUT_MS", "1500"),
-            ("ASSET_WORKER_EXTRACT_MEMORY_MB", "128"),
+            ("ASSET_WORKER_POOL_SIZE", "1"),
+            ("ASSET_WORKER_MEMORY_BUDGET_MB", "128"),
         ],
     );
     let results = by_job_id(prefix.results(5, 120));
@@ -369,7 +369,7 @@ fn a_child_that_hangs_or_blows_its_memory_cap_fails_only_that_job() {
     let huge = &results[&ids[2]]["error"];
     assert_eq!(huge["kind"], "too_large", "{huge}");
     for id in [&ids[1], &ids[3], &ids[4]] {
-        assert_eq!(results[id]["status"], "succeeded", "{}", results[id]);
+        assert_eq!(results[id]["status"], "succeeded", "{}\n{}", results[id], worker.log());
     }
     assert!(worker.terminate(Duration::from_secs(40)).success());
 
@@ -389,51 +389,48 @@ fn a_child_that_hangs_or_blows_its_memory_cap_fails_only_that_job() {
     assert!(worker.terminate(Duration::from_secs(40)).success());
 
     // A worker killed with SIGKILL: its child, with seconds of reading left, exits at once
-    // rather than finish for nobody (it watches for its parent's death).
+    // rather than finish for nobody (it watches for its parent's death), and its idle ones
+    // with it (their stdin closes).
     prefix.enqueue_local(&["slow.txt"]);
     let mut worker = prefix.spawn_worker_with(3, &[("ASSET_WORKER_LOCAL_ROOT", &root_env)]);
-    let children = children_at_work(&prefix, &worker);
+    let worker_pid = worker.child.id();
+    let working = children_at_work(&worker);
+    let children = extraction_children(|child| parent_of(child) == Some(worker_pid));
+    assert!(children.contains(&working));
     worker.child.kill().unwrap();
     worker.child.wait().unwrap();
     let gone = wait_until(Duration::from_millis(1500), || children.iter().all(|pid| !is_alive(*pid)));
-    assert!(gone, "the orphaned child {children:?} outlived its worker");
+    assert!(gone, "the orphaned children {children:?} outlived their worker");
 
-    // A job abandoned by a live worker (the drain deadline, a lost broker) kills its child.
-    let request = ChildRequest {
-        source: ChildSource::File { path: root.join("slow.txt") },
-        options: Default::default(),
-        limits: Limits::default(),
-    };
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let cancel = Arc::clone(&cancelled);
-    let canceller = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        cancel.store(true, Ordering::Relaxed);
+    // A job abandoned by a live worker (the drain deadline, a lost broker): dropping its
+    // future kills its child at once, and the pool starts another that serves the next job.
+    let marker = 7001;
+    let slow = root.join("slow.txt");
+    let png = root.join(small[0]);
+    super::runtime().block_on(async {
+        let pool = test_pool(1, marker);
+        let options = asset_worker::extract::ExtractOptions::default();
+        assert!(pool.wait_ready().await.is_some(), "the pool's child never said it was ready");
+        let warm = marked_children(marker);
+        assert_eq!(warm.len(), 1, "{warm:?}");
+        let extraction =
+            asset_worker::pipeline::extract_file(&pool, &slow, &options, Duration::from_secs(60));
+        let abandoned = tokio::time::timeout(Duration::from_millis(300), extraction).await;
+        assert!(abandoned.is_err(), "the slow file was read within 300 ms");
+        let killed = wait_until(Duration::from_secs(5), || !is_alive(warm[0]));
+        assert!(killed, "the abandoned job's child {} still runs", warm[0]);
+        let next = asset_worker::pipeline::extract_file(&pool, &png, &options, Duration::from_secs(60));
+        assert!(next.await.outcome.is_ok(), "the next job failed");
+        let now = marked_children(marker);
+        assert_eq!(now.len(), 1, "the pool is back to its size: {now:?}");
+        assert_ne!(now, warm);
     });
-    let answer = run_in_child(Path::new(env!("CARGO_BIN_EXE_asset-worker")), &request, &cancelled);
-    canceller.join().unwrap();
-    let error = answer.outcome.expect_err("stopped before it could finish");
-    assert!(error.message.contains("abandoned"), "{error:?}");
 }
 
-/// The extraction children of `worker`, once at least one has started (within 30 s).
-fn children_at_work(prefix: &Prefix, worker: &Worker) -> Vec<u32> {
-    let mut children = Vec::new();
-    let started = wait_until(Duration::from_secs(30), || {
-        children = extract_children(&prefix.name);
-        !children.is_empty()
-    });
-    assert!(started, "no extraction child started:\n{}", worker.log());
-    children
-}
-
-/// Extraction children started by the workers of `prefix` (they inherit its environment).
-fn extract_children(prefix: &str) -> Vec<u32> {
-    let marker = format!("ASSET_WORKER_QUEUE_PREFIX={prefix}");
-    extraction_children(|pid| {
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        environ.split(|b| *b == 0).any(|variable| variable == marker.as_bytes())
-    })
+/// A parser child of `worker` that is parsing (not one waiting warm in the pool).
+fn children_at_work(worker: &Worker) -> u32 {
+    child_at_work(worker.child.id())
+        .unwrap_or_else(|| panic!("no extraction child at work:\n{}", worker.log()))
 }
 
 /// Objects in customers' buckets through the queue: `enqueue s3://… gs://…` with the access
@@ -551,7 +548,7 @@ fn ctrl_c_in_a_terminal_drains_without_failing_the_jobs_in_flight() {
     const JOBS: usize = 6;
     let ids = prefix.enqueue_local(&[SLOW_KEY; JOBS]);
     let mut worker = prefix.spawn_worker_with(1, &[("ASSET_WORKER_LOCAL_ROOT", &root)]);
-    children_at_work(&prefix, &worker); // a job in flight when the signal comes
+    children_at_work(&worker); // a job in flight when the signal comes
     send_signal("INT", &format!("-{}", worker.child.id())); // the whole group
     let status = worker.terminate(Duration::from_secs(40));
     assert!(status.success(), "{status:?}\n{}", worker.log());
@@ -577,7 +574,7 @@ fn a_lost_broker_stops_the_children_of_the_jobs_it_abandons() {
     write_text(&root.join(SLOW_KEY), 256);
     let ids = prefix.enqueue_local(&[SLOW_KEY]);
     let mut worker = prefix.spawn_worker_with(1, &[("ASSET_WORKER_LOCAL_ROOT", &root.display().to_string())]);
-    let children = children_at_work(&prefix, &worker);
+    let children = [children_at_work(&worker)];
     rabbitmqctl(&["close_all_connections", "-p", &vhost.name, "test: the broker drops the worker"]);
     let gone = wait_until(Duration::from_millis(1500), || children.iter().all(|pid| !is_alive(*pid)));
     assert!(gone, "the abandoned job's child {children:?} still runs:\n{}", worker.log());

@@ -1,90 +1,106 @@
-//! The child-process boundary: a file that hangs or blows the memory cap costs that file's
-//! answer, and every other file still gets its own.
+//! The child boundary: a file that hangs, blows the memory cap or crashes its parser costs that
+//! file's answer and every other file still gets its own; and a parser child, as the OS sees
+//! it, holds nothing of the worker's (environment, files, sockets) and runs locked down.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use asset_worker::extract::sandbox::{CHILD_SUBCOMMAND, ChildRequest, ChildSource, Limits, PARENT_FLAG};
+use asset_worker::sandbox::{CHILD_SUBCOMMAND, MEMORY_FLAG, PARENT_FLAG};
 
 use super::queue::write_text;
-use super::{extract, extraction_children, is_alive, lines, parent_of, send_signal, wait_until};
+use super::{child_at_work, extract, is_alive, lines};
 
 #[test]
 fn the_time_limit_kills_the_child_and_reports_timeout() {
-    let output = extract(&["--timeout-ms", "1", "fixtures/image/png_rgb8.png"]);
-    assert_eq!(output.status.code(), Some(1));
-    let answer = &lines(&output)[0];
-    assert_eq!(answer["status"], "failed");
-    assert_eq!(answer["error"]["kind"], "timeout");
-    assert_eq!(answer["error"]["retryable"], true);
-}
-
-/// The child's CPU-time limit backs up the parent's wall clock. With the parent stopped
-/// (SIGSTOP) past its deadline, as a parent starved on a loaded machine is, the child ends on
-/// its own CPU limit and the answer is still `timeout`: not the `too_large` of a SIGKILL,
-/// which Linux sends instead of SIGXCPU when the hard limit equals the soft one (CI saw it).
-#[test]
-fn a_child_past_its_cpu_limit_is_a_timeout_even_when_its_parent_is_late() {
     let dir = tempfile::tempdir().unwrap();
     let slow = dir.path().join("slow.txt");
-    // About 3.5 s of reading in a debug build; the CPU soft limit is 1 s (900 ms + 1, whole).
+    // Seconds of parsing; the limit is 200 ms.
     write_text(&slow, 256);
-    let parent = Command::new(env!("CARGO_BIN_EXE_asset-worker"))
-        .args(["extract", "--timeout-ms", "900"])
-        .arg(&slow)
+    let output = extract(&["--timeout-ms", "200", slow.to_str().unwrap(), "fixtures/image/png_rgb8.png"]);
+    assert_eq!(output.status.code(), Some(1));
+    let answers = lines(&output);
+    assert_eq!(answers[0]["status"], "failed");
+    assert_eq!(answers[0]["error"]["kind"], "timeout", "{}", answers[0]);
+    assert_eq!(answers[0]["error"]["retryable"], true);
+    assert_eq!(answers[1]["status"], "succeeded", "the next file, on a fresh child: {}", answers[1]);
+}
+
+/// The child's CPU-time limit backs up the worker's wall clock, for a worker too busy to kill
+/// on time. Driven here by the test as a worker that serves every range at once and never
+/// looks at the clock: the child, given 1 s of CPU for a job that needs far more, dies of
+/// SIGXCPU (the soft limit: not the SIGKILL of a hard one, which would read as out of memory),
+/// and that death is answered `timeout`.
+#[test]
+fn a_child_past_its_cpu_limit_dies_of_sigxcpu_and_is_answered_timeout() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+
+    use asset_worker::sandbox::protocol::{self, JobRequest, ReadRequest};
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asset-worker"))
+        .arg(CHILD_SUBCOMMAND)
+        .arg(format!("--{PARENT_FLAG}={}", std::process::id()))
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = parent.id();
-    let mut children = Vec::new();
-    let started = wait_until(Duration::from_secs(30), || {
-        children = extraction_children(|child| parent_of(child) == Some(pid));
-        !children.is_empty()
-    });
-    assert!(started, "no extraction child started");
-    send_signal("STOP", &pid.to_string());
-    let ended = wait_until(Duration::from_secs(30), || !is_alive(children[0]));
-    send_signal("CONT", &pid.to_string());
-    assert!(ended, "the child outlived its CPU limit");
-    let output = parent.wait_with_output().unwrap();
-    let answer = &lines(&output)[0];
-    assert_eq!(answer["error"]["kind"], "timeout", "{answer}");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("CPU time"), "{answer}");
+    let (mut to_child, mut from_child) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let (tag, _) = protocol::read_frame(&mut from_child).unwrap().expect("a ready frame");
+    assert_eq!(tag, protocol::READY);
+    // 4 GiB of text, made up at whatever offset is asked: no parser gets through it in 1 s.
+    let size = 4u64 << 30;
+    let job = JobRequest { size, options: Default::default(), cpu_seconds: 1 };
+    protocol::write_frame(&mut to_child, protocol::JOB, &serde_json::to_vec(&job).unwrap()).unwrap();
+    let line = b"the quick brown fox jumps over the lazy dog 0123456789\n";
+    let mut reads = 0u64;
+    while let Ok(Some((tag, payload))) = protocol::read_frame(&mut from_child) {
+        assert_eq!(
+            tag,
+            protocol::READ,
+            "answered within its CPU limit: {}",
+            String::from_utf8_lossy(&payload)
+        );
+        let read = ReadRequest::decode(&payload).unwrap();
+        let bytes: Vec<u8> = (read.offset..read.offset + read.want)
+            .map(|at| line[(at % line.len() as u64) as usize])
+            .collect();
+        if protocol::write_frame(&mut to_child, protocol::DATA, &bytes).is_err() {
+            break;
+        }
+        reads += 1;
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.signal(), Some(24), "SIGXCPU after {reads} reads: {status:?} {stderr}");
+    let answer = asset_worker::sandbox::classify_death(status, &stderr, 1 << 30);
+    assert_eq!(answer.kind, asset_worker::job::ErrorKind::Timeout, "{answer:?}");
+    assert!(answer.message.contains("CPU time"), "{answer:?}");
 }
 
 /// A child whose parent is gone before it first looks (a worker killed with SIGKILL while its
-/// child started) exits at once rather than read its file for nobody: the parent names itself
-/// on the command line, so the child can't take its new reaper for it (CI saw one read on).
+/// child started) exits at once rather than wait for work: the parent names itself on the
+/// command line, so the child can't take its new reaper for it.
 #[test]
 fn a_child_whose_parent_died_while_it_started_exits_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let slow = dir.path().join("slow.txt");
-    write_text(&slow, 256);
     let mut gone = Command::new("true").spawn().unwrap();
     gone.wait().unwrap();
-    let request = ChildRequest {
-        source: ChildSource::File { path: slow },
-        options: Default::default(),
-        limits: Limits::default(),
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_asset-worker"))
+    let child = Command::new(env!("CARGO_BIN_EXE_asset-worker"))
         .arg(CHILD_SUBCOMMAND)
         .arg(format!("--{PARENT_FLAG}={}", gone.id()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&serde_json::to_vec(&request).unwrap()).unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(4), "{output:?}");
-    assert!(output.stdout.is_empty(), "answered for nobody: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(output.stdout.is_empty(), "said it was ready for nobody: {:?}", output.stdout);
 }
 
 #[test]
 fn the_memory_cap_is_reported_as_too_large() {
-    // Text extraction allocates 64 KiB chunk buffers; 1 MiB of address space cannot hold them
-    // (the cap is set after the child has started, so only new allocations fail).
+    // The cap is set once the child is locked down and ready, so only what it allocates for
+    // a job fails: a text file's read buffers cannot fit in 1 MiB of address space.
     let output = extract(&["--memory-limit-mb", "1", "fixtures/text/utf8_lf.txt"]);
     assert_eq!(output.status.code(), Some(1));
     let answer = &lines(&output)[0];
@@ -107,4 +123,101 @@ fn hostile_files_cost_one_answer_each() {
     assert_eq!(answers.len(), files.len());
     let kinds: Vec<&str> = answers.iter().map(|a| a["error"]["kind"].as_str().unwrap_or("none")).collect();
     assert_eq!(kinds, ["unsupported_type", "none", "corrupt", "corrupt", "unsupported_type", "none"]);
+}
+
+/// What a parser child holds, read from `/proc` while it parses a file: an environment with
+/// none of the worker's variables (the broker's password, cloud credentials), no socket, no
+/// open file but its pipes (not even the file it parses), `no_new_privs`, a seccomp filter, and
+/// not dumpable (owned by root, so other processes of the worker's user can't read it).
+#[test]
+fn a_parser_child_holds_nothing_of_the_worker_and_runs_locked_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("slow.txt");
+    write_text(&slow, 256);
+    let mut parent = Command::new(env!("CARGO_BIN_EXE_asset-worker"))
+        .args(["extract", "-j", "1"])
+        .arg(&slow)
+        .env("ASSET_WORKER_AMQP_URL", "amqp://worker:SECRET-BROKER-PASSWORD@127.0.0.1:5672/%2f")
+        .env("AWS_SECRET_ACCESS_KEY", "SECRET-AWS-KEY")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let working = child_at_work(parent.id()).expect("no extraction child started parsing");
+    let environ = std::fs::read(format!("/proc/{working}/environ")).unwrap();
+    let cmdline =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{working}/cmdline")).unwrap()).into_owned();
+    let status = std::fs::read_to_string(format!("/proc/{working}/status")).unwrap();
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{working}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .map(|target| target.display().to_string())
+        .collect();
+    let owner = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{working}/fd")).unwrap().uid()
+    };
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+
+    assert!(environ.is_empty(), "the child's environment: {:?}", String::from_utf8_lossy(&environ));
+    assert!(!cmdline.contains("SECRET") && !cmdline.contains("slow.txt"), "{cmdline}");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("Seccomp:\t2"), "no seccomp filter:\n{status}");
+    assert!(fds.iter().all(|fd| fd.starts_with("pipe:") || fd == "/dev/null"), "open in the child: {fds:?}");
+    assert!(!fds.iter().any(|fd| fd.contains("slow.txt")), "{fds:?}");
+    // A process that is not dumpable has its /proc files owned by root.
+    assert_eq!(owner, 0);
+}
+
+/// A child is replaced after `--child-max-jobs` jobs (and a fresh process per job with 1):
+/// each job's child, as the pool logs it, and those retired are gone.
+#[test]
+fn a_child_is_replaced_after_its_max_jobs() {
+    let files = ["fixtures/image/png_rgb8.png"; 6];
+    let output = Command::new(env!("CARGO_BIN_EXE_asset-worker"))
+        .current_dir(super::root())
+        .args(["extract", "-j", "1", "--child-max-jobs", "2"])
+        .args(files)
+        .env("RUST_LOG", "asset_worker::sandbox=debug")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let log = String::from_utf8_lossy(&output.stderr);
+    let retired: Vec<(u32, u32)> = log
+        .lines()
+        .filter(|line| line.contains("extraction child retired") && line.contains("max_jobs"))
+        .filter_map(|line| {
+            let field =
+                |name: &str| line.split(&format!("{name}=")).nth(1)?.split_whitespace().next()?.parse().ok();
+            Some((field("pid")?, field("jobs")?))
+        })
+        .collect();
+    assert_eq!(retired.len(), 3, "six jobs, two per child:\n{log}");
+    assert!(retired.iter().all(|(_, jobs)| *jobs == 2), "{retired:?}");
+    let mut pids: Vec<u32> = retired.iter().map(|(pid, _)| *pid).collect();
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "a new process each time: {retired:?}");
+    assert!(pids.iter().all(|pid| !is_alive(*pid)), "a retired child still runs: {pids:?}");
+}
+
+/// The child's flags are what the pool passes: a child started by hand with a memory cap and
+/// its parent says it is ready, then ends at the end of its input.
+#[test]
+fn a_child_started_by_hand_says_ready_and_ends_with_its_input() {
+    let child = Command::new(env!("CARGO_BIN_EXE_asset-worker"))
+        .arg(CHILD_SUBCOMMAND)
+        .arg(format!("--{PARENT_FLAG}={}", std::process::id()))
+        .arg(format!("--{MEMORY_FLAG}={}", 512u64 << 20))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let ready: serde_json::Value = serde_json::from_slice(&output.stdout[5..]).unwrap();
+    assert_eq!(output.stdout[0], b'H');
+    assert_eq!(ready["no_new_privs"], true, "{ready}");
+    assert_eq!(ready["memory_bytes"], 512u64 << 20, "{ready}");
 }
