@@ -473,20 +473,14 @@ fn objects_in_customer_buckets_through_the_queue_leave_no_secret_in_the_log() {
 
     let secret = peer("S3_ADMIN_SECRET_ACCESS_KEY");
     let key_file = super::root().join(GCS_KEY_FILE).display().to_string();
-    let worker = prefix.spawn_worker_with(
-        1,
-        &[
-            ("AWS_ACCESS_KEY_ID", &peer("S3_ADMIN_ACCESS_KEY_ID")),
-            ("AWS_SECRET_ACCESS_KEY", &secret),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("ASSET_WORKER_S3_ENDPOINT", &peer("S3_ENDPOINT")),
-            ("ASSET_WORKER_STS_ENDPOINT", &peer("STS_ENDPOINT")),
-            ("ASSET_WORKER_S3_FORCE_PATH_STYLE", "true"),
-            ("ASSET_WORKER_GCS_ENDPOINT", &gcs_endpoint),
-            ("ASSET_WORKER_GCS_KEY_FILE", &key_file),
-            ("RUST_LOG", "trace"),
-        ],
-    );
+    let mut env = seaweed_worker_env();
+    env.extend([
+        ("ASSET_WORKER_GCS_ENDPOINT".into(), gcs_endpoint.clone()),
+        ("ASSET_WORKER_GCS_KEY_FILE".into(), key_file),
+        ("RUST_LOG".into(), "trace".into()),
+    ]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    let worker = prefix.spawn_worker_with(1, &env);
     let results = by_job_id(prefix.results(3, 60));
     assert_eq!(results.len(), 3, "{}", worker.log());
     for (id, fixture) in ids.iter().zip([fixtures[0], fixtures[1], PNG]) {
@@ -508,6 +502,76 @@ fn objects_in_customer_buckets_through_the_queue_leave_no_secret_in_the_log() {
         assert!(!lower.contains(name), "{name} in the worker's log:\n{log}");
     }
     assert!(!log.contains(&secret), "the worker's secret key in its log");
+}
+
+/// What a worker needs to read SeaweedFS objects through the test role.
+fn seaweed_worker_env() -> Vec<(String, String)> {
+    use super::peers::peer;
+    [
+        ("AWS_ACCESS_KEY_ID", peer("S3_ADMIN_ACCESS_KEY_ID")),
+        ("AWS_SECRET_ACCESS_KEY", peer("S3_ADMIN_SECRET_ACCESS_KEY")),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("ASSET_WORKER_S3_ENDPOINT", peer("S3_ENDPOINT")),
+        ("ASSET_WORKER_STS_ENDPOINT", peer("STS_ENDPOINT")),
+        ("ASSET_WORKER_S3_FORCE_PATH_STYLE", "true".into()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}
+
+/// A worker killed with SIGKILL while it fetches a large object: its parser children end (their
+/// parent is gone), the fetched bytes go with it (an unnamed temp file: nothing to sweep), and
+/// the job, never acked, is answered by the next worker.
+#[test]
+fn a_worker_killed_mid_fetch_leaves_no_child_and_no_file_and_its_job_is_answered_later() {
+    use super::peers::{Seaweed, peer, unique};
+    let seaweed = Seaweed::connect();
+    let key = format!("queue/{}/large.txt", unique("killed"));
+    // Text is read whole: 192 MiB keep the worker fetching while the test looks.
+    let line = b"the quick brown fox jumps over the lazy dog 0123456789\n";
+    let text: Vec<u8> = line.iter().copied().cycle().take(192 << 20).collect();
+    let size = text.len();
+    seaweed.upload_bytes(&key, text);
+    let prefix = Prefix::new("killed");
+    let object = format!("s3://{}/{key}", seaweed.bucket);
+    let role = peer("S3_ROLE_ARN");
+    let enqueued = prefix
+        .command(&["enqueue", &object, "--role-arn", &role, "--external-id", "hub-org-1234"])
+        .output()
+        .unwrap();
+    assert!(enqueued.status.success(), "{}", String::from_utf8_lossy(&enqueued.stderr));
+    let id = String::from_utf8(enqueued.stdout).unwrap().trim().to_owned();
+    let env = seaweed_worker_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+
+    let mut worker = prefix.spawn_worker_with(1, &env);
+    let pid = worker.child.id();
+    // The fetch is under way when the worker holds its temp file (unnamed: `…/#N (deleted)`).
+    let private = prefix.temp_dir().join("asset-worker-fetch").display().to_string();
+    let fetching = wait_until(Duration::from_secs(60), || {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.display().to_string().starts_with(&private))
+        })
+    });
+    assert!(fetching, "the worker never opened a temp file:\n{}", worker.log());
+    let children = extraction_children(|child| parent_of(child) == Some(pid));
+    assert!(!children.is_empty(), "the worker has no parser children");
+    worker.child.kill().unwrap();
+    worker.child.wait().unwrap();
+    let gone = wait_until(Duration::from_millis(1500), || children.iter().all(|child| !is_alive(*child)));
+    assert!(gone, "children {children:?} outlived their worker");
+    prefix.assert_temp_dir_empty();
+
+    let mut worker = prefix.spawn_worker_with(2, &env);
+    let results = prefix.results(1, 120);
+    assert_eq!(results.len(), 1, "{}", worker.log());
+    assert_eq!(results[0]["job_id"], id.as_str());
+    assert_eq!(results[0]["status"], "succeeded", "{}", results[0]);
+    assert_eq!(results[0]["size_bytes"], size as u64);
+    assert!(worker.terminate(Duration::from_secs(40)).success());
+    prefix.assert_temp_dir_empty();
 }
 
 /// No broker at all: `enqueue` fails at once naming the setting (never its password); the
