@@ -273,18 +273,7 @@ impl Store {
                 Ok(bytes[start..end].to_vec())
             }
             Store::File(file) => {
-                let mut buffer = vec![0; len];
-                let mut filled = 0;
-                while filled < len {
-                    match file.read_at(&mut buffer[filled..], offset + filled as u64) {
-                        Ok(0) => break,
-                        Ok(read) => filled += read,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(temp_file_error(&e)),
-                    }
-                }
-                buffer.truncate(filled);
-                Ok(buffer)
+                crate::sandbox::pool::read_at_most(file, offset, len).map_err(|e| temp_file_error(&e))
             }
         }
     }

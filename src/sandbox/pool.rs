@@ -46,23 +46,27 @@ pub struct LocalFile(pub std::fs::File);
 impl ByteSource for LocalFile {
     /// All of `want`: a local file is at hand.
     async fn read_at(&mut self, read: ReadRequest) -> Result<Vec<u8>, ErrorBody> {
-        use std::os::unix::fs::FileExt;
-        let (offset, len) = (read.offset, read.want as usize);
-        let mut buffer = vec![0; len];
-        let mut filled = 0;
-        while filled < len {
-            match self.0.read_at(&mut buffer[filled..], offset + filled as u64) {
-                Ok(0) => break,
-                Ok(read) => filled += read,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(ErrorBody::new(ErrorKind::Internal, format!("reading the file failed: {e}")));
-                }
-            }
-        }
-        buffer.truncate(filled);
-        Ok(buffer)
+        read_at_most(&self.0, read.offset, read.want as usize)
+            .map_err(|e| ErrorBody::new(ErrorKind::Internal, format!("reading the file failed: {e}")))
     }
+}
+
+/// Up to `len` bytes of `file` at `offset` (fewer only at its end). Page-cache reads of at most
+/// one range: short enough to make on the runtime.
+pub fn read_at_most(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buffer = vec![0; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buffer[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buffer.truncate(filled);
+    Ok(buffer)
 }
 
 /// How the pool runs its children.
