@@ -5,7 +5,7 @@
 //! | path | answers |
 //! |---|---|
 //! | `/healthz` | 200 while the process serves requests (liveness: a restart would not help otherwise) |
-//! | `/readyz` | 200 while connected to the broker and consuming; 503 while (re)connecting or draining |
+//! | `/readyz` | 200 while connected to the broker and consuming; 503 while (re)connecting or draining; the body also says which protections the parser children run under |
 //! | `/metrics` | Prometheus text format, the metrics of [`metric`] |
 //!
 //! Labels are bounded: an outcome is `succeeded` or one of the nine error kinds, a data type
@@ -106,18 +106,40 @@ fn third_party_ceiling(metadata: &tracing::Metadata<'_>) -> bool {
     metadata.target().starts_with("asset_worker") || *metadata.level() <= tracing::Level::INFO
 }
 
-/// Whether the worker is ready: shared by the consumer (which sets it) and `/readyz`.
+/// Whether the worker is ready: shared by the consumer (which sets it) and `/readyz`; and a
+/// line on its parser children's protections, for the same body.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    parsers: Arc<std::sync::OnceLock<String>>,
+}
 
 impl Readiness {
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+        self.ready.store(ready, Ordering::Relaxed);
         metrics::gauge!(metric::READY).set(if ready { 1.0 } else { 0.0 });
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Says, once, under which protections the parser children run (a line of `/readyz`).
+    pub fn describe_parsers(&self, line: String) {
+        let _ = self.parsers.set(line);
+    }
+
+    /// `/readyz`'s status and body.
+    fn answer(&self) -> (StatusCode, String) {
+        let parsers = self.parsers.get().map_or("parser children: not started yet", String::as_str);
+        if self.is_ready() {
+            (StatusCode::OK, format!("ready\n{parsers}\n"))
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: connecting to the broker or draining\n{parsers}\n"),
+            )
+        }
     }
 }
 
@@ -178,14 +200,8 @@ pub async fn serve(
         .route(
             READYZ_PATH,
             get(move || {
-                let ready = readiness.is_ready();
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready: connecting to the broker or draining\n")
-                    }
-                }
+                let answer = readiness.answer();
+                async move { answer }
             }),
         )
         .route(

@@ -40,17 +40,28 @@ pub async fn run_worker(
     tracing::info!(%http_addr, "serving /healthz /readyz /metrics");
     let pool = Pool::start(PoolSettings::from_settings(settings)?);
     match pool.wait_ready().await {
-        Some(protections) => tracing::info!(
-            children = settings.pool_size(),
-            child_memory_mib = protections.memory_bytes / (1024 * 1024),
-            child_max_jobs = settings.child_max_jobs,
-            no_new_privs = protections.no_new_privs,
-            not_dumpable = protections.not_dumpable,
-            landlock = %protections.landlock,
-            seccomp = protections.seccomp,
-            notes = ?protections.notes,
-            "parser children ready and locked down"
-        ),
+        Some(protections) => {
+            tracing::info!(
+                children = settings.pool_size(),
+                child_memory_mib = protections.memory_bytes / (1024 * 1024),
+                child_max_jobs = settings.child_max_jobs,
+                no_new_privs = protections.no_new_privs,
+                not_dumpable = protections.not_dumpable,
+                landlock = %protections.landlock,
+                seccomp = protections.seccomp,
+                notes = ?protections.notes,
+                "parser children ready and locked down"
+            );
+            readiness.describe_parsers(format!(
+                "parser children: {} of {} MiB each, landlock {}, seccomp {}, no_new_privs {}, not dumpable {}",
+                settings.pool_size(),
+                protections.memory_bytes / (1024 * 1024),
+                protections.landlock,
+                if protections.seccomp { "on" } else { "off" },
+                if protections.no_new_privs { "on" } else { "off" },
+                if protections.not_dumpable { "on" } else { "off" },
+            ));
+        }
         // Visible, not fatal: every job will say why its child failed to start.
         None => tracing::error!("no parser child became ready; jobs will fail until one does"),
     }

@@ -146,6 +146,9 @@ fn health_readiness_metrics_and_json_logs_tell_what_the_worker_does() {
     let addr = http_addr(&worker);
     assert_eq!(get(&addr, asset_worker::telemetry::HEALTHZ_PATH).0, 200);
     assert!(wait_until(Duration::from_secs(30), || ready(&addr) == 200), "never ready:\n{}", worker.log());
+    // What the parser children run under, as they reported it (this machine's kernel has both).
+    let (_, body) = get(&addr, asset_worker::telemetry::READYZ_PATH);
+    assert!(body.contains("landlock full") && body.contains("seccomp on"), "{body}");
 
     let images = keys_of("image");
     let mut keys = cycle(&images, 3);
@@ -166,6 +169,14 @@ fn health_readiness_metrics_and_json_logs_tell_what_the_worker_does() {
     assert_eq!(sample(&metrics, metric::IN_FLIGHT, &[]), Some(0.0), "{metrics}");
     assert_eq!(sample(&metrics, metric::READY, &[]), Some(1.0), "{metrics}");
     assert_eq!(sample(&metrics, metric::RECONNECTS, &[]), Some(0.0), "{metrics}");
+    for protection in ["no_new_privs", "not_dumpable", "no_core_files", "landlock", "seccomp"] {
+        let holds = sample(&metrics, metric::CHILD_PROTECTION, &[("protection", protection)]);
+        assert_eq!(holds, Some(1.0), "{protection}: {metrics}");
+    }
+    assert!(
+        sample(&metrics, metric::CHILDREN_STARTED, &[]).is_some_and(|started| started >= 1.0),
+        "{metrics}"
+    );
     let total_count = format!("{}_count", metric::STAGE_SECONDS);
     assert_eq!(sample(&metrics, &total_count, &[("stage", "total")]), Some(4.0), "{metrics}");
     // Bounded labels: no job id, key or path is a label value.
