@@ -898,7 +898,7 @@ def file_b_text(fb):
 def text_refs(rel):
     r = load_json(os.path.join(REF, rel) + '.text.json')
     b = open(os.path.join(FIX, rel), 'rb').read()
-    s = b[BOM_LEN.get(r['bom'], 0) if r['bom'] else 0:].decode(r['written_encoding'])
+    s = b[BOM_LEN.get(r['bom'], 0) if r['bom'] else 0:].decode(r['written_encoding'], errors='replace')
     le = r['line_endings']
     by_terminators = sum(le.values()) + (0 if r['ends_with_newline'] or not s else 1)
     fb_enc, fb_le = file_b_text(r.get('file_b'))

@@ -1,14 +1,19 @@
 //! Text metadata (DESIGN §3 `text`): which encoding, and how many characters, lines and words.
 //!
 //! Encodings are Firefox's: byte-order marks first, then UTF-16 without a BOM by the telltale
-//! zero bytes of ASCII-range text, then `chardetng` (which answers UTF-8 when the bytes are
-//! valid UTF-8 and guesses the legacy encoding otherwise). Decoding is `encoding_rs`, streamed
-//! in chunks so that memory stays flat for any file size.
+//! zero bytes of ASCII-range text, then UTF-8, then `chardetng`, which guesses the legacy
+//! encoding of text that is not UTF-8. Memory stays flat for any file size (chunks).
+//!
+//! UTF-8, what nearly all text is, is read once: std's validator splits each chunk into valid
+//! text, counted byte by byte (ASCII without decoding), and invalid bytes, counted. Text whose
+//! invalid bytes are a few among many valid multi-byte characters is UTF-8 with a damaged spot
+//! (a truncated write, a bad concatenation), reported as `utf-8` with `invalid_bytes`; text
+//! with more of them is read again with chardetng's guess and decoded by `encoding_rs`.
 
 use std::io::SeekFrom;
 
 use chardetng::{EncodingDetector, Iso2022JpDetection, Utf8Detection};
-use encoding_rs::{DecoderResult, Encoding, UTF_16BE, UTF_16LE};
+use encoding_rs::{DecoderResult, Encoding, UTF_8, UTF_16BE, UTF_16LE};
 use serde::Serialize;
 
 use super::{ExtractError, Extracted, ReadSeek};
@@ -19,6 +24,11 @@ const CHUNK: usize = 64 * 1024;
 
 /// Above this share of control characters (or undecodable bytes) the data is binary.
 const MAX_CONTROL_PER_MILLE: u64 = 10;
+
+/// Text is UTF-8 with damaged spots, rather than a legacy encoding, when its valid multi-byte
+/// characters outnumber its invalid bytes this many times: in Latin-1 or windows-125x text
+/// every accented letter is an invalid byte, and valid UTF-8 sequences occur only by accident.
+const VALID_MULTIBYTE_PER_INVALID_BYTE: u64 = 4;
 
 /// The `metadata` of a text file.
 #[derive(Debug, Serialize)]
@@ -34,6 +44,10 @@ pub struct TextMetadata {
     /// Runs of non-whitespace characters (Unicode whitespace), as `wc -w` counts them.
     pub word_count: u64,
     pub line_ending: LineEnding,
+    /// Bytes that are not valid UTF-8 in text otherwise UTF-8 (each counts as one U+FFFD
+    /// character); absent when there are none, and for other encodings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid_bytes: Option<u64>,
 }
 
 /// Which line terminators the file uses.
@@ -54,6 +68,12 @@ pub fn looks_like_text(head: &[u8]) -> bool {
         Some((encoding, _)) => encoding,
         None if head.contains(&0) => return false,
         None => {
+            let mut counter = TextCounter::default();
+            // `last = false`: a character cut off at the end of the head is not an error.
+            counter.push_utf8(head, false);
+            if counter.is_mostly_utf8() {
+                return !counter.is_binary();
+            }
             let mut detector = EncodingDetector::new(Iso2022JpDetection::Deny);
             detector.feed(head, false);
             detector.guess(None, Utf8Detection::Allow)
@@ -68,24 +88,27 @@ pub fn looks_like_text(head: &[u8]) -> bool {
     !counter.is_binary()
 }
 
-/// Extracts encoding, counts and line endings, reading the file twice: once to detect the
-/// encoding from all of it (a Latin-1 letter may first appear on the last line), once to count.
+/// Extracts encoding, counts and line endings. UTF-8 is read once; other text twice: once to
+/// detect the encoding from all of it (a Latin-1 letter may first appear on the last line),
+/// once to count.
 pub fn extract(source: &mut dyn ReadSeek) -> Result<Extracted, ExtractError> {
-    let (encoding, bom_len) = detect_encoding(source)?;
-    source.seek(SeekFrom::Start(bom_len as u64))?;
-    let mut decoder = encoding.new_decoder_without_bom_handling();
-    let mut counter = TextCounter::default();
-    let mut bytes = vec![0u8; CHUNK];
-    let mut text = String::with_capacity(CHUNK * 3 + 16);
-    loop {
-        let n = read_full(source, &mut bytes)?;
-        text.clear();
-        decode_chunk(&mut decoder, &bytes[..n], n == 0, &mut text, &mut counter);
-        counter.push(&text);
-        if n == 0 {
-            break;
+    let mut head = [0u8; 4096];
+    source.seek(SeekFrom::Start(0))?;
+    let n = read_full(source, &mut head)?;
+    let marked = encoding_from_bom(&head[..n]).or_else(|| utf16_without_bom(&head[..n]));
+    let (encoding, bom_len, counter) = match marked {
+        Some((encoding, bom_len)) if encoding == UTF_8 => (UTF_8, bom_len, count_utf8(source, bom_len)?),
+        Some((encoding, bom_len)) => (encoding, bom_len, count_decoded(source, encoding, bom_len)?),
+        None => {
+            let counter = count_utf8(source, 0)?;
+            if counter.is_mostly_utf8() {
+                (UTF_8, 0, counter)
+            } else {
+                let encoding = guess_legacy_encoding(source)?;
+                (encoding, 0, count_decoded(source, encoding, 0)?)
+            }
         }
-    }
+    };
     if counter.is_binary() {
         return Err(ExtractError::Unsupported(format!(
             "binary data, not text: {} of {} characters are control characters or undecodable as {}",
@@ -98,14 +121,50 @@ pub fn extract(source: &mut dyn ReadSeek) -> Result<Extracted, ExtractError> {
     Ok(Extracted::new(DataType::Text, "text/plain", metadata))
 }
 
-/// The encoding of the whole source and the length of its byte-order mark.
-fn detect_encoding(source: &mut dyn ReadSeek) -> Result<(&'static Encoding, usize), ExtractError> {
-    let mut head = [0u8; 4096];
-    source.seek(SeekFrom::Start(0))?;
-    let n = read_full(source, &mut head)?;
-    if let Some(found) = encoding_from_bom(&head[..n]).or_else(|| utf16_without_bom(&head[..n])) {
-        return Ok(found);
+/// Counts the source from `start` as UTF-8: valid text through the fast counter, each invalid
+/// byte as one malformed character.
+fn count_utf8(source: &mut dyn ReadSeek, start: usize) -> Result<TextCounter, ExtractError> {
+    source.seek(SeekFrom::Start(start as u64))?;
+    let mut counter = TextCounter::default();
+    let mut bytes = vec![0u8; CHUNK];
+    // A character cut by the chunk's end is carried into the next chunk.
+    let mut carried = 0;
+    loop {
+        let n = read_full(source, &mut bytes[carried..])?;
+        let end = carried + n;
+        let counted = counter.push_utf8(&bytes[..end], n == 0);
+        if n == 0 {
+            return Ok(counter);
+        }
+        bytes.copy_within(counted..end, 0);
+        carried = end - counted;
     }
+}
+
+/// Decodes the source from `start` with `encoding` and counts what it decodes to.
+fn count_decoded(
+    source: &mut dyn ReadSeek,
+    encoding: &'static Encoding,
+    start: usize,
+) -> Result<TextCounter, ExtractError> {
+    source.seek(SeekFrom::Start(start as u64))?;
+    let mut decoder = encoding.new_decoder_without_bom_handling();
+    let mut counter = TextCounter::default();
+    let mut bytes = vec![0u8; CHUNK];
+    let mut text = String::with_capacity(CHUNK * 3 + 16);
+    loop {
+        let n = read_full(source, &mut bytes)?;
+        text.clear();
+        decode_chunk(&mut decoder, &bytes[..n], n == 0, &mut text, &mut counter);
+        counter.push(&text);
+        if n == 0 {
+            return Ok(counter);
+        }
+    }
+}
+
+/// chardetng's guess over the whole source, for text that is not UTF-8.
+fn guess_legacy_encoding(source: &mut dyn ReadSeek) -> Result<&'static Encoding, ExtractError> {
     let mut detector = EncodingDetector::new(Iso2022JpDetection::Deny);
     source.seek(SeekFrom::Start(0))?;
     let mut bytes = vec![0u8; CHUNK];
@@ -113,10 +172,9 @@ fn detect_encoding(source: &mut dyn ReadSeek) -> Result<(&'static Encoding, usiz
         let n = read_full(source, &mut bytes)?;
         detector.feed(&bytes[..n], n == 0);
         if n == 0 {
-            break;
+            return Ok(detector.guess(None, Utf8Detection::Allow));
         }
     }
-    Ok((detector.guess(None, Utf8Detection::Allow), 0))
 }
 
 fn encoding_from_bom(head: &[u8]) -> Option<(&'static Encoding, usize)> {
@@ -190,7 +248,12 @@ struct TextCounter {
     crlf: u64,
     cr: u64,
     control_count: u64,
+    /// Undecodable sequences, each shown as one U+FFFD.
     malformed: u64,
+    /// The bytes of those sequences, when counting UTF-8.
+    invalid_bytes: u64,
+    /// Valid characters outside ASCII.
+    multibyte: u64,
     in_word: bool,
     /// A `\r` was the last character: a `\n` next makes it CRLF.
     pending_cr: bool,
@@ -200,42 +263,105 @@ struct TextCounter {
 }
 
 impl TextCounter {
+    /// Counts decoded text. ASCII, most of most text, is counted byte by byte without
+    /// decoding; other characters one by one.
     fn push(&mut self, text: &str) {
         if !self.started {
             self.started = true;
             self.at_line_start = true;
         }
-        for c in text.chars() {
-            self.chars += 1;
-            if self.pending_cr {
-                self.pending_cr = false;
-                if c == '\n' {
-                    self.crlf += 1;
-                    continue;
-                }
-                self.cr += 1;
-            }
-            match c {
-                '\r' => {
-                    self.pending_cr = true;
-                    self.at_line_start = true;
-                }
-                '\n' => {
-                    self.lf += 1;
-                    self.at_line_start = true;
-                }
-                _ => self.at_line_start = false,
-            }
-            if c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0b' | '\x0c') {
-                self.control_count += 1;
-            }
-            if c.is_whitespace() {
-                self.in_word = false;
-            } else if !self.in_word {
-                self.in_word = true;
-                self.words += 1;
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        while at < bytes.len() {
+            let byte = bytes[at];
+            if byte.is_ascii() {
+                self.push_char(char::from(byte));
+                at += 1;
+            } else {
+                let c = text[at..].chars().next().expect("a character starts here");
+                self.multibyte += 1;
+                self.push_char(c);
+                at += c.len_utf8();
             }
         }
+    }
+
+    fn push_char(&mut self, c: char) {
+        self.chars += 1;
+        if self.pending_cr {
+            self.pending_cr = false;
+            if c == '\n' {
+                self.crlf += 1;
+                return;
+            }
+            self.cr += 1;
+        }
+        match c {
+            '\r' => {
+                self.pending_cr = true;
+                self.at_line_start = true;
+            }
+            '\n' => {
+                self.lf += 1;
+                self.at_line_start = true;
+            }
+            _ => self.at_line_start = false,
+        }
+        if c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0b' | '\x0c') {
+            self.control_count += 1;
+        }
+        if c.is_whitespace() {
+            self.in_word = false;
+        } else if !self.in_word {
+            self.in_word = true;
+            self.words += 1;
+        }
+    }
+
+    /// Counts `bytes` as UTF-8: valid text as text, each invalid sequence as one U+FFFD.
+    /// Returns how many bytes were counted: all, but a character cut off at the end when more
+    /// bytes follow (`last` false), which the caller carries into the next call.
+    fn push_utf8(&mut self, bytes: &[u8], last: bool) -> usize {
+        let mut at = 0;
+        while at < bytes.len() {
+            match std::str::from_utf8(&bytes[at..]) {
+                Ok(text) => {
+                    self.push(text);
+                    return bytes.len();
+                }
+                Err(error) => {
+                    let valid = at + error.valid_up_to();
+                    self.push(std::str::from_utf8(&bytes[at..valid]).unwrap_or_default());
+                    match error.error_len() {
+                        Some(len) => {
+                            self.push_invalid(len as u64);
+                            at = valid + len;
+                        }
+                        None if last => {
+                            self.push_invalid((bytes.len() - valid) as u64);
+                            return bytes.len();
+                        }
+                        None => return valid,
+                    }
+                }
+            }
+        }
+        bytes.len()
+    }
+
+    /// An invalid UTF-8 sequence of `len` bytes (a maximal subpart: a stray byte, or the start
+    /// of a character cut short): one U+FFFD character, as a decoder shows it (WHATWG,
+    /// Unicode §3.9), and `len` invalid bytes.
+    fn push_invalid(&mut self, len: u64) {
+        self.push_char(char::REPLACEMENT_CHARACTER);
+        self.malformed += 1;
+        self.invalid_bytes += len;
+    }
+
+    /// UTF-8, possibly with a few damaged spots (see [`VALID_MULTIBYTE_PER_INVALID_BYTE`]).
+    fn is_mostly_utf8(&self) -> bool {
+        self.invalid_bytes == 0
+            || (self.multibyte > 0 && self.invalid_bytes * VALID_MULTIBYTE_PER_INVALID_BYTE <= self.multibyte)
     }
 
     fn is_binary(&self) -> bool {
@@ -264,6 +390,7 @@ impl TextCounter {
             line_count: terminators + u64::from(unterminated_last_line),
             word_count: self.words,
             line_ending,
+            invalid_bytes: (encoding == UTF_8 && self.invalid_bytes > 0).then_some(self.invalid_bytes),
         }
     }
 }
@@ -325,6 +452,37 @@ mod tests {
         let m = metadata(b"Le caf\xe9 co\xfbte 5 \x80, na\xefve gar\xe7on \xe0 l'\xe9cole.\n");
         assert_eq!(m["encoding"], "windows-1252");
         assert_eq!(m["char_count"], 43);
+    }
+
+    #[test]
+    fn utf8_with_a_few_invalid_bytes_is_utf8_and_says_how_many() {
+        let mut text = "Grüße aus Köln, naïve café, 😀 — ".repeat(20).into_bytes();
+        text.extend_from_slice(b"cut \xe2\x82 here and \xff there\n");
+        let m = metadata(&text);
+        assert_eq!(m["encoding"], "utf-8", "{m}");
+        assert_eq!(m["invalid_bytes"], 3, "{m}");
+        // Two invalid sequences, each one U+FFFD, as a decoder (and Python's "replace") shows them.
+        let shown = String::from_utf8_lossy(&text).chars().count() as u64;
+        assert_eq!(m["char_count"], shown, "{m}");
+        let valid = metadata("Grüße\n".as_bytes());
+        assert!(valid.get("invalid_bytes").is_none(), "{valid}");
+        // Cut at the very end of the file.
+        let m = metadata(&[&"ünïcödé ".repeat(100).into_bytes()[..], b"\xf0\x9f"].concat());
+        assert_eq!((m["encoding"].as_str(), m["invalid_bytes"].as_u64()), (Some("utf-8"), Some(2)));
+    }
+
+    #[test]
+    fn characters_split_across_chunks_are_counted_once() {
+        // A 4-byte character astride every chunk boundary.
+        let mut text = Vec::new();
+        while text.len() < 3 * CHUNK {
+            text.extend_from_slice(b"ab ");
+            text.extend_from_slice("😀".as_bytes());
+        }
+        let chars = std::str::from_utf8(&text).unwrap().chars().count() as u64;
+        let m = metadata(&text);
+        assert_eq!((m["encoding"].as_str(), m["char_count"].as_u64()), (Some("utf-8"), Some(chars)));
+        assert!(m.get("invalid_bytes").is_none(), "{m}");
     }
 
     #[test]
