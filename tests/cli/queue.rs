@@ -224,6 +224,35 @@ pub fn write_text(path: &Path, mib: usize) {
     }
 }
 
+/// Writes a PDF the parser must hold in memory whole (96 MiB: over a 128 MiB address-space cap
+/// with the parser's own copies).
+pub fn write_huge_pdf(path: &Path) {
+    let body = vec![b' '; 96 << 20];
+    let objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_vec(),
+        [format!("<< /Length {} >>\nstream\n", body.len()).as_bytes(), &body, b"\nendstream"].concat(),
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (number, object) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend(format!("{} 0 obj\n", number + 1).as_bytes());
+        pdf.extend(object);
+        pdf.extend(b"\nendobj\n");
+    }
+    let xref = pdf.len();
+    pdf.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for offset in offsets {
+        pdf.extend(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1)
+            .as_bytes(),
+    );
+    std::fs::write(path, pdf).unwrap();
+}
 /// A local root under the test's dir holding one text file that takes a few hundred
 /// milliseconds to read: jobs slow enough that a fault lands mid-batch. Returns the root.
 pub fn slow_jobs_root(prefix: &Prefix) -> String {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::queue::{Prefix, SLOW_KEY, Worker, by_job_id, slow_jobs_root, write_text};
+use super::queue::{Prefix, SLOW_KEY, Worker, by_job_id, slow_jobs_root, write_huge_pdf, write_text};
 use super::{
     child_at_work, extraction_children, fixture_files, is_alive, marked_children, parent_of, send_signal,
     test_pool, wait_until,
@@ -313,36 +313,10 @@ fn two_workers_share_one_queue_and_run_each_job_once() {
 }
 
 /// Writes the hostile files of the sandbox test into `root`: a text file that takes seconds
-/// to count (a child that "hangs" past a short limit) and a PDF the parser must hold in
-/// memory whole (96 MiB, over a 128 MiB address-space cap with the parser's own copies).
+/// to count (a child that "hangs" past a short limit) and a PDF too large for 128 MiB.
 fn write_hostile_files(root: &Path) {
     write_text(&root.join("slow.txt"), 256);
-
-    let body = vec![b' '; 96 << 20];
-    let objects: Vec<Vec<u8>> = vec![
-        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_vec(),
-        [format!("<< /Length {} >>\nstream\n", body.len()).as_bytes(), &body, b"\nendstream"].concat(),
-    ];
-    let mut pdf = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (number, object) in objects.iter().enumerate() {
-        offsets.push(pdf.len());
-        pdf.extend(format!("{} 0 obj\n", number + 1).as_bytes());
-        pdf.extend(object);
-        pdf.extend(b"\nendobj\n");
-    }
-    let xref = pdf.len();
-    pdf.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-    for offset in offsets {
-        pdf.extend(format!("{offset:010} 00000 n \n").as_bytes());
-    }
-    pdf.extend(
-        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1)
-            .as_bytes(),
-    );
-    std::fs::write(root.join("huge.pdf"), pdf).unwrap();
+    write_huge_pdf(&root.join("huge.pdf"));
 }
 
 /// A child past its time limit, a child past its memory cap and a job past its deadline each

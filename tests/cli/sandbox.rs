@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use asset_worker::sandbox::{CHILD_SUBCOMMAND, MEMORY_FLAG, PARENT_FLAG};
 
-use super::queue::write_text;
+use super::queue::{write_huge_pdf, write_text};
 use super::{child_at_work, extract, is_alive, lines};
 
 #[test]
@@ -99,13 +99,20 @@ fn a_child_whose_parent_died_while_it_started_exits_at_once() {
 
 #[test]
 fn the_memory_cap_is_reported_as_too_large() {
-    // The cap is set once the child is locked down and ready, so only what it allocates for
-    // a job fails: a text file's read buffers cannot fit in 1 MiB of address space.
-    let output = extract(&["--memory-limit-mb", "1", "fixtures/text/utf8_lf.txt"]);
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.pdf");
+    write_huge_pdf(&huge);
+    let output = extract(&[
+        "--memory-limit-mb",
+        "128",
+        huge.to_str().unwrap(),
+        "fixtures/pdf/simple_letter_1page.pdf",
+    ]);
     assert_eq!(output.status.code(), Some(1));
-    let answer = &lines(&output)[0];
-    assert_eq!(answer["error"]["kind"], "too_large", "{answer}");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("1 MiB"), "{answer}");
+    let answers = lines(&output);
+    assert_eq!(answers[0]["error"]["kind"], "too_large", "{}", answers[0]);
+    assert!(answers[0]["error"]["message"].as_str().unwrap().contains("128 MiB"), "{}", answers[0]);
+    assert_eq!(answers[1]["status"], "succeeded", "the next file, on a fresh child: {}", answers[1]);
 }
 
 #[test]
