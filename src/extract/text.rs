@@ -274,7 +274,17 @@ impl TextCounter {
         let mut at = 0;
         while at < bytes.len() {
             let byte = bytes[at];
-            if byte.is_ascii() {
+            if byte.is_ascii_graphic() && !self.pending_cr {
+                // The common case, without the general checks: a visible ASCII character
+                // is one character of a word, on a line that is not empty.
+                self.chars += 1;
+                self.at_line_start = false;
+                if !self.in_word {
+                    self.in_word = true;
+                    self.words += 1;
+                }
+                at += 1;
+            } else if byte.is_ascii() {
                 self.push_char(char::from(byte));
                 at += 1;
             } else {
