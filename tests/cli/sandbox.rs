@@ -228,3 +228,28 @@ fn a_child_started_by_hand_says_ready_and_ends_with_its_input() {
     assert_eq!(ready["no_new_privs"], true, "{ready}");
     assert_eq!(ready["memory_bytes"], 512u64 << 20, "{ready}");
 }
+
+/// A file name that is not UTF-8 (Linux allows any bytes but `/` and NUL) is read like any
+/// other: the child never sees the name, and the line names the file as lossily as a terminal
+/// would show it.
+#[test]
+fn a_file_name_that_is_not_utf8_is_read_and_named() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"scan\xff.png");
+    let path = dir.path().join(name);
+    std::fs::copy(super::root().join("fixtures/image/png_rgb8.png"), &path).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_asset-worker"))
+        .current_dir(super::root())
+        .arg("extract")
+        .arg(&path)
+        .arg("fixtures/text/utf8_lf.txt")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let answers = lines(&output);
+    assert_eq!(answers.len(), 2, "every file gets its line");
+    assert!(answers[0]["path"].as_str().unwrap().ends_with("scan\u{FFFD}.png"), "{}", answers[0]);
+    assert_eq!(answers[0]["data_type"], "image", "{}", answers[0]);
+    assert_eq!(answers[1]["status"], "succeeded", "{}", answers[1]);
+}
