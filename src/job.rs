@@ -179,6 +179,50 @@ pub struct InvalidJob {
     pub reason: InvalidJobReason,
 }
 
+/// The longest job id: it is the result's AMQP `message_id`, a short string.
+pub const MAX_JOB_ID_BYTES: usize = 255;
+/// The longest asset id, object key or object name (S3's and GCS's own limit).
+pub const MAX_NAME_BYTES: usize = 1024;
+
+/// Whether `id` can be a job id: 1 to [`MAX_JOB_ID_BYTES`] visible ASCII characters (no
+/// spaces), what UUIDs, ULIDs and database keys are, and what goes safely into a header and a
+/// log line.
+fn check_job_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_JOB_ID_BYTES {
+        return Err(format!("job_id must be 1 to {MAX_JOB_ID_BYTES} bytes (it is {})", id.len()));
+    }
+    if !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("job_id must be visible ASCII characters, without spaces".into());
+    }
+    Ok(())
+}
+
+/// `value` of the field `name` is 1 to `max` bytes of text without control characters.
+fn check_text(name: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.is_empty() || value.len() > max {
+        return Err(format!("{name} must be 1 to {max} bytes (it is {})", value.len()));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{name} holds a control character"));
+    }
+    Ok(())
+}
+
+/// `value` of the field `name` is 1 to `max` characters, each allowed by `allowed` (the
+/// cloud's own rules, so that a job the cloud would refuse is refused here, with its field).
+fn check_chars(
+    name: &str,
+    value: &str,
+    max: usize,
+    rule: &str,
+    allowed: impl Fn(char) -> bool,
+) -> Result<(), String> {
+    if value.is_empty() || value.len() > max || !value.chars().all(allowed) {
+        return Err(format!("{name} must be 1 to {max} characters of {rule}: {value:?}"));
+    }
+    Ok(())
+}
+
 /// The categories of unusable deliveries; all of them are dead-lettered, never retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidJobReason {
@@ -195,15 +239,68 @@ pub enum InvalidJobReason {
 }
 
 impl Job {
+    /// Every field within the bounds the clouds, the broker and the logs can carry; the
+    /// problem names the field.
+    fn check_fields(&self) -> Result<(), String> {
+        check_job_id(&self.job_id)?;
+        check_text("asset_id", &self.asset_id, MAX_NAME_BYTES)?;
+        let bucket_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-._".contains(c);
+        match &self.source {
+            Source::S3(s3) => {
+                let region_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+                check_chars("source.region", &s3.region, 32, "a-z 0-9 -", region_char)?;
+                check_chars("source.bucket", &s3.bucket, 63, "a-z 0-9 - .", |c| bucket_char(c) && c != '_')?;
+                check_text("source.key", &s3.key, MAX_NAME_BYTES)?;
+                // IAM's own character sets: role paths and names, and sts:ExternalId.
+                let iam_char = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-/:".contains(c);
+                check_chars("source.role_arn", &s3.role_arn, 2048, "an IAM role ARN", iam_char)?;
+                if !s3.role_arn.starts_with("arn:") || !s3.role_arn.contains(":role/") {
+                    return Err(format!("source.role_arn is not a role ARN: {:?}", s3.role_arn));
+                }
+                if let Some(external_id) = &s3.external_id {
+                    let id_char = |c: char| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c);
+                    check_chars(
+                        "source.external_id",
+                        external_id,
+                        1224,
+                        "A-Z a-z 0-9 + = , . @ : / - _",
+                        id_char,
+                    )?;
+                }
+            }
+            Source::Gcs(gcs) => {
+                check_chars("source.bucket", &gcs.bucket, 222, "a-z 0-9 - _ .", bucket_char)?;
+                check_text("source.object", &gcs.object, MAX_NAME_BYTES)?;
+                if let Some(account) = &gcs.service_account {
+                    let email_char = |c: char| c.is_ascii_alphanumeric() || "-._@".contains(c);
+                    check_chars(
+                        "source.service_account",
+                        account,
+                        254,
+                        "a service account's email",
+                        email_char,
+                    )?;
+                    if account.matches('@').count() != 1 {
+                        return Err(format!("source.service_account is not an email address: {account:?}"));
+                    }
+                }
+            }
+            Source::Local(local) => check_text("source.key", &local.key, 4096)?,
+        }
+        Ok(())
+    }
+
     /// Reads a delivery's body. Checks go from the coarsest to the finest so the reason names
     /// the first thing the sender must fix.
     pub fn parse(body: &[u8]) -> Result<Job, InvalidJob> {
         let value: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| InvalidJob { job_id: None, reason: InvalidJobReason::NotJson(e.to_string()) })?;
+        // An id that could not name a result (it becomes the result's AMQP `message_id`, at
+        // most 255 bytes) is not read: such a job is dead-lettered without an answer.
         let job_id = value
             .get("job_id")
             .and_then(serde_json::Value::as_str)
-            .filter(|id| !id.is_empty())
+            .filter(|id| check_job_id(id).is_ok())
             .map(str::to_owned);
         let invalid = |reason| InvalidJob { job_id: job_id.clone(), reason };
         match value.get("schema") {
@@ -218,8 +315,8 @@ impl Job {
         }
         let job: Job =
             serde_json::from_value(value).map_err(|e| invalid(InvalidJobReason::Malformed(e.to_string())))?;
-        if job.job_id.is_empty() {
-            return Err(invalid(InvalidJobReason::Malformed("job_id is empty".into())));
+        if let Err(problem) = job.check_fields() {
+            return Err(invalid(InvalidJobReason::Malformed(problem)));
         }
         if let Source::S3(s3) = &job.source
             && s3.external_id.as_deref().is_none_or(str::is_empty)
@@ -349,6 +446,40 @@ impl JobResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn local_job(job_id: &str, key: &str) -> String {
+        serde_json::json!({"schema": 1, "job_id": job_id, "asset_id": "a", "source": {"provider": "local", "key": key}})
+            .to_string()
+    }
+
+    #[test]
+    fn every_field_is_bounded_and_the_problem_names_it() {
+        assert!(Job::parse(local_job("ok-1", "a/b.png").as_bytes()).is_ok());
+        let long = Job::parse(local_job(&"j".repeat(256), "k").as_bytes()).unwrap_err();
+        assert_eq!(long.job_id, None, "an id no result can carry is not read");
+        assert!(long.to_string().contains("job_id"), "{long}");
+        assert!(Job::parse(local_job(&"j".repeat(255), "k").as_bytes()).is_ok());
+        let spaced = Job::parse(local_job("a b", "k").as_bytes()).unwrap_err();
+        assert!(spaced.to_string().contains("job_id"), "{spaced}");
+        let control = Job::parse(local_job("ok-2", "a\nb").as_bytes()).unwrap_err();
+        assert_eq!(control.job_id.as_deref(), Some("ok-2"));
+        assert!(control.to_string().contains("source.key"), "{control}");
+        let s3 = |bucket: &str, role: &str, external_id: &str| {
+            serde_json::json!({"schema": 1, "job_id": "s", "asset_id": "a", "source": {"provider": "s3",
+                "region": "eu-central-1", "bucket": bucket, "key": "k", "role_arn": role, "external_id": external_id}})
+            .to_string()
+        };
+        let role = "arn:aws:iam::123456789012:role/path/Reader";
+        assert!(Job::parse(s3("customer-bucket", role, "hub-org-1").as_bytes()).is_ok());
+        for (job, field) in [
+            (s3("Bad_Bucket", role, "x1"), "source.bucket"),
+            (s3("b", "arn:aws:iam::1:user/U", "x1"), "source.role_arn"),
+            (s3("b", role, "has space"), "source.external_id"),
+        ] {
+            let error = Job::parse(job.as_bytes()).unwrap_err();
+            assert!(error.to_string().contains(field), "{field}: {error}");
+        }
+    }
 
     #[test]
     fn wire_names_match_the_design() {

@@ -212,8 +212,8 @@ async fn consume(
             biased;
             () = shutdown.as_mut() => break None,
             // Reap finished tasks so the set holds only running jobs. A task that panicked
-            // left its delivery unsettled; it is nacked at shutdown or redelivered by the
-            // broker when the channel closes, so only a log line is due here.
+            // settled its delivery on the way out (settle_even_on_panic); an error here is
+            // an abort, which only shutdown and a lost session do.
             Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Err(error) = joined {
                     tracing::error!(%error, "a job task ended abnormally");
@@ -224,7 +224,7 @@ async fn consume(
             delivery = session.consumer.next() => match delivery {
                 Some(Ok(delivery)) => {
                     lock(&unsettled).insert(delivery.delivery_tag, delivery.acker.clone());
-                    let task = handle_delivery(
+                    let task = settle_even_on_panic(
                         delivery,
                         Arc::clone(context),
                         session.publisher.clone(),
@@ -304,6 +304,36 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         metrics::gauge!(metric::IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// Runs [`handle_delivery`] behind a panic boundary. A bug that panics a job's task must not
+/// leave its delivery unsettled, holding a prefetch slot until shutdown (two such messages
+/// would stop a 2-slot worker): the delivery is dead-lettered (it would panic again on every
+/// delivery), with a log line and `asset_worker_deliveries_total{settlement="dead_letter"}`.
+async fn settle_even_on_panic(
+    delivery: Delivery,
+    context: Arc<JobContext>,
+    publisher: ConfirmedPublisher,
+    unsettled: Unsettled,
+) {
+    use futures_lite::FutureExt;
+    let (tag, acker) = (delivery.delivery_tag, delivery.acker.clone());
+    let handled =
+        std::panic::AssertUnwindSafe(handle_delivery(delivery, context, publisher, Arc::clone(&unsettled)))
+            .catch_unwind()
+            .await;
+    if let Err(panic) = handled {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        tracing::error!(panic = %why, "a job's task panicked; its delivery is dead-lettered");
+        if acker.usable() {
+            settle(&acker, Settlement::DeadLetter).await;
+        }
+        lock(&unsettled).remove(&tag);
     }
 }
 

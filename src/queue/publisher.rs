@@ -57,7 +57,10 @@ impl ConfirmedPublisher {
         })?;
         let mut properties = json_properties(Some(&result.job_id));
         if let Some(correlation_id) = correlation_id {
-            properties = properties.with_correlation_id(correlation_id.into());
+            // Echoed from the job's own properties, so it fits a short string already.
+            if let Ok(correlation_id) = lapin::types::ShortString::try_new(correlation_id) {
+                properties = properties.with_correlation_id(correlation_id);
+            }
         }
         self.publish(destination, &body, properties).await
     }
@@ -106,12 +109,14 @@ impl ConfirmedPublisher {
 }
 
 /// Persistent JSON, with `message_id` = the job id (DESIGN §2) so consumers can deduplicate.
+/// An id longer than an AMQP short string (255 bytes; the worker refuses such jobs, `enqueue`
+/// may send one to test it) is left out rather than allowed to panic the publisher.
 pub fn json_properties(job_id: Option<&str>) -> BasicProperties {
     let properties = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_delivery_mode(PERSISTENT);
-    match job_id {
-        Some(job_id) => properties.with_message_id(job_id.into()),
+    match job_id.and_then(|id| lapin::types::ShortString::try_new(id).ok()) {
+        Some(job_id) => properties.with_message_id(job_id),
         None => properties,
     }
 }

@@ -319,31 +319,44 @@ fn every_job_gets_exactly_one_correct_result() {
 #[test]
 fn bad_messages_are_dead_lettered_and_the_worker_keeps_consuming() {
     let prefix = Prefix::new("poison");
+    let long_id_job = format!(
+        r#"{{"schema":1,"job_id":"{}","asset_id":"a","source":{{"provider":"local","key":"text/x.txt"}}}}"#,
+        "j".repeat(300)
+    );
     prefix.enqueue_raw(&[
         "{this is not json",
         r#"{"schema":2,"job_id":"p-schema","asset_id":"a","source":{"provider":"local","key":"text/x.txt"}}"#,
         r#"{"schema":1,"job_id":"p-ftp","asset_id":"a","source":{"provider":"ftp","key":"k"}}"#,
         r#"{"schema":1,"job_id":"p-s3","asset_id":"a","source":{"provider":"s3","region":"eu-central-1","bucket":"b","key":"k","role_arn":"arn:aws:iam::123456789012:role/R"}}"#,
+        r#"{"schema":1,"job_id":"p-key","asset_id":"a","source":{"provider":"local","key":"text/x\u0000.txt"}}"#,
+        // A job id longer than a result's message_id can carry: no result can name it.
+        &long_id_job,
     ]);
     let text = fixture_files().into_iter().find(|f| f.starts_with("fixtures/text")).unwrap();
     let good_key = text.strip_prefix("fixtures").unwrap().display().to_string();
     let good = prefix.enqueue_local(&[&good_key]).remove(0);
     let worker = prefix.spawn_worker(1);
 
-    let results = by_job_id(prefix.results(4, 60));
-    assert_eq!(results.len(), 4, "three invalid_job results and the good one; log:\n{}", worker.log());
-    for id in ["p-schema", "p-ftp", "p-s3"] {
+    let results = by_job_id(prefix.results(5, 60));
+    assert_eq!(results.len(), 5, "four invalid_job results and the good one; log:\n{}", worker.log());
+    for id in ["p-schema", "p-ftp", "p-s3", "p-key"] {
         assert_eq!(results[id]["status"], "failed");
         assert_eq!(results[id]["error"]["kind"], "invalid_job", "{id}: {}", results[id]);
         assert_eq!(results[id]["error"]["retryable"], false);
     }
     assert_eq!(results[&good]["status"], "succeeded", "{}", results[&good]);
-    // Dead-lettering is asynchronous in the broker: wait for all four to land.
+    assert!(results[&good]["stats"]["total_ms"].is_u64());
+    // Dead-lettering is asynchronous in the broker: wait for all six to land.
     let started = Instant::now();
-    while prefix.message_count("process.dead") < 4 && started.elapsed() < Duration::from_secs(10) {
+    while prefix.message_count("process.dead") < 6 && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(prefix.message_count("process.dead"), 4, "every bad message is dead-lettered");
+    assert_eq!(prefix.message_count("process.dead"), 6, "every bad message is dead-lettered");
+    let log = worker.log();
+    assert!(
+        log.contains("invalid job, dead-lettered") && log.contains("job_id must be 1 to 255 bytes"),
+        "{log}"
+    );
     assert_eq!(prefix.message_count("process"), 0);
 }
 
