@@ -179,6 +179,11 @@ pub struct InvalidJob {
     pub reason: InvalidJobReason,
 }
 
+/// The largest result, serialised: far above any real file's metadata (a 10,000-page PDF's page
+/// list is about 0.5 MB), far below what a broker accepts (RabbitMQ's default
+/// `max_message_size` is 128 MiB; operators often set less).
+pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
+
 /// The longest job id: it is the result's AMQP `message_id`, a short string.
 pub const MAX_JOB_ID_BYTES: usize = 255;
 /// The longest asset id, object key or object name (S3's and GCS's own limit).
@@ -413,11 +418,26 @@ impl JobResult {
         processed: crate::pipeline::Processed,
         worker: &WorkerInfo,
     ) -> JobResult {
-        let outcome = Outcome::new(processed.outcome, processed.size_bytes);
-        JobResult {
+        let size_bytes = processed.size_bytes;
+        let outcome = Outcome::new(processed.outcome, size_bytes);
+        let result = JobResult {
             stats: processed.stats,
             ..JobResult::new(job.job_id.clone(), Some(job.asset_id.clone()), outcome, worker)
+        };
+        let length = serde_json::to_vec(&result).map_or(usize::MAX, |body| body.len());
+        if length <= MAX_RESULT_BYTES {
+            return result;
         }
+        // No customer file may make a result the broker refuses (its max_message_size) or a
+        // backend chokes on: the job is answered, without the metadata.
+        let error = ErrorBody::new(
+            ErrorKind::TooLarge,
+            format!(
+                "the metadata of this file makes a result of {length} bytes, more than the {MAX_RESULT_BYTES} \
+                 a result may carry"
+            ),
+        );
+        JobResult { outcome: Outcome::failed(error, size_bytes), ..result }
     }
 
     /// A failed result with no pipeline stats (an invalid job, an exhausted retry budget).
@@ -450,6 +470,30 @@ mod tests {
     fn local_job(job_id: &str, key: &str) -> String {
         serde_json::json!({"schema": 1, "job_id": job_id, "asset_id": "a", "source": {"provider": "local", "key": key}})
             .to_string()
+    }
+
+    #[test]
+    fn a_result_too_large_to_publish_is_answered_too_large_without_its_metadata() {
+        let job = Job::parse(local_job("big-1", "k").as_bytes()).unwrap();
+        let worker = WorkerInfo::current("eu-central-1");
+        let processed = |metadata: serde_json::Value| crate::pipeline::Processed {
+            outcome: Ok(crate::extract::Extracted {
+                data_type: DataType::Dicom,
+                mime_type: "application/dicom".into(),
+                metadata,
+            }),
+            size_bytes: Some(10),
+            stats: Default::default(),
+        };
+        let small = JobResult::from_processed(&job, processed(serde_json::json!({"rows": 1})), &worker);
+        assert_eq!(small.outcome.status, Status::Succeeded);
+        let huge = serde_json::json!({"tags": {"ImageComments": "x".repeat(MAX_RESULT_BYTES)}});
+        let capped = JobResult::from_processed(&job, processed(huge), &worker);
+        assert_eq!(capped.outcome.status, Status::Failed);
+        assert_eq!(capped.outcome.error.as_ref().unwrap().kind, ErrorKind::TooLarge);
+        assert!(capped.outcome.metadata.is_none());
+        assert!(serde_json::to_vec(&capped).unwrap().len() < 4096);
+        assert_eq!(capped.outcome.size_bytes, Some(10));
     }
 
     #[test]
