@@ -136,7 +136,10 @@ _NO_INDEX = ('frame_count is null: the container stores no frame count and count
              'only with -count_packets/-count_frames; its plain nb_frames is N/A too).')
 _ADPCM = ('bits_per_sample is null for lossy codecs (DESIGN §3); ADPCM is lossy: ffprobe\'s 4 is '
           'the coded bits per sample, not the resolution of the audio.')
+_MALFORMED_IS = ('a number field whose value is not a number (IS "1A") is null, not a guess: pydicom '
+                 'keeps the text "1A" (it warns: invalid value for VR IS).')
 BY_DESIGN = {
+    ('dicom/malformed_is_values.dcm', 'number_of_frames'): dict(ours=None, why=_MALFORMED_IS),
     ('video/mkv_h264_aac.mkv', 'frame_count'): dict(ours=None, why=_NO_INDEX),
     ('video/webm_vp8_vorbis.webm', 'frame_count'): dict(ours=None, why=_NO_INDEX),
     ('video/webm_vp9_opus.webm', 'frame_count'): dict(ours=None, why=_NO_INDEX),

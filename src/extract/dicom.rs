@@ -9,25 +9,27 @@
 //! endian, explicit VR little and big endian, deflated explicit VR little endian, and every
 //! encapsulated (compressed) pixel data syntax, since only the header is parsed.
 //!
-//! The File Meta group is read by `dicom-object`. The data set is walked with `dicom-parser`'s
-//! lazy token reader rather than loaded with `dicom-object`, which builds nested sequences by
-//! recursion (a file of tens of thousands of nested sequences overflows the stack) and
-//! allocates and zeroes every value by its declared length before reading it (a 200-byte file
-//! declaring a 1 GiB element costs 1 GiB of memory). The walk keeps nesting in a counter with a
-//! limit, checks every declared length against the bytes left in the file, reads only the
-//! values it reports and skips the rest.
+//! Both the File Meta group and the data set are walked element by element by
+//! [`DataSetWalker`], as pydicom reads them, rather than loaded with `dicom-object` (which
+//! builds nested sequences by recursion, so that tens of thousands of nested sequences overflow
+//! the stack, and allocates every value by its declared length before reading it) or read with
+//! `dicom-parser`'s token reader (which keeps one encoding for the whole data set, where real
+//! files switch: an undefined-length UN element holds implicit VR little endian items, and a
+//! data set may be in the other VR encoding than its transfer syntax says). The walk keeps
+//! nesting in a counter with a limit, checks every declared length against the bytes left in
+//! the file, reads only the values it reports (decoded by `dicom-parser`'s value decoder) and
+//! skips the rest.
 
 use std::collections::BTreeMap;
-use std::io::{self, Cursor, Read, SeekFrom};
+use std::io::{self, Read, SeekFrom};
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, TagRange};
+use dicom_core::header::{DataElementHeader, Length};
 use dicom_core::{PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{StandardDataDictionary, tags};
+use dicom_encoding::Endianness;
 use dicom_encoding::text::SpecificCharacterSet;
 use dicom_encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
-use dicom_object::FileMetaTable;
-use dicom_parser::dataset::LazyDataToken;
-use dicom_parser::dataset::lazy_read::LazyDataSetReader;
 use dicom_parser::stateful::decode::{DynStatefulDecoder, StatefulDecode};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use serde::Serialize;
@@ -203,13 +205,13 @@ fn read_file_meta(source: &mut dyn ReadSeek) -> Result<FileMeta, ExtractError> {
     let mut head = Vec::with_capacity(132);
     (&mut *source).take(132).read_to_end(&mut head)?;
 
-    let (magic_offset, missing_magic): (u64, &[u8]) = if head.get(128..132) == Some(b"DICM") {
-        (128, b"")
+    let meta_offset = if head.get(128..132) == Some(b"DICM") {
+        132
     } else if head.get(..4) == Some(b"DICM") {
-        (0, b"")
+        4
     } else if head.get(..2) == Some(&[0x02, 0x00]) {
         // The File Meta group (group 0002) without the preamble and the magic code before it.
-        (0, b"DICM")
+        0
     } else {
         let transfer_syntax = bare_data_set_syntax(&head).ok_or_else(|| {
             ExtractError::corrupt(
@@ -223,15 +225,20 @@ fn read_file_meta(source: &mut dyn ReadSeek) -> Result<FileMeta, ExtractError> {
             data_set_offset: 0,
         });
     };
-    source.seek(SeekFrom::Start(magic_offset))?;
-    // The meta group reader reads exactly the group's bytes, so the source ends up at the data set.
-    let table = FileMetaTable::from_reader(Cursor::new(missing_magic).chain(&mut *source))
-        .map_err(|error| error_with_causes(&error))?;
+    // The group is read element by element, as pydicom and DCMTK do, up to the first element of
+    // another group: its (0002,0000) group length is optional in practice (old writers leave it
+    // out) and, where present, not needed.
+    source.seek(SeekFrom::Start(meta_offset))?;
+    let mut walker = DataSetWalker::new(Box::new(&mut *source), None, SpecificCharacterSet::default());
+    let meta_tags = [tags::MEDIA_STORAGE_SOP_CLASS_UID, tags::TRANSFER_SYNTAX_UID];
+    let end = walker.walk(Encoding::EXPLICIT_VR_LITTLE_ENDIAN, &meta_tags, |tag| tag.group() != 0x0002)?;
+    let meta_text = |tag| text(&walker.values, tag);
+    let transfer_syntax_uid = meta_text(tags::TRANSFER_SYNTAX_UID)
+        .ok_or_else(|| ExtractError::corrupt("DICOM", "the File Meta group has no Transfer Syntax UID"))?;
     Ok(FileMeta {
-        transfer_syntax_uid: trim_padding(table.transfer_syntax()).to_owned(),
-        media_storage_sop_class_uid: Some(trim_padding(table.media_storage_sop_class_uid()).to_owned())
-            .filter(|uid| !uid.is_empty()),
-        data_set_offset: source.stream_position()?,
+        transfer_syntax_uid,
+        media_storage_sop_class_uid: meta_text(tags::MEDIA_STORAGE_SOP_CLASS_UID),
+        data_set_offset: meta_offset + end,
     })
 }
 
@@ -272,10 +279,10 @@ fn read_root_values(
     let file_size = source.seek(SeekFrom::End(0))?;
     source.seek(SeekFrom::Start(meta.data_set_offset))?;
     // Declared lengths can be checked against the bytes left, unless the data set is deflated.
-    let mut bytes_left = Some(file_size.saturating_sub(meta.data_set_offset));
+    let mut data_set_size = Some(file_size.saturating_sub(meta.data_set_offset));
     let data_set: Box<dyn Read + '_> = match transfer_syntax.codec() {
         Codec::Dataset(Some(adapter)) => {
-            bytes_left = None;
+            data_set_size = None;
             adapter.adapt_reader(Box::new(&mut *source))
         }
         Codec::Dataset(None) => {
@@ -287,74 +294,337 @@ fn read_root_values(
         }
         Codec::None | Codec::EncapsulatedPixelData(..) => Box::new(&mut *source),
     };
-    let decoder = DynStatefulDecoder::new_with(data_set, transfer_syntax, SpecificCharacterSet::default(), 0)
-        .map_err(|error| error_with_causes(&error))?;
-    let mut tokens = LazyDataSetReader::new(decoder);
-
-    let mut values = RootValues::new();
-    // Open sequences (and encapsulated pixel data inside them, as in icons); 0 is the root.
-    let mut depth = 0usize;
-    while let Some(token) = tokens.advance() {
-        match token.map_err(|error| error_with_causes(&error))? {
-            LazyDataToken::ElementHeader(header) if depth == 0 && header.tag.group() >= PIXEL_DATA_GROUP => {
-                break;
-            }
-            LazyDataToken::SequenceStart { tag, .. } if depth == 0 && tag.group() >= PIXEL_DATA_GROUP => {
-                break;
-            }
-            LazyDataToken::PixelSequenceStart if depth == 0 => break,
-            LazyDataToken::SequenceStart { .. } | LazyDataToken::PixelSequenceStart => {
-                depth += 1;
-                if depth > MAX_SEQUENCE_DEPTH {
-                    return Err(ExtractError::corrupt(
-                        "DICOM",
-                        format!("sequences are nested more than {MAX_SEQUENCE_DEPTH} deep"),
-                    ));
-                }
-            }
-            LazyDataToken::SequenceEnd => depth = depth.saturating_sub(1),
-            LazyDataToken::LazyValue { header, decoder } => {
-                let length = header.len.get().unwrap_or(0);
-                if let Some(bytes_left) = bytes_left
-                    && u64::from(length) > bytes_left.saturating_sub(decoder.position())
-                {
-                    return Err(ExtractError::corrupt(
-                        "DICOM",
-                        format!(
-                            "element {} declares {length} bytes, more than the file has left (truncated?)",
-                            header.tag
-                        ),
-                    ));
-                }
-                let token = LazyDataToken::LazyValue { header, decoder };
-                if depth == 0 && length <= MAX_VALUE_BYTES && wanted.contains(&header.tag) {
-                    let value = token.into_value().map_err(|error| error_with_causes(&error))?;
-                    values.insert(header.tag, (header.vr, value));
-                } else {
-                    token.skip().map_err(|error| error_with_causes(&error))?;
-                }
-            }
-            // Fragments of encapsulated pixel data in a nested item (an icon, say).
-            other @ LazyDataToken::LazyItemValue { .. } => {
-                other.skip().map_err(|error| error_with_causes(&error))?;
-            }
-            _ => {}
-        }
-    }
-    Ok(values)
+    let encoding = Encoding {
+        explicit_vr: transfer_syntax.uid() != IMPLICIT_VR_LITTLE_ENDIAN,
+        big_endian: transfer_syntax.endianness() == Endianness::Big,
+    };
+    let mut walker = DataSetWalker::new(data_set, data_set_size, SpecificCharacterSet::default());
+    walker.walk(encoding, wanted, |tag| tag.group() >= PIXEL_DATA_GROUP)?;
+    Ok(walker.values)
 }
 
-/// A `Corrupt` error with the whole chain of causes that `dicom-rs` gives, or an I/O error when
-/// the chain ends in a failing source (rather than in a file that ends too early).
-fn error_with_causes(error: &(dyn std::error::Error + 'static)) -> ExtractError {
-    let causes = || std::iter::successors(Some(error), |e| e.source());
-    let failing_source = causes()
-        .filter_map(|e| e.downcast_ref::<io::Error>())
-        .find(|e| !matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData));
-    if let Some(io_error) = failing_source {
-        return ExtractError::Io(io::Error::new(io_error.kind(), io_error.to_string()));
+/// How the elements of a data set are encoded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Encoding {
+    explicit_vr: bool,
+    big_endian: bool,
+}
+
+impl Encoding {
+    const EXPLICIT_VR_LITTLE_ENDIAN: Self = Self { explicit_vr: true, big_endian: false };
+    /// The encoding of the items of an undefined-length UN element (PS3.5 §6.2.2).
+    const IMPLICIT_VR_LITTLE_ENDIAN: Self = Self { explicit_vr: false, big_endian: false };
+
+    fn u16(self, bytes: [u8; 2]) -> u16 {
+        if self.big_endian { u16::from_be_bytes(bytes) } else { u16::from_le_bytes(bytes) }
     }
-    ExtractError::corrupt("DICOM", super::error_chain(error))
+
+    fn u32(self, bytes: [u8; 4]) -> u32 {
+        if self.big_endian { u32::from_be_bytes(bytes) } else { u32::from_le_bytes(bytes) }
+    }
+
+    /// A transfer syntax whose values are in this byte order (values do not depend on how the
+    /// VR is given).
+    fn value_syntax(self) -> &'static str {
+        if self.big_endian { EXPLICIT_VR_BIG_ENDIAN } else { EXPLICIT_VR_LITTLE_ENDIAN }
+    }
+}
+
+/// The length that means "until a delimitation item".
+const UNDEFINED_LENGTH: u32 = u32::MAX;
+const ITEM: Tag = Tag(0xFFFE, 0xE000);
+const ITEM_DELIMITATION: Tag = Tag(0xFFFE, 0xE00D);
+const SEQUENCE_DELIMITATION: Tag = Tag(0xFFFE, 0xE0DD);
+
+/// Whether the two bytes after a tag are a VR, as pydicom decides between explicit and
+/// implicit VR: in implicit VR they are the low half of a length, which would have to be over
+/// 16 KiB (0x4141) for both bytes to be capital letters.
+fn looks_like_vr(bytes: [u8; 2]) -> bool {
+    bytes.iter().all(u8::is_ascii_uppercase)
+}
+
+/// An element header as found in the file.
+struct ElementHeader {
+    tag: Tag,
+    vr: VR,
+    length: u32,
+}
+
+/// A forward-only walk through a data set's element headers, reading the values of the root
+/// elements wanted and skipping all others. Written here rather than taken from `dicom-parser`
+/// because real files switch encoding where that reader cannot: the items of an
+/// undefined-length UN element are implicit VR little endian whatever the transfer syntax, and
+/// a data set (or a sequence item) may be in the other VR encoding than its transfer syntax
+/// says, which pydicom and DCMTK detect from its first element. Nesting is a counter with a
+/// limit, and every declared length is checked against the bytes left before it is read.
+struct DataSetWalker<'r> {
+    source: Box<dyn Read + 'r>,
+    /// Bytes read since the walk started.
+    position: u64,
+    /// Bytes from the start to the end of the file, when known (not for a deflated data set).
+    size: Option<u64>,
+    /// The character set of text values, from (0008,0005) once read.
+    charset: SpecificCharacterSet,
+    values: RootValues,
+}
+
+impl<'r> DataSetWalker<'r> {
+    fn new(source: Box<dyn Read + 'r>, size: Option<u64>, charset: SpecificCharacterSet) -> Self {
+        Self { source, position: 0, size, charset, values: RootValues::new() }
+    }
+
+    /// Walks the root elements until `stop` says a tag ends the walk or the data ends, reading
+    /// the `wanted` values; returns the position of the element that stopped it (or of the
+    /// end).
+    fn walk(
+        &mut self,
+        mut encoding: Encoding,
+        wanted: &[Tag],
+        stop: impl Fn(Tag) -> bool,
+    ) -> Result<u64, ExtractError> {
+        let mut first = true;
+        loop {
+            let start = self.position;
+            let Some(tag) = self.read_tag(encoding, true)? else { return Ok(start) };
+            if stop(tag) {
+                return Ok(start);
+            }
+            let header = self.read_header(&mut encoding, tag, first)?;
+            first = false;
+            if header.length == UNDEFINED_LENGTH {
+                self.skip_undefined_length(encoding, &header, 1)?;
+            } else if wanted.contains(&tag) && header.vr != VR::SQ && header.length <= MAX_VALUE_BYTES {
+                let bytes = self.read_value(&header)?;
+                if let Some((vr, value)) = decode_value(&header, &bytes, encoding, &self.charset) {
+                    if tag == tags::SPECIFIC_CHARACTER_SET
+                        && let Some(charset) =
+                            trim_first_value(&value).and_then(|code| SpecificCharacterSet::from_code(&code))
+                    {
+                        self.charset = charset;
+                    }
+                    self.values.insert(tag, (vr, value));
+                }
+            } else {
+                self.skip(&header)?;
+            }
+        }
+    }
+
+    /// Skips the items of an undefined-length element (a sequence, an undefined-length UN, or
+    /// encapsulated pixel data in an icon) up to its sequence delimitation item.
+    fn skip_undefined_length(
+        &mut self,
+        encoding: Encoding,
+        header: &ElementHeader,
+        depth: usize,
+    ) -> Result<(), ExtractError> {
+        if depth > MAX_SEQUENCE_DEPTH {
+            return Err(ExtractError::corrupt(
+                "DICOM",
+                format!("sequences are nested more than {MAX_SEQUENCE_DEPTH} deep"),
+            ));
+        }
+        // PS3.5 §6.2.2: an undefined-length UN holds a sequence in implicit VR little endian.
+        let encoding = if header.vr == VR::UN { Encoding::IMPLICIT_VR_LITTLE_ENDIAN } else { encoding };
+        loop {
+            let tag = self.read_tag(encoding, false)?.unwrap_or(SEQUENCE_DELIMITATION);
+            let length = encoding.u32(self.read_array(tag)?);
+            let item = ElementHeader { tag, vr: VR::UN, length };
+            match tag {
+                SEQUENCE_DELIMITATION => return Ok(()),
+                ITEM if length == UNDEFINED_LENGTH => self.skip_item(encoding, depth)?,
+                ITEM => self.skip(&item)?,
+                _ => {
+                    return Err(ExtractError::corrupt(
+                        "DICOM",
+                        format!("element {} holds {tag} where an item should be", header.tag),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Skips the elements of an undefined-length item up to its item delimitation item.
+    fn skip_item(&mut self, mut encoding: Encoding, depth: usize) -> Result<(), ExtractError> {
+        let mut first = true;
+        loop {
+            let tag = self.read_tag(encoding, false)?.unwrap_or(ITEM_DELIMITATION);
+            if tag == ITEM_DELIMITATION {
+                self.read_array::<4>(tag)?;
+                return Ok(());
+            }
+            let header = self.read_header(&mut encoding, tag, first)?;
+            first = false;
+            if header.length == UNDEFINED_LENGTH {
+                self.skip_undefined_length(encoding, &header, depth + 1)?;
+            } else {
+                self.skip(&header)?;
+            }
+        }
+    }
+
+    /// The next tag; `None` at the end of the data (where `end_allowed`: a clean end between
+    /// root elements).
+    fn read_tag(&mut self, encoding: Encoding, end_allowed: bool) -> Result<Option<Tag>, ExtractError> {
+        let mut bytes = [0u8; 4];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            match self.source.read(&mut bytes[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(read_error(error, "a tag")),
+            }
+        }
+        self.position += filled as u64;
+        match filled {
+            0 if end_allowed => Ok(None),
+            4 => Ok(Some(Tag(encoding.u16([bytes[0], bytes[1]]), encoding.u16([bytes[2], bytes[3]])))),
+            _ => Err(ExtractError::corrupt("DICOM", "the file ends inside the data set (truncated?)")),
+        }
+    }
+
+    /// The rest of an element header after its tag. On the first element of a data set or an
+    /// item, the encoding follows what the header shows (VR or no VR), as pydicom reads it.
+    fn read_header(
+        &mut self,
+        encoding: &mut Encoding,
+        tag: Tag,
+        first: bool,
+    ) -> Result<ElementHeader, ExtractError> {
+        let vr_or_length = self.read_array::<2>(tag)?;
+        if first {
+            encoding.explicit_vr = looks_like_vr(vr_or_length);
+        }
+        if !encoding.explicit_vr {
+            let high = self.read_array::<2>(tag)?;
+            let [a, b] = vr_or_length;
+            let length = encoding.u32([a, b, high[0], high[1]]);
+            return Ok(ElementHeader { tag, vr: dictionary_vr(tag), length });
+        }
+        let vr = VR::from_binary(vr_or_length).ok_or_else(|| {
+            ExtractError::corrupt("DICOM", format!("element {tag} has no valid VR ({:?})", vr_or_length))
+        })?;
+        let length = match vr {
+            VR::OB
+            | VR::OD
+            | VR::OF
+            | VR::OL
+            | VR::OV
+            | VR::OW
+            | VR::SQ
+            | VR::SV
+            | VR::UC
+            | VR::UN
+            | VR::UR
+            | VR::UT
+            | VR::UV => {
+                self.read_array::<2>(tag)?; // reserved
+                encoding.u32(self.read_array(tag)?)
+            }
+            _ => u32::from(encoding.u16(self.read_array(tag)?)),
+        };
+        Ok(ElementHeader { tag, vr, length })
+    }
+
+    fn read_array<const N: usize>(&mut self, tag: Tag) -> Result<[u8; N], ExtractError> {
+        let mut bytes = [0u8; N];
+        self.source.read_exact(&mut bytes).map_err(|error| read_error(error, &format!("element {tag}")))?;
+        self.position += N as u64;
+        Ok(bytes)
+    }
+
+    /// Fails before anything is read or allocated when the element is longer than the file.
+    fn check_length(&self, header: &ElementHeader) -> Result<(), ExtractError> {
+        match self.size {
+            Some(size) if u64::from(header.length) > size.saturating_sub(self.position) => {
+                Err(ExtractError::corrupt(
+                    "DICOM",
+                    format!(
+                        "element {} declares {} bytes, more than the file has left (truncated?)",
+                        header.tag, header.length
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn read_value(&mut self, header: &ElementHeader) -> Result<Vec<u8>, ExtractError> {
+        self.check_length(header)?;
+        let mut bytes = Vec::with_capacity(header.length as usize);
+        (&mut self.source)
+            .take(u64::from(header.length))
+            .read_to_end(&mut bytes)
+            .map_err(|e| read_error(e, "a value"))?;
+        self.advance(header, bytes.len() as u64)?;
+        Ok(bytes)
+    }
+
+    fn skip(&mut self, header: &ElementHeader) -> Result<(), ExtractError> {
+        self.check_length(header)?;
+        let skipped = io::copy(&mut (&mut self.source).take(u64::from(header.length)), &mut io::sink())
+            .map_err(|e| read_error(e, "a value"))?;
+        self.advance(header, skipped)
+    }
+
+    /// Counts `read` bytes of the element's value, which must be all of them.
+    fn advance(&mut self, header: &ElementHeader, read: u64) -> Result<(), ExtractError> {
+        self.position += read;
+        if read < u64::from(header.length) {
+            return Err(ExtractError::corrupt(
+                "DICOM",
+                format!("the file ends inside element {} (truncated?)", header.tag),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A read error: the file ending early, or a deflated stream that does not inflate, make the
+/// file corrupt; anything else is the source failing.
+fn read_error(error: io::Error, reading: &str) -> ExtractError {
+    match error.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            ExtractError::corrupt("DICOM", format!("the file ends while reading {reading} (truncated?)"))
+        }
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => {
+            ExtractError::corrupt("DICOM", format!("reading {reading}: {error}"))
+        }
+        _ => ExtractError::Io(error),
+    }
+}
+
+/// The VR the standard dictionary gives a tag (for implicit VR, and for values sent as UN);
+/// UN for tags it does not know.
+fn dictionary_vr(tag: Tag) -> VR {
+    StandardDataDictionary.by_tag(tag).map_or(VR::UN, |entry| entry.vr().relaxed())
+}
+
+/// An element's value decoded with its VR, or for a value sent as UN (an explicit VR file
+/// written by a system that did not know the attribute) with the dictionary's VR, in the data
+/// set's byte order (PS3.5 §6.2.2). Text is kept as written, so a malformed number or date is
+/// not an error here; `None` for a value that cannot be decoded at all, which is then absent
+/// rather than a reason to reject the file.
+fn decode_value(
+    header: &ElementHeader,
+    bytes: &[u8],
+    encoding: Encoding,
+    charset: &SpecificCharacterSet,
+) -> Option<(VR, PrimitiveValue)> {
+    let vr = if header.vr == VR::UN { dictionary_vr(header.tag) } else { header.vr };
+    let transfer_syntax = TransferSyntaxRegistry.get(encoding.value_syntax())?;
+    let mut decoder =
+        DynStatefulDecoder::new_with(Box::new(bytes) as Box<dyn Read>, transfer_syntax, charset.clone(), 0)
+            .ok()?;
+    let value =
+        decoder.read_value_preserved(&DataElementHeader::new(header.tag, vr, Length(header.length))).ok()?;
+    Some((vr, value))
+}
+
+/// The first value of a text attribute, trimmed of padding.
+fn trim_first_value(value: &PrimitiveValue) -> Option<String> {
+    value.to_multi_str().first().map(|code| trim_padding(code).to_owned()).filter(|code| !code.is_empty())
 }
 
 fn describe(meta: &FileMeta, values: &RootValues, allowed: &[(&str, Tag)]) -> DicomMetadata {
@@ -368,7 +638,11 @@ fn describe(meta: &FileMeta, values: &RootValues, allowed: &[(&str, Tag)]) -> Di
         modality: text(values, tags::MODALITY),
         rows,
         columns: integer(values, tags::COLUMNS),
-        number_of_frames: integer(values, tags::NUMBER_OF_FRAMES).or(rows.map(|_| 1)),
+        // A Number of Frames that is not a number is unknown: `None`, not 1.
+        number_of_frames: match values.contains_key(&tags::NUMBER_OF_FRAMES) {
+            true => integer(values, tags::NUMBER_OF_FRAMES),
+            false => rows.map(|_| 1),
+        },
         bits_allocated: integer(values, tags::BITS_ALLOCATED).and_then(|bits| u16::try_from(bits).ok()),
         photometric_interpretation: text(values, tags::PHOTOMETRIC_INTERPRETATION),
         pixel_spacing: pixel_spacing(values),
@@ -447,23 +721,23 @@ fn value_json(vr: VR, value: &PrimitiveValue) -> Option<Json> {
     }
 }
 
-/// A text value as JSON: decimal (DS) and integer (IS) strings become numbers when they parse
-/// as such; an empty value is `null`.
+/// A text value as JSON: decimal (DS) and integer (IS) strings become numbers, or `null` when
+/// they are not numbers (an IS of `1A`): a number field holds a number or nothing, never a
+/// guess. An empty value is `null`.
 fn text_json(text: &str, vr: VR) -> Json {
     if text.is_empty() {
         return Json::Null;
     }
-    let number = match vr {
-        VR::IS => text.parse::<i64>().ok().map(Json::from),
+    match vr {
+        VR::IS => text.parse::<i64>().map_or(Json::Null, Json::from),
         VR::DS => text
             .parse::<f64>()
             .ok()
             .filter(|n| n.is_finite())
             .and_then(serde_json::Number::from_f64)
-            .map(Json::Number),
-        _ => None,
-    };
-    number.unwrap_or_else(|| Json::String(text.to_owned()))
+            .map_or(Json::Null, Json::Number),
+        _ => Json::String(text.to_owned()),
+    }
 }
 
 /// JSON has no NaN or infinity: such a value is `null`.
@@ -473,7 +747,7 @@ fn float_json(value: f64) -> Json {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Seek;
+    use std::io::{Cursor, Seek};
 
     use super::*;
 
@@ -783,6 +1057,64 @@ mod tests {
         bytes.extend(element(0x0008, 0x0060, b"CS", b"CT"));
         let result = metadata_of(bytes);
         assert!(matches!(result, Err(ExtractError::Unsupported(_))), "{result:?}");
+    }
+
+    #[test]
+    fn values_sent_as_un_are_decoded_with_the_dictionary_vr_and_an_undefined_length_un_is_an_implicit_vr_sequence()
+     {
+        let m = fixture_metadata("explicit_vr_le_un_elements.dcm");
+        assert_eq!(m["sop_class_uid"], "1.2.840.10008.5.1.4.1.1.481.2");
+        assert_eq!(m["modality"], "RTDOSE", "not a list of bytes, nor the CT inside the UN sequence");
+        assert_eq!((m["rows"].as_u64(), m["columns"].as_u64()), (Some(5), Some(3)), "Rows 512 is nested");
+        assert_eq!(m["number_of_frames"], 2);
+        assert_eq!(m["pixel_spacing"], serde_json::json!([0.5, 0.25]));
+        assert_eq!(m["tags"]["SeriesNumber"], 7);
+    }
+
+    #[test]
+    fn a_data_set_in_the_other_vr_encoding_than_its_transfer_syntax_is_read_as_it_is() {
+        for (name, syntax) in [
+            ("ts_explicit_data_set_implicit_vr.dcm", EXPLICIT_VR_LITTLE_ENDIAN),
+            ("ts_implicit_data_set_explicit_vr.dcm", IMPLICIT_VR_LITTLE_ENDIAN),
+        ] {
+            let m = fixture_metadata(name);
+            assert_eq!(m["transfer_syntax_uid"], syntax, "{name}: the syntax the file declares");
+            assert_eq!((m["modality"].as_str(), m["rows"].as_u64()), (Some("CT"), Some(4)), "{name}");
+            assert_eq!(m["tags"]["ImageType"], serde_json::json!(["ORIGINAL", "PRIMARY", "AXIAL"]), "{name}");
+        }
+        assert!(looks_like_vr(*b"CS") && !looks_like_vr([0x1a, 0x00]));
+    }
+
+    #[test]
+    fn a_file_meta_group_without_group_length_is_read_to_its_last_element() {
+        let m = fixture_metadata("meta_without_group_length.dcm");
+        assert_eq!(m["transfer_syntax_uid"], EXPLICIT_VR_LITTLE_ENDIAN);
+        assert_eq!((m["modality"].as_str(), m["rows"].as_u64()), (Some("CT"), Some(4)));
+
+        let mut bytes = vec![0; 128];
+        bytes.extend_from_slice(b"DICM");
+        bytes.extend(element(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0"));
+        bytes.extend(element(0x0008, 0x0060, b"CS", b"CT"));
+        assert_eq!(metadata_of(bytes).unwrap()["modality"], "CT");
+    }
+
+    #[test]
+    fn a_bare_big_endian_data_set_is_read() {
+        let m = fixture_metadata("no_meta_explicit_vr_be.dcm");
+        assert_eq!(m["transfer_syntax_uid"], EXPLICIT_VR_BIG_ENDIAN);
+        assert_eq!((m["rows"].as_u64(), m["columns"].as_u64()), (Some(4), Some(4)));
+        assert_eq!(m["pixel_spacing"], serde_json::json!([0.5, 0.25]));
+    }
+
+    #[test]
+    fn a_malformed_number_is_null_and_does_not_reject_the_file() {
+        let m = fixture_metadata("malformed_is_values.dcm");
+        assert_eq!(m["number_of_frames"], Json::Null, "Number of Frames 1A is unknown, not 1");
+        assert_eq!(m["tags"]["InstanceNumber"], Json::Null);
+        assert_eq!(m["rows"], 4);
+        assert_eq!(text_json("1A", VR::IS), Json::Null);
+        assert_eq!(text_json("1.5e", VR::DS), Json::Null);
+        assert_eq!(text_json("12", VR::IS), 12);
     }
 
     /// A source that fails (as a broken connection would) after some bytes.

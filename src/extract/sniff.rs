@@ -143,18 +143,25 @@ fn ftyp_is_still_image(head: &[u8]) -> bool {
 }
 
 /// DICOM files without the 128-byte preamble start with a group 0002 (meta) or 0008 element,
-/// explicit VR (two letters) or implicit (a 4-byte length).
+/// explicit VR (two letters) or implicit (a 4-byte length), little endian; or, for a bare
+/// explicit VR big endian data set (old ACR-NEMA-style files), a group 0008 element in big
+/// endian (implicit VR is little endian only).
 fn dicom_without_preamble(head: &[u8]) -> bool {
     if head.len() < 8 {
         return false;
     }
-    let group = u16::from_le_bytes([head[0], head[1]]);
-    let element = u16::from_le_bytes([head[2], head[3]]);
-    if !(group == 0x0002 || group == 0x0008) || element > 0x0100 {
-        return false;
-    }
-    let vr = &head[4..6];
-    vr.iter().all(u8::is_ascii_uppercase) || (head[6] == 0 && head[7] == 0)
+    let explicit_vr = head[4..6].iter().all(u8::is_ascii_uppercase);
+    let little_endian = {
+        let group = u16::from_le_bytes([head[0], head[1]]);
+        let element = u16::from_le_bytes([head[2], head[3]]);
+        (group == 0x0002 || group == 0x0008) && element <= 0x0100
+    };
+    let big_endian = {
+        let group = u16::from_be_bytes([head[0], head[1]]);
+        let element = u16::from_be_bytes([head[2], head[3]]);
+        group == 0x0008 && element <= 0x0100
+    };
+    (little_endian && (explicit_vr || (head[6] == 0 && head[7] == 0))) || (big_endian && explicit_vr)
 }
 
 /// MPEG transport streams: a sync byte at the start of each of the first three packets, in any
@@ -271,5 +278,7 @@ mod tests {
         assert_eq!(sniff(&with), Some(Format::Dicom));
         // (0008,0005) CS "ISO_IR 100", explicit VR little endian, no preamble.
         assert_eq!(sniff(b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100"), Some(Format::Dicom));
+        // The same in explicit VR big endian.
+        assert_eq!(sniff(b"\x00\x08\x00\x05CS\x00\x0aISO_IR 100"), Some(Format::Dicom));
     }
 }
