@@ -3,7 +3,9 @@
 #  1. the whole fixture sweep: `asset-worker extract` beside `exiftool -j -r` (and ffprobe,
 #     one process per file, over the audio and video fixtures), with hyperfine;
 #  2. the per-file cost of the sandbox: one tiny file vs. one process start (`--version`);
-#  3. peak memory (max RSS of the parent and its children) on the 30000×30000 PNG.
+#  3. peak memory (max RSS of the parent and its children) on the 30000×30000 PNG;
+#  4. text speed (issue 9): 64 MiB of ASCII and 64 MiB of multilingual UTF-8, beside
+#     `wc -lmw`, which counts the same lines, characters and words.
 # Needs hyperfine; exiftool and ffprobe are compared when installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,4 +42,24 @@ for f in fixtures/image/png_huge_30000x30000.png fixtures/video/mp4_h264_aac_moo
     [ -f "$f" ] || continue
     rss=$( { /usr/bin/time -f '%M' "$bin" extract "$f" >/dev/null; } 2>&1 | tail -1)
     echo "$f: $rss KiB"
+done
+
+echo
+echo "### Text speed (64 MiB each, beside wc -lmw)"
+text_dir=target/bench-text
+mkdir -p "$text_dir"
+python3 - "$text_dir" <<'PY'
+import sys
+d = sys.argv[1]
+size = 64 << 20
+ascii_line = b'alpha beta gamma delta omega epsilon 0123456789 the quick brown fox\n'
+utf8_line = 'Grüße aus Köln — naïve café ½ € Καλημέρα κόσμε Привет мир 日本語のテキスト 😀\n'.encode()
+for name, line in (('ascii_64MiB.txt', ascii_line), ('utf8_64MiB.txt', utf8_line)):
+    with open(f'{d}/{name}', 'wb') as f:
+        f.write(line * (size // len(line)))
+PY
+for f in "$text_dir"/ascii_64MiB.txt "$text_dir"/utf8_64MiB.txt; do
+    hyperfine --style basic --warmup 1 --runs 5 --output null \
+        -n "asset-worker extract $(basename "$f")" "$bin extract $f" \
+        -n "LC_ALL=C.UTF-8 wc -lmw $(basename "$f")" "env LC_ALL=C.UTF-8 wc -lmw $f"
 done
