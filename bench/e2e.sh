@@ -17,8 +17,13 @@
 # extraction child's (/usr/bin/time's %M is the largest peak of the worker and its children;
 # see largest_child in bench/e2e.py).
 #
+# Storage far away (issue 8): BENCH_E2E_RTTS ("0 30") runs the small batch from SeaweedFS once
+# more per value through bench/delay_proxy.py, which adds that round-trip time (ms) to every
+# connection and answer: what a worker in Frankfurt sees against real buckets. The proxy is the
+# S3 endpoint the worker signs for, so signatures still match.
+#
 #   BENCH_E2E_RUNS (3) repetitions, interleaved; BENCH_E2E_PROVIDERS ("local s3");
-#   ASSET_WORKER_CONCURRENCY: the prefetch of worker and no-op consumer (default: cores).
+#   ASSET_WORKER_CONCURRENCY: the prefetch of worker and no-op consumer (default: 16 per core).
 # Needs RabbitMQ (`make rabbitmq`) and, for s3, SeaweedFS (`scripts/peers.sh start seaweedfs`;
 # this script sources .peers/env unless it is in the environment). `make bench-e2e` does both.
 set -euo pipefail
@@ -26,6 +31,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 runs=${BENCH_E2E_RUNS:-3}
 small=${BENCH_E2E_SMALL:-500}
+rtts=${BENCH_E2E_RTTS:-0 30}
 large_each=${BENCH_E2E_LARGE_EACH:-4}
 providers=${BENCH_E2E_PROVIDERS:-local s3}
 dir=$root/target/bench-e2e
@@ -64,7 +70,7 @@ for ((i = 0; i < small; i++)); do echo "${small_files[i % ${#small_files[@]}]}";
 results=$dir/results-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$results"
 s3_prefix=bench-e2e-$$
-consumer_pid= time_pid= sampler_pid= prefix= uploaded=false
+consumer_pid= time_pid= sampler_pid= prefix= uploaded=false proxy_pids=()
 
 delete_queues() {
     [[ -n $prefix ]] || return 0
@@ -81,6 +87,7 @@ cleanup() {
         wait "$time_pid" 2>/dev/null || true
     fi
     [[ -z $sampler_pid ]] || wait "$sampler_pid" 2>/dev/null || true
+    for pid in "${proxy_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     delete_queues || true
     if $uploaded; then
         "$root/.venv/bin/python" bench/e2e.py s3 delete "$objects" "$s3_prefix" || true
@@ -97,9 +104,10 @@ if [[ " $providers " == *" s3 "* ]]; then
     uploaded=true
 fi
 
-# measure NAME BATCH CONSUMER [PROVIDER]: one batch through a fresh consumer of its own prefix.
+# measure NAME BATCH CONSUMER [PROVIDER [S3_ENDPOINT]]: one batch through a fresh consumer of
+# its own prefix.
 measure() {
-    local name=$1 batch=$2 consumer=$3 provider=${4:-local} out
+    local name=$1 batch=$2 consumer=$3 provider=${4:-local} s3_endpoint=${5:-${ASSET_WORKER_TEST_S3_ENDPOINT:-}} out
     out=$results/$name
     echo "$name" >>"$results/order"
     prefix=bench-e2e-$$-${name//[^a-z0-9]/-}
@@ -110,7 +118,7 @@ measure() {
         env+=(AWS_ACCESS_KEY_ID="$ASSET_WORKER_TEST_S3_ADMIN_ACCESS_KEY_ID"
             AWS_SECRET_ACCESS_KEY="$ASSET_WORKER_TEST_S3_ADMIN_SECRET_ACCESS_KEY"
             AWS_EC2_METADATA_DISABLED=true
-            ASSET_WORKER_S3_ENDPOINT="$ASSET_WORKER_TEST_S3_ENDPOINT"
+            ASSET_WORKER_S3_ENDPOINT="$s3_endpoint"
             ASSET_WORKER_STS_ENDPOINT="$ASSET_WORKER_TEST_STS_ENDPOINT"
             ASSET_WORKER_S3_FORCE_PATH_STYLE=true)
         driver_args+=(--s3-bucket "$ASSET_WORKER_TEST_S3_BUCKET" --role-arn "$ASSET_WORKER_TEST_S3_ROLE_ARN"
@@ -153,17 +161,37 @@ measure() {
     say "$name: $(cat "$out.summary.json")"
 }
 
+# One delaying proxy per RTT, in front of SeaweedFS's S3 port, for the whole run.
+declare -A proxy_endpoint
+if [[ " $providers " == *" s3 "* ]]; then
+    s3_port=${ASSET_WORKER_TEST_S3_ENDPOINT##*:}
+    for rtt in $rtts; do
+        port_file=$dir/proxy-$rtt.port
+        rm -f "$port_file"
+        python3 bench/delay_proxy.py "$s3_port" "$rtt" >"$port_file" &
+        proxy_pids+=($!)
+        until [[ -s $port_file ]]; do sleep 0.05; done
+        proxy_endpoint[$rtt]=http://127.0.0.1:$(cat "$port_file")
+        say "SeaweedFS at ${rtt} ms RTT: ${proxy_endpoint[$rtt]}"
+    done
+fi
+
 say "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) before the first run"
 for ((run = 1; run <= runs; run++)); do
     for provider in $providers; do
         measure "run$run.worker_${provider}_${small}small" small worker "$provider"
         measure "run$run.worker_${provider}_$(wc -l <"$dir/keys.large")large" large worker "$provider"
     done
+    if [[ " $providers " == *" s3 "* ]]; then
+        for rtt in $rtts; do
+            measure "run$run.worker_s3-rtt${rtt}ms_${small}small" small worker s3 "${proxy_endpoint[$rtt]}"
+        done
+    fi
     measure "run$run.noop_${small}small" small noop
     say "load average after run $run: $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 
-echo "## End to end through RabbitMQ, $(date -u +%F), RabbitMQ $(rabbitmqctl -q version 2>/dev/null || echo '?'), prefetch ${ASSET_WORKER_CONCURRENCY:-$(nproc) (cores)}"
+echo "## End to end through RabbitMQ, $(date -u +%F), RabbitMQ $(rabbitmqctl -q version 2>/dev/null || echo '?'), prefetch ${ASSET_WORKER_CONCURRENCY:-the default, 16 per core}, parser children ${ASSET_WORKER_POOL_SIZE:-one per core}"
 echo
 python3 bench/e2e.py report "$results"
 echo

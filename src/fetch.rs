@@ -348,7 +348,9 @@ impl RemoteFile {
         }
         let opened = self.opened.as_ref().expect("opened above");
         let end = opened.blocks.present_until(offset + need, offset.saturating_add(want).min(size));
-        opened.store.read_at(offset, (end - offset) as usize).map_err(|error| self.fail(error))
+        let bytes = opened.store.read_at(offset, (end - offset) as usize);
+        self.read_ahead.note_served(end);
+        bytes.map_err(|error| self.fail(error))
     }
 
     /// What the fetch has cost so far.
@@ -800,6 +802,12 @@ impl ReadAhead {
         self.last_read_end = Some(read.end);
     }
 
+    /// A read was served up to `end` (more than it needed, when those bytes were here): the
+    /// next read that starts there still continues it.
+    fn note_served(&mut self, end: u64) {
+        self.last_read_end = Some(end);
+    }
+
     /// The window for a fetch that is about to be made; the next one (if reads stay
     /// sequential) gets twice as much.
     fn next_window(&mut self) -> u64 {
@@ -1009,6 +1017,18 @@ mod tests {
     fn empty_and_complete_maps_need_nothing() {
         assert!(BlockMap::new(0, KIB).runs_to_fetch(&(0..0), KIB).is_empty());
         assert!(BlockMap::complete(5000, KIB).is_present(&(0..5000)));
+    }
+
+    #[test]
+    fn a_read_after_a_larger_serving_still_continues_it() {
+        // The parser child asks for 64 KiB and is given what is here, up to 8 MiB; its next
+        // read starts where that ended, and must not reset the read-ahead like a seek.
+        let mut read_ahead = ReadAhead::new(256 * KIB, 8 * 1024 * KIB);
+        read_ahead.note_read(&(0..64 * KIB));
+        assert_eq!(read_ahead.next_window(), 256 * KIB);
+        read_ahead.note_served(1024 * KIB);
+        read_ahead.note_read(&(1024 * KIB..1088 * KIB));
+        assert_eq!(read_ahead.next_window(), 512 * KIB, "sequential: the window grew");
     }
 
     #[test]
