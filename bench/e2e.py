@@ -189,23 +189,41 @@ def children(pid):
     return found
 
 
+def cpu_ticks(pid, reaped=False):
+    """utime + stime of a process from /proc/PID/stat (with cutime + cstime, its reaped
+    children's, when `reaped`), or None once it is gone."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # After the command name: state is field 3 of stat(5), utime 14, stime 15, cutime 16, cstime 17.
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks + int(fields[13]) + int(fields[14]) if reaped else ticks
+
+
 def sample(pid, out):
     """Samples until `pid` exits; OUT.started appears after the first sample, so that the
-    caller can start the load only once the sampler is looking."""
+    caller can start the load only once the sampler is looking. CPU: the worker's own, plus
+    each child's as last seen (a child's last 10 ms may be missed); the no-op consumer has no
+    children, so its own and its reaped children's count."""
     own, child_peak, seen, samples = 0, 0, set(), 0
+    own_cpu, child_cpu = 0, {}
     while os.path.exists(f"/proc/{pid}"):
         own = max(own, vm_hwm_kib(pid) or 0)
+        own_cpu = cpu_ticks(pid) or own_cpu
         for child in extraction_children(pid):
             seen.add(child)
             child_peak = max(child_peak, vm_hwm_kib(child) or 0)
+            child_cpu[child] = cpu_ticks(child) or child_cpu.get(child, 0)
         samples += 1
         if samples == 1:
             pathlib.Path(out + ".started").touch()
         time.sleep(0.01)
         # The status file outlives the exit a moment as a zombie, with no VmHWM: keep the last.
+    tick = os.sysconf("SC_CLK_TCK")
     pathlib.Path(out).write_text(json.dumps(
         {"worker_vm_hwm_kib": own, "sampled_child_peak_kib": child_peak, "children_seen": len(seen),
-         "samples": samples}))
+         "samples": samples, "cpu_ms": 1000 * (own_cpu + sum(child_cpu.values())) / tick}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,14 +305,16 @@ def report(directory):
         return "–" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
     print("| run | consumer, objects, batch | jobs | jobs/s | latency p50 / p99 ms | worker's own total_ms"
-          " p50 / p99 | consumer peak RSS MiB | largest child MiB | outcomes |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+          " p50 / p99 | CPU ms per job | consumer peak RSS MiB | largest child MiB | outcomes |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for run, config, s, m in sorted(runs, key=lambda r: (configs.index(r[1]), r[0])):
         lat, own = s["latency_ms"], s["worker_total_ms"]
         child_text = largest_child(m, mib)
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items()))
+        cpu = m.get("cpu_ms")
+        cpu_text = f"{cpu / s['jobs']:.2f}" if cpu is not None and s["jobs"] else "–"
         print(f"| {run} | {config.replace('_', ', ')} | {s['answered']}/{s['jobs']} | {s['jobs_per_second']:.0f} "
-              f"| {ms(lat['p50'])} / {ms(lat['p99'])} | {ms(own['p50'])} / {ms(own['p99'])} "
+              f"| {ms(lat['p50'])} / {ms(lat['p99'])} | {ms(own['p50'])} / {ms(own['p99'])} | {cpu_text} "
               f"| {mib(m.get('worker_vm_hwm_kib'))} | {child_text} | {outcomes} |")
     print()
     print("| consumer, objects, batch | runs | jobs/s mean (min–max) | latency p50 ms mean (min–max) |")
