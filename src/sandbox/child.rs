@@ -17,7 +17,7 @@ use crate::job::{ErrorBody, ErrorKind};
 
 /// How often a child looks whether its parent is still there.
 const ORPHAN_POLL: Duration = Duration::from_millis(200);
-/// The first read of a job asks for this much; sequential reads double it up to
+/// The first window of a job (sent with it) and the first read after a seek are this much; sequential reads double it up to
 /// [`protocol::MAX_READ_BYTES`], a seek elsewhere starts over.
 const FIRST_READ_BYTES: u64 = 64 * 1024;
 
@@ -109,6 +109,7 @@ pub fn child_main(parent: Option<u32>, memory_bytes: u64) -> i32 {
 fn answer_job(job: &JobRequest, input: &File, output: &File) -> JobAnswer {
     let mut source = ChannelFile::new(job.size, input, output);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        source.receive_first_window().map_err(|e| extract::ExtractError::Io(e).to_body())?;
         extract::extract(&mut source, &job.options).map_err(|e| e.to_body())
     }));
     drop(source);
@@ -160,6 +161,8 @@ pub struct ChannelFile<'a> {
     window_start: u64,
     window: Vec<u8>,
     next_read: u64,
+    /// Why the first window could not be had, until the parser reads.
+    first_failure: Option<io::Error>,
     input: &'a File,
     output: &'a File,
 }
@@ -172,6 +175,7 @@ impl<'a> ChannelFile<'a> {
             window_start: 0,
             window: Vec::new(),
             next_read: FIRST_READ_BYTES,
+            first_failure: None,
             input,
             output,
         }
@@ -189,6 +193,11 @@ impl<'a> ChannelFile<'a> {
         let request = ReadRequest { offset: self.position, need, want };
         let mut output = self.output;
         protocol::write_frame(&mut output, protocol::READ, &request.encode())?;
+        self.receive(self.position)
+    }
+
+    /// Takes the worker's answer to a read at `offset`: its bytes become the window.
+    fn receive(&mut self, offset: u64) -> io::Result<()> {
         let mut input = self.input;
         let frame = protocol::read_frame(&mut input)?
             .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "the worker went away"))?;
@@ -196,7 +205,7 @@ impl<'a> ChannelFile<'a> {
         match frame {
             (protocol::DATA, bytes) if !bytes.is_empty() => {
                 self.window = bytes;
-                self.window_start = self.position;
+                self.window_start = offset;
                 Ok(())
             }
             (protocol::FAILED, payload) => {
@@ -211,6 +220,22 @@ impl<'a> ChannelFile<'a> {
             )),
         }
     }
+
+    /// Takes the first window, which the worker sends with the job unasked (a small file is
+    /// then read without a single round trip). A failure is the first read's, so it is kept
+    /// for the parser to meet where it would have.
+    fn receive_first_window(&mut self) -> io::Result<()> {
+        if self.size == 0 {
+            return Ok(());
+        }
+        match self.receive(0) {
+            Err(error) if SourceFailed::from_io(&error).is_some() => {
+                self.first_failure = Some(error);
+                Ok(())
+            }
+            other => other,
+        }
+    }
 }
 
 impl Read for ChannelFile<'_> {
@@ -220,6 +245,9 @@ impl Read for ChannelFile<'_> {
         }
         let window_end = self.window_start + self.window.len() as u64;
         if !(self.window_start..window_end).contains(&self.position) {
+            if let Some(failure) = self.first_failure.take() {
+                return Err(failure);
+            }
             self.fill(buf.len() as u64)?;
         }
         let from = (self.position - self.window_start) as usize;

@@ -26,6 +26,8 @@ use crate::extract::{ExtractOptions, Extracted};
 use crate::job::{ErrorBody, ErrorKind};
 use crate::telemetry::metric;
 
+/// The window sent with each job before the child asks (the child's first read size).
+const FIRST_WINDOW_BYTES: u64 = 64 * 1024;
 /// How long a new child may take to lock down and say it is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most stderr kept from a child, to recognise how it died.
@@ -398,23 +400,20 @@ impl ChildProcess {
     ) -> Result<JobAnswer, ServeError> {
         let job = serde_json::to_vec(request).expect("jobs serialise");
         protocol::send(&mut self.stdin, protocol::JOB, &job).await.map_err(|_| ServeError::Died)?;
+        // The first window goes with the job, unasked: every parser starts at byte 0, and a
+        // small file is then read without a round trip. It costs no fetch: `need` is one
+        // byte, of the block the worker fetched before it took the child.
+        if request.size > 0 {
+            let first = ReadRequest { offset: 0, need: 1, want: FIRST_WINDOW_BYTES.min(request.size) };
+            self.serve_read(first, source, waited).await?;
+        }
         loop {
             let (tag, payload) = protocol::receive(&mut self.stdout).await.map_err(|_| ServeError::Died)?;
             match tag {
                 protocol::READ => {
                     let read = ReadRequest::decode(&payload)
                         .ok_or_else(|| ServeError::Protocol("a malformed read".into()))?;
-                    let fetching = Instant::now();
-                    let read = source.read_at(read).await;
-                    *waited += fetching.elapsed();
-                    let sent = match read {
-                        Ok(bytes) => protocol::send(&mut self.stdin, protocol::DATA, &bytes).await,
-                        Err(error) => {
-                            let error = serde_json::to_vec(&error).expect("errors serialise");
-                            protocol::send(&mut self.stdin, protocol::FAILED, &error).await
-                        }
-                    };
-                    sent.map_err(|_| ServeError::Died)?;
+                    self.serve_read(read, source, waited).await?;
                 }
                 protocol::ANSWER => {
                     return serde_json::from_slice(&payload)
@@ -423,6 +422,26 @@ impl ChildProcess {
                 other => return Err(ServeError::Protocol(format!("frame {other:#04x} during a job"))),
             }
         }
+    }
+
+    /// Answers one read with the bytes or the reason there are none.
+    async fn serve_read(
+        &mut self,
+        read: ReadRequest,
+        source: &mut impl ByteSource,
+        waited: &mut Duration,
+    ) -> Result<(), ServeError> {
+        let fetching = Instant::now();
+        let read = source.read_at(read).await;
+        *waited += fetching.elapsed();
+        let sent = match read {
+            Ok(bytes) => protocol::send(&mut self.stdin, protocol::DATA, &bytes).await,
+            Err(error) => {
+                let error = serde_json::to_vec(&error).expect("errors serialise");
+                protocol::send(&mut self.stdin, protocol::FAILED, &error).await
+            }
+        };
+        sent.map_err(|_| ServeError::Died)
     }
 
     /// What the child wrote on stderr before it died (waiting briefly for the pipe's end).

@@ -6,6 +6,7 @@
 //! child                                   worker
 //!   Ready {protections}   ───────────▶     (once, after lock-down)
 //!                         ◀───────────    Job {size, options, cpu_seconds}
+//!                         ◀───────────    Data bytes at 0 | Failed   (unasked, if size > 0)
 //!   Read {offset, need, want} ───────▶
 //!                         ◀───────────    Data bytes | Failed {error}
 //!   …

@@ -52,6 +52,11 @@ fn a_child_past_its_cpu_limit_dies_of_sigxcpu_and_is_answered_timeout() {
     let job = JobRequest { size, options: Default::default(), cpu_seconds: 1 };
     protocol::write_frame(&mut to_child, protocol::JOB, &serde_json::to_vec(&job).unwrap()).unwrap();
     let line = b"the quick brown fox jumps over the lazy dog 0123456789\n";
+    let text_at = |range: std::ops::Range<u64>| -> Vec<u8> {
+        range.map(|at| line[(at % line.len() as u64) as usize]).collect()
+    };
+    // The first window goes with the job, as the pool sends it.
+    protocol::write_frame(&mut to_child, protocol::DATA, &text_at(0..64 * 1024)).unwrap();
     let mut reads = 0u64;
     while let Ok(Some((tag, payload))) = protocol::read_frame(&mut from_child) {
         assert_eq!(
