@@ -113,6 +113,15 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     causes.map(|e| e.to_string()).collect::<Vec<_>>().join(": ")
 }
 
+/// What a caught panic said (its `&str` or `String` payload), for an error message.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".into())
+}
+
 /// Choices that change what is extracted, not how.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ExtractOptions {

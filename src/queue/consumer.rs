@@ -324,11 +324,7 @@ async fn settle_even_on_panic(
             .catch_unwind()
             .await;
     if let Err(panic) = handled {
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown cause".into());
+        let why = crate::extract::panic_message(panic.as_ref());
         tracing::error!(panic = %why, "a job's task panicked; its delivery is dead-lettered");
         if acker.usable() {
             settle(&acker, Settlement::DeadLetter).await;

@@ -116,11 +116,7 @@ fn answer_job(job: &JobRequest, input: &File, output: &File) -> JobAnswer {
     match result {
         Ok(outcome) => JobAnswer { outcome, retire: false },
         Err(panic) => {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown cause".into());
+            let why = extract::panic_message(panic.as_ref());
             let error = ErrorBody::new(ErrorKind::Corrupt, format!("the parser failed on this file: {why}"));
             JobAnswer { outcome: Err(error), retire: true }
         }

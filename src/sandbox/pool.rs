@@ -169,7 +169,6 @@ impl Pool {
         let Ok(_slot) = self.inner.slots.acquire().await else {
             return failed(ErrorBody::new(ErrorKind::Internal, "the extraction pool is closed"));
         };
-        let left = timeout;
         let child = match self.take_child().await {
             Ok(child) => child,
             Err(error) => return failed(error),
@@ -177,11 +176,11 @@ impl Pool {
         // Until it answers, the child is leased: a dropped future (an abandoned job) retires it.
         let mut lease = Lease { pool: self, child: Some(child) };
         let child = lease.child.as_mut().expect("just leased");
-        let request = JobRequest { size, options: options.clone(), cpu_seconds: cpu_seconds(left) };
+        let request = JobRequest { size, options: options.clone(), cpu_seconds: cpu_seconds(timeout) };
         child.stderr_tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         let serving = Instant::now();
         let mut waited = Duration::ZERO;
-        let served = tokio::time::timeout(left, child.serve(&request, source, &mut waited)).await;
+        let served = tokio::time::timeout(timeout, child.serve(&request, source, &mut waited)).await;
         let extract_time = serving.elapsed().saturating_sub(waited);
         let mut child = lease.child.take().expect("still leased");
         let outcome = match served {
