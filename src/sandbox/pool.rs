@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -34,6 +34,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_STDERR_BYTES: usize = 64 * 1024;
 /// How long to wait for a dead child's last words on stderr.
 const LAST_WORDS_WAIT: Duration = Duration::from_secs(1);
+/// The capacity asked for the pipe that carries a child's bytes (Linux's default is 64 KiB,
+/// less than a job frame with its first window, so the worker would wait for the child to
+/// read before it could finish writing; 1 MiB is the most an unprivileged process may ask).
+const DATA_PIPE_BYTES: usize = 1024 * 1024;
 
 /// A byte source a child reads through the worker.
 pub trait ByteSource {
@@ -329,7 +333,12 @@ impl Pool {
             .spawn()?;
         let pid = process.id().unwrap_or(0);
         let stdin = process.stdin.take().expect("stdin is piped");
-        let stdout = process.stdout.take().expect("stdout is piped");
+        // Best effort: a smaller pipe only costs a few more wake-ups.
+        if let Err(error) = rustix::pipe::fcntl_setpipe_size(&stdin, DATA_PIPE_BYTES) {
+            tracing::debug!(%error, "the pipe to an extraction child keeps its default size");
+        }
+        // Buffered: a frame's header and payload come in one read.
+        let stdout = BufReader::new(process.stdout.take().expect("stdout is piped"));
         let mut stderr = process.stderr.take().expect("stderr is piped");
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         let tail = Arc::clone(&stderr_tail);
@@ -381,7 +390,7 @@ struct ChildProcess {
     process: Child,
     pid: u32,
     stdin: ChildStdin,
-    stdout: ChildStdout,
+    stdout: BufReader<ChildStdout>,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
     stderr_reader: JoinHandle<()>,
     jobs: u32,

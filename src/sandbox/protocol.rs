@@ -15,6 +15,7 @@
 
 use std::io::{self, Read, Write};
 
+use bytes::Buf;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -108,10 +109,14 @@ fn frame_len(header: &[u8; 5]) -> io::Result<usize> {
     Ok(len as usize)
 }
 
-/// Writes one frame (the child's side: blocking).
+/// Writes one frame (the child's side: blocking), in one write: the worker then wakes once
+/// per frame, not once for its header and again for its payload. The child's frames are
+/// small (a read request, an answer), so the copy costs nothing.
 pub fn write_frame(out: &mut impl Write, tag: u8, payload: &[u8]) -> io::Result<()> {
-    out.write_all(&header(tag, payload.len())?)?;
-    out.write_all(payload)?;
+    let mut frame = Vec::with_capacity(5 + payload.len());
+    frame.extend_from_slice(&header(tag, payload.len())?);
+    frame.extend_from_slice(payload);
+    out.write_all(&frame)?;
     out.flush()
 }
 
@@ -130,8 +135,9 @@ pub fn read_frame(input: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
 
 /// Writes one frame (the worker's side).
 pub async fn send(out: &mut (impl AsyncWrite + Unpin), tag: u8, payload: &[u8]) -> io::Result<()> {
-    out.write_all(&header(tag, payload.len())?).await?;
-    out.write_all(payload).await?;
+    // Header and payload in one vectored write, without copying a window of data.
+    let header = header(tag, payload.len())?;
+    out.write_all_buf(&mut Buf::chain(&header[..], payload)).await?;
     out.flush().await
 }
 
