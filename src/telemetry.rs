@@ -37,6 +37,14 @@ pub const METRICS_PATH: &str = "/metrics";
 /// only when something is wrong.
 const DEFAULT_LOG_FILTER: &str = "warn,asset_worker=info";
 
+/// The most connections the endpoints serve at once (a kubelet's probes and a scraper or two
+/// need a handful).
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send a request's head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest one connection is kept, requests and keep-alive together.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
 /// How often histograms are compacted (the exporter leaves this to its user).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -69,6 +77,8 @@ pub mod metric {
     /// 1 for each protection the parser children reported as holding, else 0 (`protection`:
     /// no_new_privs, not_dumpable, no_core_files, landlock, seccomp).
     pub const CHILD_PROTECTION: &str = "asset_worker_child_protection";
+    /// Connections to the health and metrics endpoints closed on arrival: the cap was reached.
+    pub const HTTP_REFUSED: &str = "asset_worker_http_connections_refused_total";
 }
 
 /// Log lines: one JSON object per line on stderr for the worker (`json`), plain text for the
@@ -169,8 +179,13 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         metric::CHILD_PROTECTION,
         "1 for each protection the parser children reported as holding, by protection."
     );
+    metrics::describe_counter!(
+        metric::HTTP_REFUSED,
+        "Connections to the health and metrics endpoints closed on arrival (too many at once)."
+    );
     // Present from the start, so a scrape before the first job shows zeros, not nothing.
     metrics::counter!(metric::RECONNECTS).absolute(0);
+    metrics::counter!(metric::HTTP_REFUSED).absolute(0);
     metrics::gauge!(metric::IN_FLIGHT).set(0.0);
     metrics::gauge!(metric::READY).set(0.0);
     Ok(handle)
@@ -211,12 +226,48 @@ pub async fn serve(
                 async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
             }),
         );
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router).await {
-            tracing::error!(%error, "the health and metrics server stopped");
-        }
-    });
+    tokio::spawn(serve_bounded(listener, router));
     Ok(bound)
+}
+
+/// The endpoints' accept loop, bounded so that no client can take them away from the probes:
+/// at most [`MAX_CONNECTIONS`] at once (more are closed as they arrive, and counted), a
+/// request's head must arrive within [`HEAD_TIMEOUT`] (a client that opens a connection and
+/// sends nothing, or one byte a second, is closed), and no connection lives longer than
+/// [`CONNECTION_LIFETIME`] (a scraper's keep-alive reconnects). axum's own `serve` sets none
+/// of these, so this loop drives hyper's HTTP/1 server itself, as axum's "serve with hyper"
+/// example does.
+async fn serve_bounded(listener: tokio::net::TcpListener, router: Router) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, typically: wait rather than spin.
+                tracing::warn!(%error, "accepting a connection to the health and metrics endpoints");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics::counter!(metric::HTTP_REFUSED).increment(1);
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            // Errors are the client's (a reset, a timeout): nothing for the worker's log.
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            drop(slot);
+        });
+    }
 }
 
 /// Records one answered job: its outcome, its data type and what each stage cost.

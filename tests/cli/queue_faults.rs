@@ -202,6 +202,44 @@ fn health_readiness_metrics_and_json_logs_tell_what_the_worker_does() {
     }
 }
 
+/// No client can take the health endpoints away from the probes: 64 connections that send
+/// nothing (one of them half a request) hold every slot, the 65th is closed as it arrives and
+/// counted, the silent ones are closed by the worker (their head never came), and then the
+/// probes answer again.
+#[test]
+fn idle_and_surplus_connections_cannot_starve_the_health_endpoints() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let prefix = Prefix::new("http-bounds");
+    let worker = prefix.spawn_worker(1);
+    let addr = http_addr(&worker);
+    assert_eq!(get(&addr, asset_worker::telemetry::HEALTHZ_PATH).0, 200);
+    let mut silent: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    silent[0].write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // The worker closes a connection by ending it: a read gives 0 bytes or a reset. Blocking
+    // reads wait for that event; their timeout only keeps a broken worker from hanging the test.
+    let closed_by_worker = |stream: &mut TcpStream| {
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    };
+    let mut surplus = TcpStream::connect(&addr).unwrap();
+    assert!(closed_by_worker(&mut surplus), "the 65th connection was served");
+    for (i, stream) in silent.iter_mut().enumerate() {
+        assert!(closed_by_worker(stream), "connection {i} sent no request and was kept open");
+    }
+    let (status, metrics) = get(&addr, asset_worker::telemetry::METRICS_PATH);
+    assert_eq!(status, 200, "{}", worker.log());
+    let refused = sample(&metrics, asset_worker::telemetry::metric::HTTP_REFUSED, &[]);
+    assert!(refused.is_some_and(|refused| refused >= 1.0), "{metrics}");
+    assert_eq!(get(&addr, asset_worker::telemetry::HEALTHZ_PATH).0, 200);
+}
+
 /// The broker closes the worker's connection (`rabbitmqctl close_all_connections`) and then
 /// refuses it for a while: readiness goes false, the worker retries with backoff, and once
 /// let back in it re-declares, consumes again and the batch completes.
