@@ -22,6 +22,12 @@
 # connection and answer: what a worker in Frankfurt sees against real buckets. The proxy is the
 # S3 endpoint the worker signs for, so signatures still match.
 #
+# A consumer with a core of its own (BENCH_E2E_PIN=1): the broker (every thread of the
+# machine's beam.smp) and the driver are pinned to CPU 0, the consumer and its parser children
+# to CPU 1, and the broker's affinity is given back at the end. On 2 cores this is the nearest
+# to production, where the broker runs elsewhere: the consumers then compete for one core
+# each, not with the broker.
+#
 #   BENCH_E2E_RUNS (3) repetitions, interleaved; BENCH_E2E_PROVIDERS ("local s3");
 #   ASSET_WORKER_CONCURRENCY: the prefetch of worker and no-op consumer (default: 16 per core).
 # Needs RabbitMQ (`make rabbitmq`) and, for s3, SeaweedFS (`scripts/peers.sh start seaweedfs`;
@@ -40,6 +46,7 @@ driver=$root/target/release/examples/e2e_driver
 noop=$root/target/release/examples/noop_consumer
 external_id=hub-org-1234            # SeaweedFS does not check it; the job must carry one
 
+pin=${BENCH_E2E_PIN:-0}
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: $*" >&2; exit 1; }
 
@@ -93,6 +100,9 @@ cleanup() {
         "$root/.venv/bin/python" bench/e2e.py s3 delete "$objects" "$s3_prefix" || true
     fi
     rm -rf "$dir/tmp"
+    if ((pin)); then
+        taskset -a -p -c "0-$(($(nproc) - 1))" "$(pgrep -o beam.smp)" >/dev/null || true
+    fi
     exit "$status"
 }
 trap cleanup EXIT
@@ -126,8 +136,12 @@ measure() {
         sed "s|^|$s3_prefix/|" "$dir/keys.$batch" >"$dir/keys.$batch.s3"
         driver_args[1]=$dir/keys.$batch.s3
     fi
-    local command=("$bin" run)
+    local command=("$bin" run) driver_cpus=()
     [[ $consumer == noop ]] && command=("$noop")
+    if ((pin)); then
+        command=(taskset -c 1 "${command[@]}")
+        driver_cpus=(taskset -c 0)
+    fi
     # Its own session: the terminal's Ctrl-C reaches the worker only through cleanup.
     env "${env[@]}" setsid /usr/bin/time -f '%M' -o "$out.maxrss" "${command[@]}" >"$out.log" 2>&1 &
     time_pid=$!
@@ -150,7 +164,7 @@ measure() {
     done
     rm -f "$out.memory.json.started"
     local status=0
-    env "${env[@]}" "$driver" "${driver_args[@]}" >"$out.summary.json" || status=$?
+    env "${env[@]}" "${driver_cpus[@]}" "$driver" "${driver_args[@]}" >"$out.summary.json" || status=$?
     kill -TERM "$consumer_pid"
     wait "$time_pid" || say "$name: the consumer exited with status $?"
     consumer_pid=
@@ -176,11 +190,17 @@ if [[ " $providers " == *" s3 "* ]]; then
     done
 fi
 
+if ((pin)); then
+    taskset -a -p -c 0 "$(pgrep -o beam.smp)" >/dev/null || die "BENCH_E2E_PIN: could not pin the broker"
+    say "broker and driver on CPU 0, the consumer on CPU 1"
+fi
 say "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) before the first run"
 for ((run = 1; run <= runs; run++)); do
     for provider in $providers; do
         measure "run$run.worker_${provider}_${small}small" small worker "$provider"
-        measure "run$run.worker_${provider}_$(wc -l <"$dir/keys.large")large" large worker "$provider"
+        if ((large_each > 0)); then
+            measure "run$run.worker_${provider}_$(wc -l <"$dir/keys.large")large" large worker "$provider"
+        fi
     done
     if [[ " $providers " == *" s3 "* ]]; then
         for rtt in $rtts; do
