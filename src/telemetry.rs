@@ -5,7 +5,7 @@
 //! | path | answers |
 //! |---|---|
 //! | `/healthz` | 200 while the process serves requests (liveness: a restart would not help otherwise) |
-//! | `/readyz` | 200 while connected to the broker and consuming; 503 while (re)connecting or draining; the body also says which protections the parser children run under |
+//! | `/readyz` | 200 while connected to the broker and consuming; 503 while (re)connecting or draining, or while parser children fail to start; the body also says which protections the parser children run under |
 //! | `/metrics` | Prometheus text format, the metrics of [`metric`] |
 //!
 //! Labels are bounded: an outcome is `succeeded` or one of the nine error kinds, a data type
@@ -117,11 +117,22 @@ fn third_party_ceiling(metadata: &tracing::Metadata<'_>) -> bool {
 }
 
 /// Whether the worker is ready: shared by the consumer (which sets it) and `/readyz`; and a
-/// line on its parser children's protections, for the same body.
-#[derive(Debug, Clone, Default)]
+/// line on its parser children's protections, for the same body, and whether they fail to
+/// start (then every job would fail: not ready either).
+#[derive(Clone, Default)]
 pub struct Readiness {
     ready: Arc<AtomicBool>,
     parsers: Arc<std::sync::OnceLock<String>>,
+    parsers_failing: Arc<std::sync::OnceLock<ParsersFailing>>,
+}
+
+/// Asked at each `/readyz`: whether the parser children fail to start.
+type ParsersFailing = Box<dyn Fn() -> bool + Send + Sync>;
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness").field("ready", &self.ready).field("parsers", &self.parsers).finish()
+    }
 }
 
 impl Readiness {
@@ -139,10 +150,21 @@ impl Readiness {
         let _ = self.parsers.set(line);
     }
 
+    /// Makes `/readyz` ask `failing` whether the parser children fail to start (the pool's
+    /// `children_failing`), once.
+    pub fn watch_parsers(&self, failing: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.parsers_failing.set(Box::new(failing));
+    }
+
     /// `/readyz`'s status and body.
     fn answer(&self) -> (StatusCode, String) {
         let parsers = self.parsers.get().map_or("parser children: not started yet", String::as_str);
-        if self.is_ready() {
+        if self.parsers_failing.get().is_some_and(|failing| failing()) {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: parser children fail to start (see the log)\n{parsers}\n"),
+            )
+        } else if self.is_ready() {
             (StatusCode::OK, format!("ready\n{parsers}\n"))
         } else {
             (

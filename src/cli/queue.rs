@@ -39,6 +39,10 @@ pub async fn run_worker(
     let http_addr = telemetry::serve(settings.http_addr, readiness.clone(), metrics).await?;
     tracing::info!(%http_addr, "serving /healthz /readyz /metrics");
     let pool = Pool::start(PoolSettings::from_settings(settings)?);
+    readiness.watch_parsers({
+        let pool = pool.clone();
+        move || pool.children_failing()
+    });
     match pool.wait_ready().await {
         Some(protections) => {
             tracing::info!(
@@ -62,7 +66,8 @@ pub async fn run_worker(
                 if protections.not_dumpable { "on" } else { "off" },
             ));
         }
-        // Visible, not fatal: every job will say why its child failed to start.
+        // Visible, not fatal: `/readyz` says so, and every job goes back to the queue
+        // saying why its child failed to start, until one does.
         None => tracing::error!("no parser child became ready; jobs will fail until one does"),
     }
     let parts = WorkerParts {

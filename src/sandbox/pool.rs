@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -120,6 +121,8 @@ struct Inner {
     slots: Semaphore,
     idle: Mutex<Vec<ChildProcess>>,
     protections: OnceLock<Protections>,
+    /// The last child this pool started failed to (until one starts again).
+    failing: AtomicBool,
 }
 
 impl Pool {
@@ -132,6 +135,7 @@ impl Pool {
                 slots: Semaphore::new(size),
                 idle: Mutex::new(Vec::new()),
                 protections: OnceLock::new(),
+                failing: AtomicBool::new(false),
             }),
         };
         for _ in 0..size {
@@ -143,6 +147,12 @@ impl Pool {
     /// The protections the children reported, once one has.
     pub fn protections(&self) -> Option<&Protections> {
         self.inner.protections.get()
+    }
+
+    /// Whether the last child started failed to start (a binary replaced under the worker, a
+    /// lock-down the kernel refuses): every job would fail, so the worker is not ready.
+    pub fn children_failing(&self) -> bool {
+        self.inner.failing.load(Ordering::Relaxed)
     }
 
     /// Waits until a child has said which protections hold (at most [`READY_TIMEOUT`]): what
@@ -226,7 +236,12 @@ impl Pool {
         let child = match idle {
             Some(child) => child,
             None => self.spawn().map_err(|e| {
-                ErrorBody::new(ErrorKind::Internal, format!("the extraction child could not be started: {e}"))
+                self.inner.failing.store(true, Ordering::Relaxed);
+                // Not the file's fault: another delivery (another worker) may succeed.
+                ErrorBody::new(
+                    ErrorKind::Transient,
+                    format!("the extraction child could not be started: {e}"),
+                )
             })?,
         };
         self.until_ready(child).await
@@ -247,12 +262,14 @@ impl Pool {
             let status = child.process.try_wait().ok().flatten();
             metrics::counter!(metric::CHILDREN_RETIRED, "reason" => "start_failed").increment(1);
             tracing::error!(status = ?status, stderr = %said.trim(), "an extraction child failed to start");
+            self.inner.failing.store(true, Ordering::Relaxed);
             return Err(ErrorBody::new(
-                ErrorKind::Internal,
+                ErrorKind::Transient,
                 format!("the extraction child failed to start: {}", said.trim()),
             ));
         };
         child.ready = true;
+        self.inner.failing.store(false, Ordering::Relaxed);
         self.note_protections(protections);
         Ok(child)
     }
@@ -310,7 +327,10 @@ impl Pool {
         match self.spawn() {
             Ok(child) => self.give_back(child),
             // The next job tries again, and fails visibly if it can't either.
-            Err(error) => tracing::error!(%error, "an extraction child could not be started"),
+            Err(error) => {
+                self.inner.failing.store(true, Ordering::Relaxed);
+                tracing::error!(%error, "an extraction child could not be started");
+            }
         }
     }
 

@@ -49,7 +49,12 @@ impl Prefix {
 
     /// A command of the binary with this prefix's settings.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_asset-worker"));
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_asset-worker")), args)
+    }
+
+    /// A command of `exe` (the binary, or a copy of it) with this prefix's settings.
+    fn command_of(&self, exe: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(exe);
         if let Some(url) = &self.amqp_url {
             command.env("ASSET_WORKER_AMQP_URL", url);
         }
@@ -73,10 +78,15 @@ impl Prefix {
 
     /// Starts `asset-worker run` with extra settings.
     pub fn spawn_worker_with(&self, n: usize, env: &[(&str, &str)]) -> Worker {
+        self.spawn_worker_of(Path::new(env!("CARGO_BIN_EXE_asset-worker")), n, env)
+    }
+
+    /// Starts `exe run` (a copy of the binary the test may replace) with extra settings.
+    pub fn spawn_worker_of(&self, exe: &Path, n: usize, env: &[(&str, &str)]) -> Worker {
         let log_path = self.dir.path().join(format!("worker-{n}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = self
-            .command(&["run"])
+            .command_of(exe, &["run"])
             .envs(env.iter().copied())
             // A group of its own, as a shell gives a foreground job: tests can signal the
             // whole group, as a Ctrl-C in a terminal does.

@@ -240,6 +240,63 @@ fn idle_and_surplus_connections_cannot_starve_the_health_endpoints() {
     assert_eq!(get(&addr, asset_worker::telemetry::HEALTHZ_PATH).0, 200);
 }
 
+/// A worker whose parser children cannot start (its binary replaced under it, as a careless
+/// upgrade does) says so on `/readyz`, counts it, and hands its jobs back (`transient`, for
+/// another delivery or worker), not answering them `internal` as if the files were at fault.
+/// With its binary back, it is ready and answers again.
+#[test]
+fn a_worker_whose_children_cannot_start_is_not_ready_and_blames_no_file() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let prefix = Prefix::new("children-fail");
+    let bin = tempfile::tempdir().unwrap();
+    let exe = bin.path().join("asset-worker");
+    std::fs::copy(env!("CARGO_BIN_EXE_asset-worker"), &exe).unwrap();
+    // One child, replaced after every job: each job after the first needs a child started.
+    let settings = [("ASSET_WORKER_POOL_SIZE", "1"), ("ASSET_WORKER_CHILD_MAX_JOBS", "1")];
+    let worker = prefix.spawn_worker_of(&exe, 1, &settings);
+    let addr = http_addr(&worker);
+    assert!(wait_until(Duration::from_secs(30), || ready(&addr) == 200), "never ready:\n{}", worker.log());
+    let image = keys_of("image")[0].clone();
+    let first = prefix.enqueue_local(&[&image]);
+    assert_eq!(prefix.results(1, 60)[0]["status"], "succeeded", "{}", worker.log());
+
+    // The running worker keeps its (deleted) binary; children it starts now get this. The
+    // child that replaced the first job's was started (exec'd) before its answer went out, so
+    // the next job still succeeds, and the one after meets a child started from this.
+    std::fs::remove_file(&exe).unwrap();
+    std::fs::write(&exe, "#!/bin/sh\necho 'not the worker' >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    prefix.enqueue_local(&[&image]);
+    assert_eq!(prefix.results(1, 60)[0]["status"], "succeeded", "{}", worker.log());
+    let failed = prefix.enqueue_local(&[&image]);
+    let answer = prefix.results(1, 60).remove(0);
+    assert_eq!(answer["job_id"], failed[0].as_str());
+    assert_eq!(answer["error"]["kind"], "transient", "{answer}\n{}", worker.log());
+    assert_eq!(answer["error"]["retryable"], true, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("failed to start") && message.contains("not the worker"), "{message}");
+    let (status, body) = get(&addr, asset_worker::telemetry::READYZ_PATH);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("parser children fail to start"), "{body}");
+    let (_, metrics) = get(&addr, asset_worker::telemetry::METRICS_PATH);
+    let start_failed =
+        sample(&metrics, asset_worker::telemetry::metric::CHILDREN_RETIRED, &[("reason", "start_failed")]);
+    // One per delivery of the job: the queue's delivery limit is 5.
+    assert_eq!(start_failed, Some(5.0), "{metrics}");
+
+    std::fs::remove_file(&exe).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_asset-worker"), &exe).unwrap();
+    let again = prefix.enqueue_local(&[&image]);
+    let answer = prefix.results(1, 60).remove(0);
+    assert_eq!(
+        (answer["job_id"].as_str(), answer["status"].as_str()),
+        (Some(again[0].as_str()), Some("succeeded"))
+    );
+    assert_eq!(ready(&addr), 200);
+    assert_ne!(first, again);
+}
+
 /// The broker closes the worker's connection (`rabbitmqctl close_all_connections`) and then
 /// refuses it for a while: readiness goes false, the worker retries with backoff, and once
 /// let back in it re-declares, consumes again and the batch completes.
