@@ -391,6 +391,9 @@ fn a_missing_object_is_answered_once_as_not_found() {
 fn sigterm_mid_batch_finishes_in_flight_jobs_and_loses_none() {
     let (results, log) = stop_mid_batch("sigterm", 30);
     assert!(!log.contains("handed back"), "30 s are enough to finish in-flight jobs:\n{log}");
+    // The job in flight at the signal was finished and answered while draining.
+    let after_signal = log.split_once("asked to stop").map_or("", |(_, after)| after);
+    assert!(after_signal.contains("job done"), "no job finished after SIGTERM:\n{log}");
     let ids = results.iter().map(|(id, answers)| (id, answers.len()));
     let repeated: Vec<_> = ids.filter(|(_, n)| *n > 1).collect();
     assert!(repeated.is_empty(), "in-flight jobs were finished, so none is answered twice: {repeated:?}");
@@ -422,6 +425,19 @@ fn stop_mid_batch(test: &str, drain_seconds: u64) -> (HashMap<String, Vec<Value>
     );
     let mut results = prefix.results(1, 60);
     assert_eq!(results.len(), 1, "log:\n{}", first.log());
+    // A job in flight at the signal: a parser child of this worker is using CPU on it now
+    // (its CPU time grows; a warm child waiting for work uses none).
+    let worker_pid = first.child.id();
+    let at_work = super::wait_until(Duration::from_secs(30), || {
+        super::extraction_children(|child| super::parent_of(child) == Some(worker_pid)).into_iter().any(
+            |child| {
+                let before = super::cpu_ticks(child);
+                std::thread::sleep(Duration::from_millis(30));
+                super::cpu_ticks(child) > before
+            },
+        )
+    });
+    assert!(at_work, "no job in flight to prove anything with:\n{}", first.log());
     let status = first.terminate(Duration::from_secs(drain_seconds + 10));
     assert!(status.success(), "exit status {status:?}; log:\n{}", first.log());
     // What the first worker finished while draining.
