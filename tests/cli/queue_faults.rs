@@ -3,7 +3,7 @@
 //! its deadline; and what operators watch (`/healthz`, `/readyz`, `/metrics`, JSON logs).
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -585,6 +585,19 @@ fn objects_in_customer_buckets_through_the_queue_leave_no_secret_in_the_log() {
 }
 
 /// What a worker needs to read SeaweedFS objects through the test role.
+/// The files `pid` holds open under `dir` (a fetch's unnamed temp file reads
+/// `…/#N (deleted)`): what a job that ended must not leave behind.
+fn open_files_under(pid: u32, dir: &Path) -> Vec<PathBuf> {
+    let dir = dir.display().to_string();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| target.display().to_string().starts_with(&dir))
+        .collect()
+}
+
 fn seaweed_worker_env() -> Vec<(String, String)> {
     use super::peers::peer;
     [
@@ -628,13 +641,8 @@ fn a_worker_killed_mid_fetch_leaves_no_child_and_no_file_and_its_job_is_answered
     let mut worker = prefix.spawn_worker_with(1, &env);
     let pid = worker.child.id();
     // The fetch is under way when the worker holds its temp file (unnamed: `…/#N (deleted)`).
-    let private = prefix.temp_dir().join("asset-worker-fetch").display().to_string();
-    let fetching = wait_until(Duration::from_secs(60), || {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten().any(|fd| {
-            std::fs::read_link(fd.path())
-                .is_ok_and(|target| target.display().to_string().starts_with(&private))
-        })
-    });
+    let private = prefix.temp_dir().join("asset-worker-fetch");
+    let fetching = wait_until(Duration::from_secs(60), || !open_files_under(pid, &private).is_empty());
     assert!(fetching, "the worker never opened a temp file:\n{}", worker.log());
     let children = extraction_children(|child| parent_of(child) == Some(pid));
     assert!(!children.is_empty(), "the worker has no parser children");
@@ -656,6 +664,67 @@ fn a_worker_killed_mid_fetch_leaves_no_child_and_no_file_and_its_job_is_answered
 
 /// No broker at all: `enqueue` fails at once naming the setting (never its password); the
 /// worker stays up, unready, and says in its log that it keeps trying.
+/// The hostile files of the local test above, as objects in a customer's bucket: the job that
+/// hangs (past the time limit while its object is still arriving) and the one that blows the
+/// memory cap each cost one answer, the next job succeeds, and no ended job leaves a file open
+/// in the worker (a remote object over 1 MiB is fetched into an unnamed temp file, which a
+/// directory listing never shows: the worker's /proc fd table does).
+#[test]
+fn hostile_objects_in_a_bucket_fail_only_their_job_and_leave_no_file_open() {
+    use super::peers::{Seaweed, peer, unique};
+    let seaweed = Seaweed::connect();
+    let prefix = Prefix::new("hostile-s3");
+    let assets = prefix.dir.path().join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    write_hostile_files(&assets);
+    let base = format!("queue/{}", unique("hostile"));
+    let png = super::root().join("fixtures/image/png_rgb8.png");
+    let mut ids = Vec::new();
+    for (name, path) in
+        [("slow.txt", assets.join("slow.txt")), ("huge.pdf", assets.join("huge.pdf")), ("small.png", png)]
+    {
+        let key = format!("{base}/{name}");
+        seaweed.upload_file(&key, &path);
+        let object = format!("s3://{}/{key}", seaweed.bucket);
+        let role = peer("S3_ROLE_ARN");
+        let enqueued = prefix
+            .command(&["enqueue", &object, "--role-arn", &role, "--external-id", "hub-org-1234"])
+            .output()
+            .unwrap();
+        assert!(enqueued.status.success(), "{}", String::from_utf8_lossy(&enqueued.stderr));
+        ids.push(String::from_utf8(enqueued.stdout).unwrap().trim().to_owned());
+    }
+    let mut env = seaweed_worker_env();
+    env.extend(
+        [
+            ("ASSET_WORKER_EXTRACT_TIMEOUT_MS", "1500"),
+            ("ASSET_WORKER_POOL_SIZE", "1"),
+            ("ASSET_WORKER_MEMORY_BUDGET_MB", "128"),
+        ]
+        .map(|(name, value)| (name.to_owned(), value.to_owned())),
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    let mut worker = prefix.spawn_worker_with(1, &env);
+    let pid = worker.child.id();
+    let results = by_job_id(prefix.results(3, 120));
+    assert_eq!(results.len(), 3, "{}", worker.log());
+    let slow = &results[&ids[0]]["error"];
+    assert_eq!(slow["kind"], "timeout", "{slow}");
+    let huge = &results[&ids[1]]["error"];
+    assert_eq!(huge["kind"], "too_large", "{huge}");
+    assert!(results[&ids[0]]["stats"]["bytes_fetched"].as_u64() > Some(1 << 20), "{}", results[&ids[0]]);
+    assert_eq!(results[&ids[2]]["status"], "succeeded", "{}", results[&ids[2]]);
+    // Every file is closed before the answer goes out, and the pool is back to its size.
+    let private = prefix.temp_dir().join("asset-worker-fetch");
+    assert_eq!(open_files_under(pid, &private), Vec::<PathBuf>::new(), "{}", worker.log());
+    let one_child = wait_until(Duration::from_secs(10), || {
+        extraction_children(|child| parent_of(child) == Some(pid)).len() == 1
+    });
+    assert!(one_child, "{:?}", extraction_children(|child| parent_of(child) == Some(pid)));
+    assert!(worker.terminate(Duration::from_secs(40)).success());
+    prefix.assert_temp_dir_empty();
+}
+
 #[test]
 fn a_dead_broker_is_reported_without_its_password() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
