@@ -23,6 +23,10 @@
 //! deliveries died with the channel, so the broker gives them out again: finishing them would
 //! only publish duplicates), and the worker reconnects with backoff ([`super::reconnect`]),
 //! re-declares the topology and consumes again.
+//!
+//! Declaring the topology fails the same way when the broker goes away mid-declare, and is
+//! retried the same way. Only a refusal of the declaration itself (406 PRECONDITION_FAILED: a
+//! queue exists with other arguments) stops the worker: no retry can mend it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -157,7 +161,14 @@ pub async fn run(
             Err(error @ QueueError::Topology { .. }) => return Err(error),
             Err(error) => {
                 let wait = backoff.next_wait();
-                tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "the broker is unreachable");
+                let retry_in_ms = wait.as_millis() as u64;
+                if let QueueError::Connect(_) = error {
+                    tracing::warn!(%error, retry_in_ms, "the broker is unreachable");
+                } else {
+                    // Connected, then lost it while declaring or subscribing (a reset, a node
+                    // shutting down, a permission missing for now): a lost session.
+                    tracing::warn!(%error, retry_in_ms, "the session with the broker failed while opening; retrying");
+                }
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break,

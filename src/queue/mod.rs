@@ -25,12 +25,24 @@ pub enum QueueError {
     // Not `#[source]`: the message already ends with lapin's, which names its own cause;
     // a source chain would print the same cause two more times.
     Connect(lapin::Error),
-    /// A queue or exchange exists with other arguments (a changed `ASSET_WORKER_DELIVERY_LIMIT`,
-    /// a classic queue where a quorum queue is expected): delete it or restore the setting.
+    /// The broker refused the declaration itself (AMQP 406 PRECONDITION_FAILED): a queue or
+    /// exchange exists with other arguments (a changed `ASSET_WORKER_DELIVERY_LIMIT`, a classic
+    /// queue where a quorum queue is expected). No retry can mend it: delete it or restore the
+    /// setting. The worker exits on this one error (status 2).
     #[error(
         "declaring {name}: {source}; if it exists with other arguments, delete it or restore the setting"
     )]
     Topology {
+        name: String,
+        #[source]
+        source: lapin::Error,
+    },
+    /// A declaration did not complete for any other reason: the connection reset, the node
+    /// is shutting down, or the user may not configure the object (403 ACCESS_REFUSED, which an
+    /// operator mends on the broker at run time, as with a vhost refused at connect). The
+    /// session is lost: reconnect with backoff and declare again.
+    #[error("declaring {name}: {source}")]
+    DeclarationFailed {
         name: String,
         #[source]
         source: lapin::Error,
@@ -44,6 +56,18 @@ pub enum QueueError {
     /// The channel or connection failed while consuming.
     #[error("AMQP: {0}")]
     Broker(#[from] lapin::Error),
+}
+
+/// Whether the broker answered with PRECONDITION_FAILED (406): a refusal of what was asked
+/// (a declaration that contradicts what exists), which the same request will meet again,
+/// unlike a lost connection.
+fn is_precondition_failed(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(amqp)
+            if *amqp.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+    )
 }
 
 /// Opens a connection to the configured broker, named after this worker in the management UI.

@@ -41,14 +41,16 @@ impl Names {
 }
 
 /// Declares the whole topology. Declaring what exists with the same arguments is a no-op;
-/// with other arguments the broker closes the channel and the error names the object.
+/// with other arguments the broker closes the channel (406) and the error,
+/// [`QueueError::Topology`], names the object. Any other failure (a reset, a node shutting
+/// down mid-declare, 403) is [`QueueError::DeclarationFailed`]: a lost session, not a refusal.
 pub async fn declare(channel: &Channel, names: &Names, delivery_limit: u32) -> Result<(), QueueError> {
     let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
     for exchange in [&names.dead_letter_exchange, &names.results_exchange] {
         channel
             .exchange_declare(exchange.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default())
             .await
-            .map_err(|source| QueueError::Topology { name: format!("exchange {exchange}"), source })?;
+            .map_err(declaring(format!("exchange {exchange}")))?;
     }
     let mut process_arguments = quorum();
     process_arguments.insert(
@@ -71,7 +73,7 @@ pub async fn declare(channel: &Channel, names: &Names, delivery_limit: u32) -> R
                 arguments,
             )
             .await
-            .map_err(|source| QueueError::Topology { name: format!("queue {queue}"), source })?;
+            .map_err(declaring(format!("queue {queue}")))?;
     }
     for (queue, exchange) in [
         (&names.dead_letter_queue, &names.dead_letter_exchange),
@@ -86,12 +88,21 @@ pub async fn declare(channel: &Channel, names: &Names, delivery_limit: u32) -> R
                 FieldTable::default(),
             )
             .await
-            .map_err(|source| QueueError::Topology {
-                name: format!("binding {exchange} → {queue}"),
-                source,
-            })?;
+            .map_err(declaring(format!("binding {exchange} → {queue}")))?;
     }
     Ok(())
+}
+
+/// The error of declaring `name`, by whether the broker refused it (406: exit) or the
+/// session failed under it (anything else: reconnect).
+fn declaring(name: String) -> impl FnOnce(lapin::Error) -> QueueError {
+    move |source| {
+        if super::is_precondition_failed(&source) {
+            QueueError::Topology { name, source }
+        } else {
+            QueueError::DeclarationFailed { name, source }
+        }
+    }
 }
 
 /// Quorum queues: replicated, and the only kind that counts deliveries (`x-delivery-count`),
