@@ -47,9 +47,29 @@ pub enum QueueError {
         #[source]
         source: lapin::Error,
     },
-    /// The broker did not take a message: it is not confirmed, so the caller must not ack.
+    /// The broker did not take a message (nack, returned unroutable) but the channel lives:
+    /// it is not confirmed, so the caller must not ack; another attempt may succeed.
     #[error("publishing to {destination}: {problem}")]
     Publish { destination: String, problem: String },
+    /// The broker closed the publishing channel refusing a message (406 PRECONDITION_FAILED:
+    /// larger than its `max_message_size`). Every publish pending on that channel fails with
+    /// this same error, so it may be this message or one beside it:
+    /// [`publisher::ConfirmedPublisher::publish_alone`] tells which. Either way the channel is
+    /// dead and the session must end.
+    #[error("publishing to {destination}: the broker closed the channel refusing a message: {source}")]
+    MessageRefused {
+        destination: String,
+        #[source]
+        source: lapin::Error,
+    },
+    /// The publishing channel or its connection is gone (a deleted exchange, 404; permission
+    /// withdrawn, 403; a reset): nothing more can be published on it. End the session.
+    #[error("publishing to {destination}: the channel is gone: {source}")]
+    PublisherLost {
+        destination: String,
+        #[source]
+        source: lapin::Error,
+    },
     /// The broker ended the subscription (the queue was deleted, or the node is going away).
     #[error("the broker cancelled the consumer of {queue} (was the queue deleted?)")]
     ConsumerCancelled { queue: String },
@@ -59,8 +79,8 @@ pub enum QueueError {
 }
 
 /// Whether the broker answered with PRECONDITION_FAILED (406): a refusal of what was asked
-/// (a declaration that contradicts what exists), which the same request will meet again,
-/// unlike a lost connection.
+/// (a declaration that contradicts what exists, a message over `max_message_size`), which the
+/// same request will meet again, unlike a lost connection.
 fn is_precondition_failed(error: &lapin::Error) -> bool {
     use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
     matches!(

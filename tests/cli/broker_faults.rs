@@ -1,18 +1,21 @@
 //! The worker when the broker misbehaves, each test on a RabbitMQ node of its own
 //! ([`PrivateBroker`]) that it stops, restarts and cuts: a restart mid-batch, the broker lost
-//! in the middle of declaring the topology, the connection cut while results are in flight. Throughout: every job gets exactly one answer (a second only for a job
+//! in the middle of declaring the topology, the connection cut while results are in flight,
+//! the results channel closed by the broker (a deleted exchange, a result over its
+//! `max_message_size`). Throughout: every job gets exactly one answer (a second only for a job
 //! in flight at the fault, same job id), the worker never exits, `/readyz` tells the truth.
 //! And the one fault that must stop it: a declaration the broker refuses.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lapin::options::QueueDeclareOptions;
+use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::Value;
 
 use super::broker::{BASIC_PUBLISH, EXCHANGE_DECLARE, HoldingProxy, PrivateBroker};
-use super::queue::{Prefix, SLOW_KEY, Worker, broker, slow_jobs_root};
+use super::queue::{Prefix, SLOW_KEY, Worker, broker, broker_at, slow_jobs_root};
 use super::queue_faults::{answers_for, cycle, get, http_addr, keys_of, ready, sample};
 use super::wait_until;
 use asset_worker::telemetry::{METRICS_PATH, metric};
@@ -41,6 +44,45 @@ fn assert_alive(worker: &mut Worker) {
 
 fn metrics_of(addr: &str) -> String {
     get(addr, METRICS_PATH).1
+}
+
+/// The jobs in a dead-letter queue, taken off it: (job id, why it was dead-lettered, by the
+/// `x-death` header: `rejected` by the worker, `delivery_limit` by the broker).
+fn dead_letters(url: &str, queue: String) -> Vec<(String, String)> {
+    broker_at(url, |channel| async move {
+        let mut dead = Vec::new();
+        while let Some(message) =
+            channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await?
+        {
+            let job: Value = serde_json::from_slice(&message.delivery.data).unwrap_or_default();
+            let headers = message.delivery.properties.headers().clone().unwrap_or_default();
+            let reason = match headers.inner().get("x-death") {
+                Some(AMQPValue::FieldArray(deaths)) => match deaths.as_slice().first() {
+                    Some(AMQPValue::FieldTable(death)) => match death.inner().get("reason") {
+                        Some(AMQPValue::LongString(reason)) => reason.to_string(),
+                        other => format!("{other:?}"),
+                    },
+                    other => format!("{other:?}"),
+                },
+                other => format!("{other:?}"),
+            };
+            dead.push((job["job_id"].as_str().unwrap_or("-").to_owned(), reason));
+        }
+        Ok(dead)
+    })
+}
+
+/// A valid PDF of `pages` empty Letter pages: its result lists every page (about 50 bytes
+/// each), so its size is chosen by the page count.
+fn write_pdf_with_pages(path: &Path, pages: usize) {
+    let kids: Vec<String> = (0..pages).map(|n| format!("{} 0 R", n + 3)).collect();
+    let mut objects = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        format!("<< /Type /Pages /Kids [{}] /Count {pages} >>", kids.join(" ")),
+    ];
+    objects.extend((0..pages).map(|_| "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>".to_owned()));
+    let objects: Vec<Vec<u8>> = objects.into_iter().map(String::into_bytes).collect();
+    super::queue::write_pdf(path, &objects);
 }
 
 /// The broker goes away while the worker declares the topology (issue 10, item 1): first the
@@ -159,6 +201,80 @@ fn a_connection_cut_while_results_are_in_flight_loses_no_answer() {
     assert!(wait_until(Duration::from_secs(10), || ready(&addr) == 200), "{}", worker.log());
     let reconnects = sample(&metrics_of(&addr), metric::RECONNECTS, &[]).unwrap_or(0.0);
     assert!(reconnects >= 1.0, "the cut was not noticed:\n{}", worker.log());
+}
+
+/// The results exchange is deleted while jobs flow (issue 10, item 2): the broker closes the
+/// publisher's channel (404) at the next result. The worker must notice: end the session,
+/// reconnect, declare the exchange again, and answer every job, rather than requeue each job
+/// until the delivery limit dead-letters it unanswered while `/readyz` says 200.
+#[test]
+fn a_deleted_results_exchange_ends_the_session_and_every_job_is_still_answered() {
+    let node = PrivateBroker::start("noexchange");
+    let prefix = Prefix::on_broker("noexchange", node.url());
+    let root = slow_jobs_root(&prefix);
+    const JOBS: usize = 16;
+    let ids = prefix.enqueue_local(&[SLOW_KEY; JOBS]);
+    let mut worker = prefix.spawn_worker_with(1, &[("ASSET_WORKER_LOCAL_ROOT", &root)]);
+    let addr = http_addr(&worker);
+    let first = prefix.results(1, 60);
+    assert_eq!(first.len(), 1, "{}", worker.log());
+    let exchange = format!("{}.results", prefix.name);
+    broker_at(&node.url(), |channel| async move {
+        channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await
+    });
+    // Before reading results: `results` declares the topology too, which would put the
+    // exchange back before the worker had published to the void.
+    let noticed = wait_until(Duration::from_secs(30), || worker.log().contains("lost the broker"));
+    assert!(noticed, "the dead publisher was not noticed:\n{}", worker.log());
+
+    let answers = answers_for(&prefix, &ids, first, Duration::from_secs(60));
+    assert_each_answered_once(&ids, &answers, &worker);
+    assert_alive(&mut worker);
+    let log = worker.log();
+    assert!(log.contains("NOT_FOUND"), "{log}");
+    assert!(wait_until(Duration::from_secs(10), || ready(&addr) == 200), "{log}");
+    let reconnects = sample(&metrics_of(&addr), metric::RECONNECTS, &[]).unwrap_or(0.0);
+    assert!(reconnects >= 1.0, "{reconnects}");
+    assert!(dead_letters(&node.url(), format!("{}.process.dead", prefix.name)).is_empty());
+}
+
+/// A result larger than the broker's `max_message_size` (issue 10, item 2): the broker closes
+/// the publisher's channel refusing it. That job, and only that one, is dead-lettered once
+/// by the worker (not by the delivery limit), with a log line and
+/// `asset_worker_results_unpublishable_total`; every other job, including those whose results
+/// were pending on the same channel, is answered; the worker carries on, ready.
+#[test]
+fn a_result_over_the_brokers_max_message_size_is_dead_lettered_once_and_the_rest_answered() {
+    let node = PrivateBroker::start_with("maxsize", "max_message_size = 8192");
+    let prefix = Prefix::on_broker("maxsize", node.url());
+    let root = prefix.dir.path().join("assets");
+    std::fs::create_dir_all(&root).unwrap();
+    super::queue::write_text(&root.join(SLOW_KEY), 24);
+    write_pdf_with_pages(&root.join("pages.pdf"), 400); // a result of about 20 KB
+    let mut keys = vec![SLOW_KEY; 4];
+    keys.push("pages.pdf");
+    keys.extend([SLOW_KEY; 8]);
+    let ids = prefix.enqueue_local(&keys);
+    let big = ids[4].clone();
+    let others: Vec<String> = ids.iter().filter(|id| **id != big).cloned().collect();
+    let root = root.display().to_string();
+    let mut worker = prefix.spawn_worker_with(1, &[("ASSET_WORKER_LOCAL_ROOT", &root)]);
+    let addr = http_addr(&worker);
+
+    let answers = answers_for(&prefix, &others, Vec::new(), Duration::from_secs(60));
+    assert!(!answers.contains_key(&big), "the oversized result got out?\n{}", worker.log());
+    assert_each_answered_once(&others, &answers, &worker);
+    let dead = dead_letters(&node.url(), format!("{}.process.dead", prefix.name));
+    assert_eq!(dead, vec![(big.clone(), "rejected".to_owned())], "{}", worker.log());
+    assert_alive(&mut worker);
+    assert!(wait_until(Duration::from_secs(10), || ready(&addr) == 200), "{}", worker.log());
+    let metrics = metrics_of(&addr);
+    assert_eq!(sample(&metrics, metric::RESULTS_UNPUBLISHABLE, &[]), Some(1.0), "{metrics}");
+    let log = worker.log();
+    let refused: Vec<&str> =
+        log.lines().filter(|line| line.contains("the broker refuses this job's result")).collect();
+    assert_eq!(refused.len(), 1, "{log}");
+    assert!(refused[0].contains(&big), "the line names the job: {}", refused[0]);
 }
 
 /// The one broker fault the worker must not ride out: the process queue exists with another

@@ -252,6 +252,11 @@ pub fn write_huge_pdf(path: &Path) {
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_vec(),
         [format!("<< /Length {} >>\nstream\n", body.len()).as_bytes(), &body, b"\nendstream"].concat(),
     ];
+    write_pdf(path, &objects);
+}
+
+/// Writes a PDF of `objects` (numbered from 1; the first is the catalog) with its xref table.
+pub fn write_pdf(path: &Path, objects: &[Vec<u8>]) {
     let mut pdf = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (number, object) in objects.iter().enumerate() {
