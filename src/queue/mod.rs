@@ -97,3 +97,13 @@ pub async fn connect(settings: &Settings) -> Result<Connection, QueueError> {
     );
     Connection::connect(settings.amqp_url.expose_secret(), properties).await.map_err(QueueError::Connect)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use lapin::protocol::{AMQPError, AMQPErrorKind};
+
+    /// The error lapin gives when the broker closes a channel or the connection with `kind`.
+    pub(crate) fn broker_said(kind: AMQPErrorKind) -> lapin::Error {
+        lapin::ErrorKind::ProtocolError(AMQPError::new(kind, "test".into())).into()
+    }
+}

@@ -159,3 +159,24 @@ pub fn json_properties(job_id: Option<&str>) -> BasicProperties {
         None => properties,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::tests::broker_said;
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+
+    #[test]
+    fn a_refused_message_is_told_from_a_dead_channel() {
+        let results = Destination::Exchange("assets.results".into());
+        let refused =
+            channel_failed(&results, broker_said(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)));
+        assert!(matches!(refused, QueueError::MessageRefused { .. }), "{refused:?}");
+        let closed =
+            lapin::ErrorKind::InvalidChannelState(lapin::ChannelState::Closed, "basic.publish").into();
+        for gone in [broker_said(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)), closed] {
+            let error = channel_failed(&results, gone);
+            assert!(matches!(error, QueueError::PublisherLost { .. }), "{error:?}");
+        }
+    }
+}

@@ -112,3 +112,27 @@ fn quorum() -> FieldTable {
     arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
     arguments
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::tests::broker_said;
+    use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+
+    #[test]
+    fn only_a_precondition_failed_is_a_refusal_the_rest_is_a_lost_session() {
+        let refused =
+            declaring("queue q".into())(broker_said(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)));
+        assert!(matches!(refused, QueueError::Topology { .. }), "{refused:?}");
+        let lost = [
+            broker_said(AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED)),
+            broker_said(AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)),
+            broker_said(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)),
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset).into(),
+        ];
+        for error in lost {
+            let error = declaring("queue q".into())(error);
+            assert!(matches!(error, QueueError::DeclarationFailed { .. }), "{error:?}");
+        }
+    }
+}
