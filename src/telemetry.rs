@@ -67,6 +67,9 @@ pub mod metric {
     pub const DELIVERIES: &str = "asset_worker_deliveries_total";
     /// Broker connections re-established after a loss.
     pub const RECONNECTS: &str = "asset_worker_broker_reconnects_total";
+    /// Results the broker refused even when sent alone (larger than its `max_message_size`):
+    /// their jobs were dead-lettered unanswered.
+    pub const RESULTS_UNPUBLISHABLE: &str = "asset_worker_results_unpublishable_total";
     /// 1 while connected and consuming, else 0 (what `/readyz` answers).
     pub const READY: &str = "asset_worker_ready";
     /// Parser children started (the pool's warm-up and every replacement).
@@ -194,6 +197,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_gauge!(metric::IN_FLIGHT, "Jobs taken from the queue and not yet settled.");
     metrics::describe_counter!(metric::DELIVERIES, "Deliveries settled, by settlement.");
     metrics::describe_counter!(metric::RECONNECTS, "Broker connections re-established after a loss.");
+    metrics::describe_counter!(
+        metric::RESULTS_UNPUBLISHABLE,
+        "Results the broker refused even sent alone; their jobs were dead-lettered unanswered."
+    );
     metrics::describe_gauge!(metric::READY, "1 while connected to the broker and consuming.");
     metrics::describe_counter!(metric::CHILDREN_STARTED, "Parser children started.");
     metrics::describe_counter!(metric::CHILDREN_RETIRED, "Parser children retired, by reason.");
@@ -208,6 +215,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     // Present from the start, so a scrape before the first job shows zeros, not nothing.
     metrics::counter!(metric::RECONNECTS).absolute(0);
     metrics::counter!(metric::HTTP_REFUSED).absolute(0);
+    metrics::counter!(metric::RESULTS_UNPUBLISHABLE).absolute(0);
     metrics::gauge!(metric::IN_FLIGHT).set(0.0);
     metrics::gauge!(metric::READY).set(0.0);
     Ok(handle)

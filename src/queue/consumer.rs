@@ -9,7 +9,9 @@
 //! | `transient`, deliveries left | no | nack, requeue |
 //! | `transient`, last allowed delivery | yes, `retryable: true` | ack |
 //! | not a job (not JSON, wrong schema, unknown provider, no ExternalId) | `invalid_job`, if a job id is readable | reject, dead-lettered |
-//! | the result could not be published | no | nack, requeue |
+//! | the broker did not take the result (nack, returned) | no | nack, requeue |
+//! | the broker refuses the result itself (over its `max_message_size`) | no | reject, dead-lettered, counted in `asset_worker_results_unpublishable_total` |
+//! | the publisher's channel or connection died | no | none: the session ends and the broker gives the job out again |
 //!
 //! Only `transient` is retried here. `timeout` and `internal` are retryable for the backend
 //! (it may enqueue again) but not requeued by the worker: a file that hangs its parser or
@@ -22,7 +24,18 @@
 //! cut) ends the session: readiness goes false, the jobs in flight are abandoned (their
 //! deliveries died with the channel, so the broker gives them out again: finishing them would
 //! only publish duplicates), and the worker reconnects with backoff ([`super::reconnect`]),
-//! re-declares the topology and consumes again.
+//! re-declares the topology and consumes again. So does a dead publisher: when the broker
+//! closes the results channel (a deleted results exchange, a refused message), every later
+//! publish would fail and every job loop back to the queue while `/readyz` said 200, so the
+//! first task that sees it ends the session. Before the tasks of a lost session are
+//! abandoned, those already publishing and settling finish (a few milliseconds, bounded by
+//! [`SETTLING_GRACE`]): a result refused by the broker is then sent once more alone
+//! ([`ConfirmedPublisher::publish_alone`]) to tell *which* message was refused, and only that
+//! job is dead-lettered; the others are acked on their answer or given back.
+//!
+//! Declaring the topology fails the same way when the broker goes away mid-declare, and is
+//! retried the same way. Only a refusal of the declaration itself (406 PRECONDITION_FAILED: a
+//! queue exists with other arguments) stops the worker: no retry can mend it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,6 +50,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, DeliveryTag, FieldTable};
 use lapin::{Acker, Channel, Connection};
+use tokio::sync::{RwLock, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -55,6 +69,11 @@ const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 /// How long to wait for deliveries the broker had already sent before the cancel took effect.
 const PREFETCHED_GRACE: Duration = Duration::from_millis(500);
+
+/// How long a lost session waits for the jobs that are publishing and settling before it
+/// abandons them. On a dead channel or connection lapin fails their confirms at once; this
+/// only bounds a connection that hangs without closing.
+const SETTLING_GRACE: Duration = Duration::from_secs(5);
 
 /// What the worker needs besides the broker, built once at start.
 pub struct WorkerParts {
@@ -82,7 +101,9 @@ type Unsettled = Arc<Mutex<HashMap<DeliveryTag, Acker>>>;
 /// consumer of the process queue subscribed with prefetch = `ASSET_WORKER_CONCURRENCY`.
 /// (Also what the benchmark's no-op consumer runs on, so the two compare like for like.)
 pub struct Session {
-    pub connection: Connection,
+    /// Shared with the job tasks, which open a channel of their own on it to publish a
+    /// refused result alone.
+    pub connection: Arc<Connection>,
     pub channel: Channel,
     pub consumer: lapin::Consumer,
     pub publisher: ConfirmedPublisher,
@@ -105,7 +126,7 @@ impl Session {
             )
             .await?;
         tracing::info!(queue = %names.process, prefetch, "consuming");
-        Ok(Session { connection, channel, consumer, publisher })
+        Ok(Session { connection: Arc::new(connection), channel, consumer, publisher })
     }
 
     /// Closes what is still open; best effort (the broker requeues anything unsettled when
@@ -157,7 +178,14 @@ pub async fn run(
             Err(error @ QueueError::Topology { .. }) => return Err(error),
             Err(error) => {
                 let wait = backoff.next_wait();
-                tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "the broker is unreachable");
+                let retry_in_ms = wait.as_millis() as u64;
+                if let QueueError::Connect(_) = error {
+                    tracing::warn!(%error, retry_in_ms, "the broker is unreachable");
+                } else {
+                    // Connected, then lost it while declaring or subscribing (a reset, a node
+                    // shutting down, a permission missing for now): a lost session.
+                    tracing::warn!(%error, retry_in_ms, "the session with the broker failed while opening; retrying");
+                }
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break,
@@ -195,7 +223,29 @@ pub async fn run(
     Ok(())
 }
 
-/// One session's loop: one `select!` over shutdown, finished jobs and deliveries.
+/// What a job task holds of the session it was delivered on.
+#[derive(Clone)]
+struct SessionLink {
+    publisher: ConfirmedPublisher,
+    /// For a result sent again alone after the broker closed the publisher's channel.
+    connection: Arc<Connection>,
+    /// Tells the session's loop that the publisher is dead, so the session must end.
+    lost: mpsc::UnboundedSender<QueueError>,
+    /// Held shared by each task while it publishes and settles; the loop of a lost session
+    /// takes it exclusively before abandoning the tasks, so a result on its way gets its
+    /// answer (or its verdict) instead of being cut off between publish and settlement.
+    settling: Arc<RwLock<()>>,
+}
+
+impl SessionLink {
+    fn lose(&self, error: QueueError) {
+        // The loop may have ended already (another task said it first): nothing to tell.
+        let _ = self.lost.send(error);
+    }
+}
+
+/// One session's loop: one `select!` over shutdown, a dead publisher, finished jobs and
+/// deliveries.
 async fn consume(
     mut session: Session,
     context: &Arc<JobContext>,
@@ -205,12 +255,23 @@ async fn consume(
 ) -> SessionEnd {
     let unsettled: Unsettled = Arc::default();
     let mut in_flight = JoinSet::new();
+    let (lost_sender, mut publisher_lost) = mpsc::unbounded_channel();
+    let link = SessionLink {
+        publisher: session.publisher.clone(),
+        connection: Arc::clone(&session.connection),
+        lost: lost_sender,
+        settling: Arc::default(),
+    };
     let lost = loop {
         tokio::select! {
             // Shutdown is checked first: once asked to stop, no new job starts even if a
             // delivery is ready at the same moment.
             biased;
             () = shutdown.as_mut() => break None,
+            // A task's publish found the publisher's channel or connection dead: every later
+            // result would fail too, so this session is over (the loop holds a sender itself,
+            // so this never ends on its own).
+            Some(error) = publisher_lost.recv() => break Some(error),
             // Reap finished tasks so the set holds only running jobs. A task that panicked
             // settled its delivery on the way out (settle_even_on_panic); an error here is
             // an abort, which only shutdown and a lost session do.
@@ -227,7 +288,7 @@ async fn consume(
                     let task = settle_even_on_panic(
                         delivery,
                         Arc::clone(context),
-                        session.publisher.clone(),
+                        link.clone(),
                         Arc::clone(&unsettled),
                     );
                     in_flight.spawn(task);
@@ -238,7 +299,10 @@ async fn consume(
         }
     };
     if let Some(error) = lost {
-        // The deliveries died with the channel: the broker hands them out again.
+        readiness.set(false);
+        // Jobs publishing or settling finish first (see SETTLING_GRACE); the rest are
+        // abandoned: their deliveries die with the channel and the broker hands them out again.
+        let _settled = tokio::time::timeout(SETTLING_GRACE, link.settling.write()).await;
         in_flight.abort_all();
         while in_flight.join_next().await.is_some() {}
         session.close("connection lost").await;
@@ -314,13 +378,13 @@ impl Drop for InFlight {
 async fn settle_even_on_panic(
     delivery: Delivery,
     context: Arc<JobContext>,
-    publisher: ConfirmedPublisher,
+    link: SessionLink,
     unsettled: Unsettled,
 ) {
     use futures_lite::FutureExt;
     let (tag, acker) = (delivery.delivery_tag, delivery.acker.clone());
     let handled =
-        std::panic::AssertUnwindSafe(handle_delivery(delivery, context, publisher, Arc::clone(&unsettled)))
+        std::panic::AssertUnwindSafe(handle_delivery(delivery, context, link, Arc::clone(&unsettled)))
             .catch_unwind()
             .await;
     if let Err(panic) = handled {
@@ -334,11 +398,12 @@ async fn settle_even_on_panic(
 }
 
 /// One delivery, start to settlement. Never panics on the message's content: every path
-/// settles the delivery or leaves it for shutdown to hand back.
+/// settles the delivery or leaves it for shutdown (or the broker, when the session is lost)
+/// to hand back.
 async fn handle_delivery(
     delivery: Delivery,
     context: Arc<JobContext>,
-    publisher: ConfirmedPublisher,
+    link: SessionLink,
     unsettled: Unsettled,
 ) {
     let _in_flight = InFlight::start();
@@ -357,6 +422,7 @@ async fn handle_delivery(
                 .filter(|id| !id.is_empty());
             tracing::warn!(job_id = job_id.as_deref().unwrap_or("-"), problem = %invalid, "invalid job, dead-lettered");
             telemetry::job_answered(None, Some(ErrorKind::InvalidJob), &Default::default());
+            let _settling = link.settling.read().await;
             if let Some(job_id) = job_id {
                 let result = JobResult::failed(
                     job_id,
@@ -366,10 +432,10 @@ async fn handle_delivery(
                 );
                 // The job is dead-lettered whether or not its answer gets out: a delivery that
                 // can never succeed must not come back.
-                if let Err(error) =
-                    publisher.publish_result(&result, &destination, correlation_id.as_deref()).await
+                if let Some(error) =
+                    send_result(&link, &result, &destination, correlation_id.as_deref()).await.problem()
                 {
-                    tracing::error!(job_id = %result.job_id, %error, "the invalid_job result was not published");
+                    tracing::error!(job_id = %result.job_id, error = %error, "the invalid_job result was not published");
                 }
             }
             settle(&delivery.acker, Settlement::DeadLetter).await;
@@ -382,6 +448,8 @@ async fn handle_delivery(
     async move {
         let previous_deliveries = delivery_count(delivery.properties.headers());
         let processed = run_job(&job, &context).await;
+        // From here on the job is settling: a lost session waits for it (SessionLink::settling).
+        let _settling = link.settling.read().await;
         let mut result = JobResult::from_processed(&job, processed, &context.worker);
         let last_delivery = is_last_delivery(previous_deliveries, context.delivery_limit);
         let settlement = match &mut result.outcome.error {
@@ -400,8 +468,8 @@ async fn handle_delivery(
         let error_kind = result.outcome.error.as_ref().map(|error| error.kind);
         let settlement = match settlement {
             Settlement::AckAfterPublish => {
-                match publisher.publish_result(&result, &destination, correlation_id.as_deref()).await {
-                    Ok(()) => {
+                match send_result(&link, &result, &destination, correlation_id.as_deref()).await {
+                    Sent::Confirmed => {
                         let data_type = result.outcome.data_type.or(job.data_type);
                         telemetry::job_answered(data_type, error_kind, &result.stats);
                         let outcome = error_kind.map_or("succeeded", ErrorKind::as_str);
@@ -414,27 +482,97 @@ async fn handle_delivery(
                             error = message,
                             "job done"
                         );
-                        Settlement::AckAfterPublish
+                        Some(Settlement::AckAfterPublish)
                     }
-                    Err(error) => {
+                    Sent::NotTaken(error) => {
                         // Unconfirmed: acking would lose the answer. Requeued, the job runs
                         // again (bounded by the delivery limit).
                         tracing::error!(%error, "the result was not published; the job goes back to the queue");
-                        Settlement::Requeue
+                        Some(Settlement::Requeue)
+                    }
+                    Sent::Unpublishable(error) => {
+                        // Sent alone and refused again: it would be refused on every delivery.
+                        let result_bytes = serde_json::to_vec(&result).map_or(0, |body| body.len());
+                        metrics::counter!(metric::RESULTS_UNPUBLISHABLE).increment(1);
+                        tracing::error!(
+                            %error,
+                            result_bytes,
+                            "the broker refuses this job's result (larger than its max_message_size?); the job is dead-lettered unanswered"
+                        );
+                        Some(Settlement::DeadLetter)
+                    }
+                    Sent::SessionLost => {
+                        tracing::warn!("the result was not published: the session is lost and the broker gives the job out again");
+                        None
                     }
                 }
             }
             other => {
                 let message = result.outcome.error.as_ref().map(|error| error.message.as_str());
                 tracing::warn!(error = message, deliveries = previous_deliveries + 1, "transient failure, requeued");
-                other
+                Some(other)
             }
         };
-        settle(&delivery.acker, settlement).await;
-        lock(&unsettled).remove(&delivery.delivery_tag);
+        // Unsettled when the session is lost: the broker requeues it as the connection closes.
+        if let Some(settlement) = settlement {
+            settle(&delivery.acker, settlement).await;
+            lock(&unsettled).remove(&delivery.delivery_tag);
+        }
     }
     .instrument(span)
     .await;
+}
+
+/// What became of a result the worker tried to send.
+enum Sent {
+    /// The broker confirmed it: the job may be acked.
+    Confirmed,
+    /// The broker did not take it, but the channel lives: another attempt may succeed.
+    NotTaken(QueueError),
+    /// Sent alone, the broker refused it again (406): every attempt would be refused.
+    Unpublishable(QueueError),
+    /// The publisher's channel or connection died: the session's loop has been told.
+    SessionLost,
+}
+
+impl Sent {
+    /// What to log when a result did not get out and the job will not be answered by this
+    /// attempt (nothing for a lost session: its loop logs the cause).
+    fn problem(self) -> Option<QueueError> {
+        match self {
+            Sent::NotTaken(error) | Sent::Unpublishable(error) => Some(error),
+            Sent::Confirmed | Sent::SessionLost => None,
+        }
+    }
+}
+
+/// Publishes a result on the session's publisher. A dead publisher ends the session; when
+/// the broker closed its channel refusing a message, the result is sent again alone, which
+/// tells whether it is this one that the broker refuses (see the publisher module).
+async fn send_result(
+    link: &SessionLink,
+    result: &JobResult,
+    destination: &Destination,
+    correlation_id: Option<&str>,
+) -> Sent {
+    let error = match link.publisher.publish_result(result, destination, correlation_id).await {
+        Ok(()) => return Sent::Confirmed,
+        Err(error @ QueueError::Publish { .. }) => return Sent::NotTaken(error),
+        Err(error) => error,
+    };
+    let refused = matches!(error, QueueError::MessageRefused { .. });
+    // The shared channel is dead whichever message it was: the next session opens another
+    // and re-declares what may have gone (a deleted results exchange).
+    link.lose(error);
+    if !refused {
+        return Sent::SessionLost;
+    }
+    match ConfirmedPublisher::publish_alone(&link.connection, result, destination, correlation_id).await {
+        Ok(()) => Sent::Confirmed,
+        Err(error @ QueueError::MessageRefused { .. }) => Sent::Unpublishable(error),
+        Err(error @ QueueError::Publish { .. }) => Sent::NotTaken(error),
+        Err(_) => Sent::SessionLost,
+    }
 }
 
 /// Runs the pipeline behind a panic boundary (a bug costs this job an `internal` result, not

@@ -1,6 +1,14 @@
 //! Confirmed publishing: a message counts as sent only when the broker has confirmed it
 //! (stored it in the queue's replicas). The consumer acks a job only after its result is
 //! confirmed, so a crash between the two duplicates a result, never loses one.
+//!
+//! A failed publish says what the caller must do ([`QueueError`]): the broker did not take
+//! the message but the channel lives (`Publish`: try again later); the channel or connection
+//! is gone (`PublisherLost`: end the session); or the broker closed the channel refusing a
+//! message (`MessageRefused`, 406). RabbitMQ fails every publish pending on a channel it closes
+//! with the same error, so `MessageRefused` alone cannot say *which* message was refused:
+//! [`ConfirmedPublisher::publish_alone`] sends one again on a channel of its own, where a
+//! second refusal can only be that message's.
 
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -65,6 +73,26 @@ impl ConfirmedPublisher {
         self.publish(destination, &body, properties).await
     }
 
+    /// Publishes one result on a confirm channel of its own, opened on `connection` and closed
+    /// after: a `MessageRefused` from here is this message's own (nothing else was pending on
+    /// the channel), so the job can be settled for good rather than sent round again.
+    pub async fn publish_alone(
+        connection: &Connection,
+        result: &JobResult,
+        destination: &Destination,
+        correlation_id: Option<&str>,
+    ) -> Result<(), QueueError> {
+        let alone = ConfirmedPublisher::open(connection).await.map_err(|error| match error {
+            QueueError::Broker(source) => {
+                QueueError::PublisherLost { destination: destination.to_string(), source }
+            }
+            other => other,
+        })?;
+        let published = alone.publish_result(result, destination, correlation_id).await;
+        alone.close().await;
+        published
+    }
+
     /// Publishes `body` and waits for the broker's confirm. `mandatory`: a message no queue
     /// takes (a deleted `reply_to` queue, an unbound exchange) is an error, not a silent loss.
     pub async fn publish(
@@ -88,9 +116,9 @@ impl ConfirmedPublisher {
                 properties,
             )
             .await
-            .map_err(|e| failed(e.to_string()))?
+            .map_err(|source| channel_failed(destination, source))?
             .await
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|source| channel_failed(destination, source))?;
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(_)) => {
@@ -108,6 +136,17 @@ impl ConfirmedPublisher {
     }
 }
 
+/// A publish that failed in lapin (not a nack or a return): the channel is closed or closing,
+/// refusing a message (406) or for another reason (a missing exchange, a lost connection).
+fn channel_failed(destination: &Destination, source: lapin::Error) -> QueueError {
+    let destination = destination.to_string();
+    if super::is_precondition_failed(&source) {
+        QueueError::MessageRefused { destination, source }
+    } else {
+        QueueError::PublisherLost { destination, source }
+    }
+}
+
 /// Persistent JSON, with `message_id` = the job id (DESIGN §2) so consumers can deduplicate.
 /// An id longer than an AMQP short string (255 bytes; the worker refuses such jobs, `enqueue`
 /// may send one to test it) is left out rather than allowed to panic the publisher.
@@ -118,5 +157,26 @@ pub fn json_properties(job_id: Option<&str>) -> BasicProperties {
     match job_id.and_then(|id| lapin::types::ShortString::try_new(id).ok()) {
         Some(job_id) => properties.with_message_id(job_id),
         None => properties,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::tests::broker_said;
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+
+    #[test]
+    fn a_refused_message_is_told_from_a_dead_channel() {
+        let results = Destination::Exchange("assets.results".into());
+        let refused =
+            channel_failed(&results, broker_said(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)));
+        assert!(matches!(refused, QueueError::MessageRefused { .. }), "{refused:?}");
+        let closed =
+            lapin::ErrorKind::InvalidChannelState(lapin::ChannelState::Closed, "basic.publish").into();
+        for gone in [broker_said(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)), closed] {
+            let error = channel_failed(&results, gone);
+            assert!(matches!(error, QueueError::PublisherLost { .. }), "{error:?}");
+        }
     }
 }

@@ -41,14 +41,16 @@ impl Names {
 }
 
 /// Declares the whole topology. Declaring what exists with the same arguments is a no-op;
-/// with other arguments the broker closes the channel and the error names the object.
+/// with other arguments the broker closes the channel (406) and the error,
+/// [`QueueError::Topology`], names the object. Any other failure (a reset, a node shutting
+/// down mid-declare, 403) is [`QueueError::DeclarationFailed`]: a lost session, not a refusal.
 pub async fn declare(channel: &Channel, names: &Names, delivery_limit: u32) -> Result<(), QueueError> {
     let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
     for exchange in [&names.dead_letter_exchange, &names.results_exchange] {
         channel
             .exchange_declare(exchange.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default())
             .await
-            .map_err(|source| QueueError::Topology { name: format!("exchange {exchange}"), source })?;
+            .map_err(declaring(format!("exchange {exchange}")))?;
     }
     let mut process_arguments = quorum();
     process_arguments.insert(
@@ -71,7 +73,7 @@ pub async fn declare(channel: &Channel, names: &Names, delivery_limit: u32) -> R
                 arguments,
             )
             .await
-            .map_err(|source| QueueError::Topology { name: format!("queue {queue}"), source })?;
+            .map_err(declaring(format!("queue {queue}")))?;
     }
     for (queue, exchange) in [
         (&names.dead_letter_queue, &names.dead_letter_exchange),
@@ -86,12 +88,21 @@ pub async fn declare(channel: &Channel, names: &Names, delivery_limit: u32) -> R
                 FieldTable::default(),
             )
             .await
-            .map_err(|source| QueueError::Topology {
-                name: format!("binding {exchange} → {queue}"),
-                source,
-            })?;
+            .map_err(declaring(format!("binding {exchange} → {queue}")))?;
     }
     Ok(())
+}
+
+/// The error of declaring `name`, by whether the broker refused it (406: exit) or the
+/// session failed under it (anything else: reconnect).
+fn declaring(name: String) -> impl FnOnce(lapin::Error) -> QueueError {
+    move |source| {
+        if super::is_precondition_failed(&source) {
+            QueueError::Topology { name, source }
+        } else {
+            QueueError::DeclarationFailed { name, source }
+        }
+    }
 }
 
 /// Quorum queues: replicated, and the only kind that counts deliveries (`x-delivery-count`),
@@ -100,4 +111,28 @@ fn quorum() -> FieldTable {
     let mut arguments = FieldTable::default();
     arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
     arguments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::tests::broker_said;
+    use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+
+    #[test]
+    fn only_a_precondition_failed_is_a_refusal_the_rest_is_a_lost_session() {
+        let refused =
+            declaring("queue q".into())(broker_said(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)));
+        assert!(matches!(refused, QueueError::Topology { .. }), "{refused:?}");
+        let lost = [
+            broker_said(AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED)),
+            broker_said(AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)),
+            broker_said(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)),
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset).into(),
+        ];
+        for error in lost {
+            let error = declaring("queue q".into())(error);
+            assert!(matches!(error, QueueError::DeclarationFailed { .. }), "{error:?}");
+        }
+    }
 }

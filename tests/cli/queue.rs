@@ -43,6 +43,11 @@ impl Prefix {
         prefix
     }
 
+    /// The broker of this prefix's commands.
+    pub fn amqp_url(&self) -> String {
+        self.amqp_url.clone().unwrap_or_else(default_amqp_url)
+    }
+
     pub fn temp_dir(&self) -> PathBuf {
         self.dir.path().join("temp")
     }
@@ -131,7 +136,7 @@ impl Prefix {
     /// Ready messages in one of this prefix's queues.
     pub fn message_count(&self, suffix: &str) -> u32 {
         let queue = format!("{}.{suffix}", self.name);
-        broker(|channel| async move {
+        broker_at(&self.amqp_url(), |channel| async move {
             let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
             Ok(channel
                 .queue_declare(queue.as_str().into(), options, FieldTable::default())
@@ -201,17 +206,30 @@ impl Drop for Worker {
     }
 }
 
+/// The shared test broker: ASSET_WORKER_AMQP_URL, or 127.0.0.1:5672.
+fn default_amqp_url() -> String {
+    std::env::var("ASSET_WORKER_AMQP_URL").unwrap_or_else(|_| AMQP_DEFAULT.into())
+}
+
 /// Runs `work` on a fresh channel to the test broker.
 pub fn broker<T, F, Fut>(work: F) -> T
 where
     F: FnOnce(lapin::Channel) -> Fut,
     Fut: std::future::Future<Output = lapin::Result<T>>,
 {
-    let url = std::env::var("ASSET_WORKER_AMQP_URL").unwrap_or_else(|_| AMQP_DEFAULT.into());
+    broker_at(&default_amqp_url(), work)
+}
+
+/// Runs `work` on a fresh channel to the broker at `url` (a test's own vhost or node).
+pub fn broker_at<T, F, Fut>(url: &str, work: F) -> T
+where
+    F: FnOnce(lapin::Channel) -> Fut,
+    Fut: std::future::Future<Output = lapin::Result<T>>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let connection =
-            lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.unwrap_or_else(
+            lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await.unwrap_or_else(
                 |e| panic!("RabbitMQ at {url} (DESIGN §6: start it with `rabbitmq-server -detached`): {e}"),
             );
         let answer = work(connection.create_channel().await.unwrap()).await.expect("the broker answers");
@@ -244,6 +262,11 @@ pub fn write_huge_pdf(path: &Path) {
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_vec(),
         [format!("<< /Length {} >>\nstream\n", body.len()).as_bytes(), &body, b"\nendstream"].concat(),
     ];
+    write_pdf(path, &objects);
+}
+
+/// Writes a PDF of `objects` (numbered from 1; the first is the catalog) with its xref table.
+pub fn write_pdf(path: &Path, objects: &[Vec<u8>]) {
     let mut pdf = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (number, object) in objects.iter().enumerate() {

@@ -16,7 +16,7 @@ use super::{
 };
 
 /// Keys (relative to `fixtures/`) of the fixtures under `fixtures/{kind}`.
-fn keys_of(kind: &str) -> Vec<String> {
+pub fn keys_of(kind: &str) -> Vec<String> {
     fixture_files()
         .into_iter()
         .filter(|f| f.starts_with(format!("fixtures/{kind}")))
@@ -25,12 +25,12 @@ fn keys_of(kind: &str) -> Vec<String> {
 }
 
 /// `count` keys, cycling through `pool`.
-fn cycle(pool: &[String], count: usize) -> Vec<&str> {
+pub fn cycle(pool: &[String], count: usize) -> Vec<&str> {
     pool.iter().cycle().take(count).map(String::as_str).collect()
 }
 
 /// The address the worker serves health and metrics on (it binds port 0 in tests and logs it).
-fn http_addr(worker: &Worker) -> String {
+pub fn http_addr(worker: &Worker) -> String {
     let mut found = None;
     let logged = wait_until(Duration::from_secs(30), || {
         found = worker.log().lines().find_map(|line| {
@@ -44,7 +44,7 @@ fn http_addr(worker: &Worker) -> String {
 }
 
 /// GET `path` from the worker: status and body (status 0 if nothing answered).
-fn get(addr: &str, path: &str) -> (u16, String) {
+pub fn get(addr: &str, path: &str) -> (u16, String) {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     match client.get(format!("http://{addr}{path}")).send() {
         Ok(response) => (response.status().as_u16(), response.text().unwrap_or_default()),
@@ -52,13 +52,13 @@ fn get(addr: &str, path: &str) -> (u16, String) {
     }
 }
 
-fn ready(addr: &str) -> u16 {
+pub fn ready(addr: &str) -> u16 {
     get(addr, asset_worker::telemetry::READYZ_PATH).0
 }
 
 /// The value of one sample of a metric in Prometheus text, matched by name and labels (in
 /// any order).
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     metrics.lines().find_map(|line| {
         let (series, value) = line.rsplit_once(' ')?;
         let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
@@ -70,7 +70,7 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 /// Collects results, beginning with those `already` taken, until every id in `ids` has at
 /// least one (or `limit` passes), then a little longer to catch duplicates. Answers by job id.
-fn answers_for(
+pub fn answers_for(
     prefix: &Prefix,
     ids: &[String],
     already: Vec<Value>,
