@@ -61,6 +61,14 @@ pub enum LineEnding {
     None,
 }
 
+/// Whether a character that starts with `lead` (above ASCII) may be whitespace or a control:
+/// the only such characters are U+0080–U+00A0 (lead 0xC2: C1 controls, NEL, no-break space),
+/// U+1680 (0xE1), U+2000–U+205F (0xE2: spaces, separators) and U+3000 (0xE3). Every other
+/// character is a letter, digit, mark or symbol of a word, counted without decoding it.
+fn may_be_space_or_control(lead: u8) -> bool {
+    matches!(lead, 0xC2 | 0xE1 | 0xE2 | 0xE3)
+}
+
 /// Whether the first bytes of a file look like text in an encoding we read. Decides between
 /// "text" and "unsupported" for files no magic number claimed.
 pub fn looks_like_text(head: &[u8]) -> bool {
@@ -263,8 +271,10 @@ struct TextCounter {
 }
 
 impl TextCounter {
-    /// Counts decoded text. ASCII, most of most text, is counted byte by byte without
-    /// decoding; other characters one by one.
+    /// Counts decoded text. Most characters are neither whitespace, a control nor a line
+    /// terminator: those are counted as part of a word without being decoded, a run of visible
+    /// ASCII at a time; only the few bytes that may start another kind of character are decoded
+    /// and looked at one by one.
     fn push(&mut self, text: &str) {
         if !self.started {
             self.started = true;
@@ -274,25 +284,42 @@ impl TextCounter {
         let mut at = 0;
         while at < bytes.len() {
             let byte = bytes[at];
-            if byte.is_ascii_graphic() && !self.pending_cr {
-                // The common case, without the general checks: a visible ASCII character
-                // is one character of a word, on a line that is not empty.
-                self.chars += 1;
-                self.at_line_start = false;
-                if !self.in_word {
-                    self.in_word = true;
-                    self.words += 1;
-                }
-                at += 1;
+            if byte.is_ascii_graphic() {
+                let run = bytes[at..].iter().take_while(|b| b.is_ascii_graphic()).count();
+                self.push_word_chars(run as u64);
+                at += run;
             } else if byte.is_ascii() {
                 self.push_char(char::from(byte));
                 at += 1;
             } else {
-                let c = text[at..].chars().next().expect("a character starts here");
+                // `text` is valid UTF-8: the lead byte says the character's length.
+                let len = match byte {
+                    0xC0..=0xDF => 2,
+                    0xE0..=0xEF => 3,
+                    _ => 4,
+                };
                 self.multibyte += 1;
-                self.push_char(c);
-                at += c.len_utf8();
+                match may_be_space_or_control(byte).then(|| text[at..].chars().next()).flatten() {
+                    Some(c) => self.push_char(c),
+                    None => self.push_word_chars(1),
+                }
+                at += len;
             }
+        }
+    }
+
+    /// `count` characters that are neither whitespace, controls nor terminators: the same
+    /// word, on a line that is not empty.
+    fn push_word_chars(&mut self, count: u64) {
+        self.chars += count;
+        if self.pending_cr {
+            self.pending_cr = false;
+            self.cr += 1;
+        }
+        self.at_line_start = false;
+        if !self.in_word {
+            self.in_word = true;
+            self.words += 1;
         }
     }
 
@@ -479,6 +506,33 @@ mod tests {
         // Cut at the very end of the file.
         let m = metadata(&[&"ünïcödé ".repeat(100).into_bytes()[..], b"\xf0\x9f"].concat());
         assert_eq!((m["encoding"].as_str(), m["invalid_bytes"].as_u64()), (Some("utf-8"), Some(2)));
+    }
+
+    #[test]
+    fn counting_without_decoding_agrees_with_counting_each_character() {
+        // Every character up to U+3100 (every whitespace and control above ASCII is below
+        // it), each after a letter, then runs of them; and text in a few scripts.
+        let every: String = (0x20u32..0x3100).filter_map(char::from_u32).flat_map(|c| [c, 'a']).collect();
+        let runs: String = (0x80u32..0x3100).filter_map(char::from_u32).collect();
+        let samples = [
+            every.as_str(),
+            runs.as_str(),
+            "naïve café\u{a0}x\u{3000}y\u{2028}z\u{202f}w\u{205f}v\u{1680}u",
+            "日本語の テキスト\u{85}end\u{9f}",
+            "zero\u{200b}width is no space; “quotes” — dashes",
+        ];
+        for text in samples {
+            let mut counter = TextCounter::default();
+            counter.push(text);
+            assert_eq!(counter.chars, text.chars().count() as u64);
+            assert_eq!(counter.words, text.split_whitespace().count() as u64, "{text:?}");
+            let controls = text
+                .chars()
+                .filter(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0b' | '\x0c'))
+                .count();
+            assert_eq!(counter.control_count, controls as u64);
+            assert_eq!(counter.multibyte, text.chars().filter(|c| !c.is_ascii()).count() as u64);
+        }
     }
 
     #[test]
