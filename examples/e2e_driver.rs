@@ -109,7 +109,7 @@ async fn drive(
     let names = Names::new(&settings.queue_prefix);
     let connection = connect(settings).await?;
     let channel = connection.create_channel().await?;
-    topology::declare(&channel, &names, settings.delivery_limit).await?;
+    topology::declare(&channel, &names, settings.delivery_limit, &settings.retry_delays_seconds).await?;
     // Results: subscribed before the first job goes out; no acks (the queue is the run's own
     // and is deleted after it), so taking results costs the broker as little as possible.
     channel.basic_qos(1000, BasicQosOptions::default()).await?;

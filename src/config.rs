@@ -25,6 +25,10 @@ const DEFAULT_CHILD_MAX_JOBS: u32 = 100;
 const DEFAULT_CHILD_MEMORY_MB: u64 = 1024;
 /// The least address space a parser child can start in (the binary, its libraries, stacks).
 const MIN_CHILD_MEMORY_MB: u64 = 64;
+/// Retry delays: each is a queue on the broker, so their number is bounded; a day is longer
+/// than any blip worth waiting for.
+const MAX_RETRY_DELAYS: usize = 8;
+const MAX_RETRY_DELAY_SECONDS: u64 = 86_400;
 
 /// The cores this process may use (the cgroup's CPU quota included).
 fn cores() -> usize {
@@ -59,6 +63,10 @@ pub struct Settings {
     /// process queue). Fixed when the queue is first declared: changing it later makes the
     /// declaration fail until the queue is re-created.
     pub delivery_limit: u32,
+    /// How long a job that failed transiently waits before its next attempt, by attempt (the
+    /// last delay serves every later one). Each delay is a retry queue of its own
+    /// (`{prefix}.retry.{N}s`) whose messages expire back into the process queue.
+    pub retry_delays_seconds: Vec<u64>,
     /// On SIGTERM, how long in-flight jobs may run before they are handed back to the queue.
     /// Keep the pod's `terminationGracePeriodSeconds` above it.
     pub drain_timeout_seconds: u64,
@@ -116,6 +124,9 @@ impl Default for Settings {
             memory_budget_mb: None,
             child_max_jobs: DEFAULT_CHILD_MAX_JOBS,
             delivery_limit: 5,
+            // An STS or storage blip heals in seconds, an outage in minutes: 4 retries span
+            // about 13 minutes before the job is answered `transient`.
+            retry_delays_seconds: vec![5, 30, 120, 600],
             drain_timeout_seconds: 30,
             job_timeout_seconds: 120,
             http_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
@@ -221,6 +232,17 @@ impl Settings {
         }
         if self.delivery_limit == 0 {
             return Err(invalid("delivery_limit", "must be at least 1".into()));
+        }
+        let delays_ok = (1..=MAX_RETRY_DELAYS).contains(&self.retry_delays_seconds.len())
+            && self.retry_delays_seconds.iter().all(|delay| (1..=MAX_RETRY_DELAY_SECONDS).contains(delay));
+        if !delays_ok {
+            return Err(invalid(
+                "retry_delays_seconds",
+                format!(
+                    "is {:?}; give 1 to {MAX_RETRY_DELAYS} delays of 1 to {MAX_RETRY_DELAY_SECONDS} s, e.g. [5,30,120]",
+                    self.retry_delays_seconds
+                ),
+            ));
         }
         for (setting, seconds) in [
             ("url_ttl_seconds", self.url_ttl_seconds),

@@ -406,6 +406,9 @@ pub struct JobResult {
     #[serde(flatten)]
     pub outcome: Outcome,
     pub stats: crate::pipeline::Stats,
+    /// Which attempt at the job this answer comes from (1 unless earlier ones failed
+    /// transiently and were retried, or the job was redelivered after a worker was lost).
+    pub attempt: u64,
     pub worker: WorkerInfo,
     /// RFC 3339, UTC, whole seconds.
     pub processed_at: String,
@@ -457,6 +460,7 @@ impl JobResult {
             asset_id,
             outcome,
             stats: crate::pipeline::Stats::default(),
+            attempt: 1,
             worker: worker.clone(),
             processed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         }

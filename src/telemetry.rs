@@ -63,7 +63,7 @@ pub mod metric {
     pub const BYTES_FETCHED: &str = "asset_worker_fetched_bytes_total";
     /// Jobs running now (taken from the queue, not yet settled).
     pub const IN_FLIGHT: &str = "asset_worker_jobs_in_flight";
-    /// Deliveries settled, by `settlement` (ack, requeue, dead_letter).
+    /// Deliveries settled, by `settlement` (ack, retry_later, requeue, dead_letter).
     pub const DELIVERIES: &str = "asset_worker_deliveries_total";
     /// Broker connections re-established after a loss.
     pub const RECONNECTS: &str = "asset_worker_broker_reconnects_total";

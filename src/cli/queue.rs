@@ -104,7 +104,13 @@ pub fn local_jobs(keys: &[String], data_type: Option<DataType>) -> Vec<Vec<u8>> 
 pub async fn enqueue(settings: &Settings, bodies: &[Vec<u8>]) -> anyhow::Result<Vec<Option<String>>> {
     let connection = connect(settings).await?;
     let names = Names::new(&settings.queue_prefix);
-    topology::declare(&connection.create_channel().await?, &names, settings.delivery_limit).await?;
+    topology::declare(
+        &connection.create_channel().await?,
+        &names,
+        settings.delivery_limit,
+        &settings.retry_delays_seconds,
+    )
+    .await?;
     let publisher = ConfirmedPublisher::open(&connection).await?;
     let destination = Destination::Queue(names.process.clone());
     let mut ids = Vec::with_capacity(bodies.len());
@@ -131,7 +137,7 @@ pub async fn results(
     let connection = connect(settings).await?;
     let names = Names::new(&settings.queue_prefix);
     let channel = connection.create_channel().await?;
-    topology::declare(&channel, &names, settings.delivery_limit).await?;
+    topology::declare(&channel, &names, settings.delivery_limit, &settings.retry_delays_seconds).await?;
     let deadline = Instant::now() + timeout;
     let mut printed = 0;
     // basic.get rather than a consumer: it takes exactly `count` messages, never prefetching

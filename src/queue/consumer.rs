@@ -6,8 +6,9 @@
 //! | outcome | result published | delivery |
 //! |---|---|---|
 //! | succeeded, or failed for good (`not_found`, `corrupt`, …) | yes | ack |
-//! | `transient`, deliveries left | no | nack, requeue |
-//! | `transient`, last allowed delivery | yes, `retryable: true` | ack |
+//! | `transient`, attempts left | no | copied to its retry queue (confirmed), then ack |
+//! | `transient`, the retry queue did not take it | no | nack, requeue |
+//! | `transient`, last allowed attempt | yes, `retryable: true` | ack |
 //! | not a job (not JSON, wrong schema, unknown provider, no ExternalId) | `invalid_job`, if a job id is readable | reject, dead-lettered |
 //! | the broker did not take the result (nack, returned) | no | nack, requeue |
 //! | the broker refuses the result itself (over its `max_message_size`) | no | reject, dead-lettered, counted in `asset_worker_results_unpublishable_total` |
@@ -49,7 +50,7 @@ use lapin::options::{
     BasicRejectOptions,
 };
 use lapin::types::{AMQPValue, DeliveryTag, FieldTable};
-use lapin::{Acker, Channel, Connection};
+use lapin::{Acker, BasicProperties, Channel, Connection};
 use tokio::sync::{RwLock, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -92,6 +93,7 @@ struct JobContext {
     names: Names,
     worker: WorkerInfo,
     delivery_limit: u32,
+    retry_delays_seconds: Vec<u64>,
 }
 
 /// Deliveries taken but not yet acked, nacked or rejected: what shutdown hands back.
@@ -113,7 +115,7 @@ impl Session {
     pub async fn open(settings: &Settings, names: &Names) -> Result<Session, QueueError> {
         let connection = connect(settings).await?;
         let channel = connection.create_channel().await?;
-        topology::declare(&channel, names, settings.delivery_limit).await?;
+        topology::declare(&channel, names, settings.delivery_limit, &settings.retry_delays_seconds).await?;
         let publisher = ConfirmedPublisher::open(&connection).await?;
         let prefetch = u16::try_from(settings.concurrency).unwrap_or(u16::MAX);
         channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
@@ -159,6 +161,7 @@ pub async fn run(
         pipeline: parts.pipeline,
         worker: WorkerInfo::current(&settings.region),
         delivery_limit: settings.delivery_limit,
+        retry_delays_seconds: settings.retry_delays_seconds.clone(),
         names: Names::new(&settings.queue_prefix),
     });
     let readiness = parts.readiness;
@@ -446,20 +449,21 @@ async fn handle_delivery(
     // Every line logged for this job, here and in the pipeline's task, carries its ids.
     let span = tracing::info_span!("job", job_id = %job.job_id, asset_id = %job.asset_id);
     async move {
-        let previous_deliveries = delivery_count(delivery.properties.headers());
+        let previous_attempts = previous_attempts(delivery.properties.headers());
         let processed = run_job(&job, &context).await;
         // From here on the job is settling: a lost session waits for it (SessionLink::settling).
         let _settling = link.settling.read().await;
         let mut result = JobResult::from_processed(&job, processed, &context.worker);
-        let last_delivery = is_last_delivery(previous_deliveries, context.delivery_limit);
+        result.attempt = previous_attempts + 1;
+        let last_attempt = is_last_delivery(previous_attempts, context.delivery_limit);
         let settlement = match &mut result.outcome.error {
-            Some(error) if error.kind == ErrorKind::Transient && !last_delivery => Settlement::Requeue,
+            Some(error) if error.kind == ErrorKind::Transient && !last_attempt => Settlement::RetryLater,
             Some(error) if error.kind == ErrorKind::Transient => {
                 error.retryable = true;
                 error.message = format!(
-                    "{} (gave up after {} deliveries; the job may be enqueued again)",
+                    "{} (gave up after {} attempts; the job may be enqueued again)",
                     error.message,
-                    previous_deliveries + 1
+                    previous_attempts + 1
                 );
                 Settlement::AckAfterPublish
             }
@@ -507,11 +511,31 @@ async fn handle_delivery(
                     }
                 }
             }
-            other => {
+            Settlement::RetryLater => {
                 let message = result.outcome.error.as_ref().map(|error| error.message.as_str());
-                tracing::warn!(error = message, deliveries = previous_deliveries + 1, "transient failure, requeued");
-                Some(other)
+                let delay = retry_delay(&context.retry_delays_seconds, previous_attempts);
+                let queue = context.names.retry_queue(delay);
+                match retry_later(&link, &delivery, result.attempt, &queue).await {
+                    Ok(()) => {
+                        tracing::warn!(
+                            error = message,
+                            attempt = result.attempt,
+                            retry_in_seconds = delay,
+                            "transient failure, retried later"
+                        );
+                        Some(Settlement::RetryLater)
+                    }
+                    Err(error @ QueueError::Publish { .. }) => {
+                        tracing::error!(%error, "the job could not be put in its retry queue; it goes back to the queue now");
+                        Some(Settlement::Requeue)
+                    }
+                    Err(error) => {
+                        link.lose(error);
+                        None
+                    }
+                }
             }
+            other => Some(other),
         };
         // Unsettled when the session is lost: the broker requeues it as the connection closes.
         if let Some(settlement) = settlement {
@@ -611,8 +635,12 @@ fn internal(message: String) -> Processed {
 enum Settlement {
     /// The result is confirmed: done.
     AckAfterPublish,
-    /// Back to the queue for another attempt (the broker counts it against the limit).
+    /// Back to the queue for another attempt at once (the broker counts it against the
+    /// limit): when the retry queue could not take it.
     Requeue,
+    /// Copied to its retry queue (confirmed), then acked: the next attempt comes after the
+    /// delay, and the copy carries the attempts made so far.
+    RetryLater,
     /// Never retried: to the dead-letter queue.
     DeadLetter,
 }
@@ -623,6 +651,7 @@ impl Settlement {
         match self {
             Settlement::AckAfterPublish => "ack",
             Settlement::Requeue => "requeue",
+            Settlement::RetryLater => "retry_later",
             Settlement::DeadLetter => "dead_letter",
         }
     }
@@ -630,7 +659,7 @@ impl Settlement {
 
 async fn settle(acker: &Acker, settlement: Settlement) {
     let settled = match settlement {
-        Settlement::AckAfterPublish => acker.ack(BasicAckOptions::default()).await,
+        Settlement::AckAfterPublish | Settlement::RetryLater => acker.ack(BasicAckOptions::default()).await,
         Settlement::Requeue => {
             acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await
         }
@@ -647,10 +676,71 @@ async fn requeue(acker: &Acker) {
     settle(acker, Settlement::Requeue).await;
 }
 
-/// How many times this message was delivered before and handed back (`x-delivery-count`,
-/// set by quorum queues; absent on the first delivery).
-fn delivery_count(headers: &Option<FieldTable>) -> u64 {
-    let Some(value) = headers.as_ref().and_then(|headers| headers.inner().get("x-delivery-count")) else {
+/// The header a job copied to a retry queue carries: the attempts made before it.
+const ATTEMPTS_HEADER: &str = "x-asset-worker-attempts";
+
+/// Attempts made at this job before this delivery: those its retries carried
+/// ([`ATTEMPTS_HEADER`]) and this message's own deliveries handed back (a lost worker).
+fn previous_attempts(headers: &Option<FieldTable>) -> u64 {
+    header_count(headers, ATTEMPTS_HEADER) + header_count(headers, "x-delivery-count")
+}
+
+/// The delay before the attempt after `previous_attempts + 1` failed: the list's entry for
+/// this retry, its last for any later one.
+fn retry_delay(delays_seconds: &[u64], previous_attempts: u64) -> u64 {
+    let index =
+        usize::try_from(previous_attempts).unwrap_or(usize::MAX).min(delays_seconds.len().saturating_sub(1));
+    delays_seconds.get(index).copied().unwrap_or(1)
+}
+
+/// Publishes the job as it came (body, ids, `reply_to`, headers) to `retry_queue`, with the
+/// attempts made so far, and waits for the broker's confirm. The broker's own counters
+/// (`x-delivery-count`, `x-death`) stay behind: the copy is a new message.
+async fn retry_later(
+    link: &SessionLink,
+    delivery: &Delivery,
+    attempts: u64,
+    retry_queue: &str,
+) -> Result<(), QueueError> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    let mut kept = FieldTable::default();
+    for (name, value) in headers.inner() {
+        if !matches!(
+            name.as_str(),
+            "x-delivery-count"
+                | "x-death"
+                | "x-first-death-exchange"
+                | "x-first-death-queue"
+                | "x-first-death-reason"
+                | "x-last-death-exchange"
+                | "x-last-death-queue"
+                | "x-last-death-reason"
+        ) {
+            kept.insert(name.clone(), value.clone());
+        }
+    }
+    kept.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongLongInt(i64::try_from(attempts).unwrap_or(i64::MAX)));
+    headers = kept;
+    let source = &delivery.properties;
+    let mut properties = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
+    if let Some(content_type) = source.content_type() {
+        properties = properties.with_content_type(content_type.clone());
+    }
+    if let Some(message_id) = source.message_id() {
+        properties = properties.with_message_id(message_id.clone());
+    }
+    if let Some(reply_to) = source.reply_to() {
+        properties = properties.with_reply_to(reply_to.clone());
+    }
+    if let Some(correlation_id) = source.correlation_id() {
+        properties = properties.with_correlation_id(correlation_id.clone());
+    }
+    link.publisher.publish(&Destination::Queue(retry_queue.to_owned()), &delivery.data, properties).await
+}
+
+/// A count the broker or the worker put in a header (absent: 0; whatever integer type).
+fn header_count(headers: &Option<FieldTable>, name: &str) -> u64 {
+    let Some(value) = headers.as_ref().and_then(|headers| headers.inner().get(name)) else {
         return 0;
     };
     let count = match value {
@@ -684,13 +774,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_delivery_count_header_is_read_whatever_its_integer_type() {
+    fn attempts_are_read_from_both_counts_whatever_their_integer_type() {
         let mut headers = FieldTable::default();
-        assert_eq!(delivery_count(&None), 0);
+        assert_eq!(previous_attempts(&None), 0);
         headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
-        assert_eq!(delivery_count(&Some(headers.clone())), 3);
+        assert_eq!(previous_attempts(&Some(headers.clone())), 3);
+        headers.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongInt(2));
+        assert_eq!(
+            previous_attempts(&Some(headers.clone())),
+            5,
+            "two retries, then three deliveries handed back"
+        );
         headers.insert("x-delivery-count".into(), AMQPValue::LongInt(-1));
-        assert_eq!(delivery_count(&Some(headers)), 0);
+        assert_eq!(previous_attempts(&Some(headers)), 2);
+    }
+
+    #[test]
+    fn each_retry_waits_its_delay_and_later_ones_the_last() {
+        let delays = [5, 30, 120];
+        let waits: Vec<u64> = (0..5).map(|previous| retry_delay(&delays, previous)).collect();
+        assert_eq!(waits, [5, 30, 120, 120, 120]);
     }
 
     #[test]

@@ -4,7 +4,12 @@
 //! ```text
 //! {p}.process  quorum, x-delivery-limit ──dead letters──▶ {p}.dlx (fanout) ──▶ {p}.process.dead
 //! {p}.results  (fanout exchange) ──▶ {p}.results  quorum
+//! {p}.retry.{N}s  quorum, x-message-ttl N s ──expired, dead letters──▶ {p}.process
 //! ```
+//! A job that failed transiently is published to the retry queue of its delay and acked; no
+//! one consumes a retry queue, so the job waits there until it expires back into the process
+//! queue (RabbitMQ's own delayed retry, with at-least-once dead-lettering: a node failure
+//! while it moves loses nothing).
 //! Fanout exchanges: routing keys carry no meaning here, and any queue an operator binds
 //! (an audit log, a second consumer) gets every message.
 
@@ -25,6 +30,8 @@ pub struct Names {
     /// Results out: the exchange the worker publishes to, and the queue bound to it.
     pub results_exchange: String,
     pub results_queue: String,
+    /// `{prefix}.retry`: each delay's queue is this with `.{N}s` ([`Names::retry_queue`]).
+    retry_prefix: String,
 }
 
 impl Names {
@@ -36,7 +43,13 @@ impl Names {
             dead_letter_queue: format!("{prefix}.process.dead"),
             results_exchange: format!("{prefix}.results"),
             results_queue: format!("{prefix}.results"),
+            retry_prefix: format!("{prefix}.retry"),
         }
+    }
+
+    /// The queue where a job waits `delay_seconds` before its next attempt.
+    pub fn retry_queue(&self, delay_seconds: u64) -> String {
+        format!("{}.{delay_seconds}s", self.retry_prefix)
     }
 }
 
@@ -44,7 +57,12 @@ impl Names {
 /// with other arguments the broker closes the channel (406) and the error,
 /// [`QueueError::Topology`], names the object. Any other failure (a reset, a node shutting
 /// down mid-declare, 403) is [`QueueError::DeclarationFailed`]: a lost session, not a refusal.
-pub async fn declare(channel: &Channel, names: &Names, delivery_limit: u32) -> Result<(), QueueError> {
+pub async fn declare(
+    channel: &Channel,
+    names: &Names,
+    delivery_limit: u32,
+    retry_delays_seconds: &[u64],
+) -> Result<(), QueueError> {
     let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
     for exchange in [&names.dead_letter_exchange, &names.results_exchange] {
         channel
@@ -61,11 +79,27 @@ pub async fn declare(channel: &Channel, names: &Names, delivery_limit: u32) -> R
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(names.dead_letter_exchange.as_str().into()),
     );
-    for (queue, arguments) in [
-        (&names.process, process_arguments),
-        (&names.dead_letter_queue, quorum()),
-        (&names.results_queue, quorum()),
-    ] {
+    let mut queues = vec![
+        (names.process.clone(), process_arguments),
+        (names.dead_letter_queue.clone(), quorum()),
+        (names.results_queue.clone(), quorum()),
+    ];
+    for delay in retry_delays_seconds {
+        let mut arguments = quorum();
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt((*delay * 1000) as i64));
+        arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        arguments
+            .insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(names.process.as_str().into()));
+        // Quorum queues dead-letter at most once unless told otherwise; at-least-once needs
+        // publishers held back (not messages dropped) when the queue is full.
+        arguments.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
+        arguments.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+        let queue = names.retry_queue(*delay);
+        if !queues.iter().any(|(name, _)| *name == queue) {
+            queues.push((queue, arguments));
+        }
+    }
+    for (queue, arguments) in queues {
         channel
             .queue_declare(
                 queue.as_str().into(),

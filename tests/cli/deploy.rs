@@ -928,8 +928,24 @@ fn the_definitions_declare_what_the_topology_code_declares() {
     }
 
     // Queues: quorum, durable; the process queue with its delivery limit and dead-letter exchange.
+    // The retry queues: one per default delay, expiring back into the process queue.
     let quorum = json!({"x-queue-type": "quorum"});
-    let expected: BTreeMap<&str, Value> = [
+    let retry_queues: Vec<(String, Value)> = Settings::default()
+        .retry_delays_seconds
+        .iter()
+        .map(|delay| {
+            let arguments = json!({
+                "x-queue-type": "quorum",
+                "x-message-ttl": delay * 1000,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": names.process,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            });
+            (names.retry_queue(*delay), arguments)
+        })
+        .collect();
+    let mut expected: BTreeMap<&str, Value> = [
         (
             names.process.as_str(),
             json!({
@@ -942,6 +958,7 @@ fn the_definitions_declare_what_the_topology_code_declares() {
         (names.results_queue.as_str(), quorum),
     ]
     .into();
+    expected.extend(retry_queues.iter().map(|(name, arguments)| (name.as_str(), arguments.clone())));
     let queues = definitions.at(&["queues"]).as_array().unwrap_or_else(|| panic!("{DEFINITIONS}: no queues"));
     let declared: BTreeSet<&str> = queues.iter().map(|q| q["name"].as_str().unwrap()).collect();
     assert_eq!(
@@ -1000,10 +1017,14 @@ fn the_definitions_declare_what_the_topology_code_declares() {
     let worker = amqp_url.authority.userinfo.username.as_str();
     let permission = definitions_permission(&definitions, worker, vhost);
     let n = &names;
+    // The retry queues dead-letter to the default exchange: declaring them takes configure
+    // and read on them (and write on amq.default, which replies need anyway).
+    let retry: Vec<&str> = retry_queues.iter().map(|(name, _)| name.as_str()).collect();
+    let with_retry = |names: &[&str]| names_pattern(&[names, &retry[..]].concat());
     let expected = [
         (
             "configure",
-            names_pattern(&[&n.process, &n.dead_letter_exchange, &n.dead_letter_queue, &n.results_exchange]),
+            with_retry(&[&n.process, &n.dead_letter_exchange, &n.dead_letter_queue, &n.results_exchange]),
         ),
         (
             "write",
@@ -1014,7 +1035,7 @@ fn the_definitions_declare_what_the_topology_code_declares() {
                 &n.results_exchange,
             ]),
         ),
-        ("read", names_pattern(&[&n.process, &n.dead_letter_exchange, &n.results_exchange])),
+        ("read", with_retry(&[&n.process, &n.dead_letter_exchange, &n.results_exchange])),
     ];
     for (right, pattern) in expected {
         assert_eq!(permission[right], pattern, "{DEFINITIONS}: the {right} permission of {worker}");
@@ -1102,6 +1123,7 @@ fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
     let settings = kube_settings();
     let names = Names::new(str_setting(settings, "queue_prefix"));
     let delivery_limit = u32::try_from(u64_setting(settings, "delivery_limit")).unwrap();
+    let retry_delays = Settings::default().retry_delays_seconds;
     // The broker the other tests use (ASSET_WORKER_AMQP_URL, else 127.0.0.1:5672).
     let broker: AMQPUri = std::env::var("ASSET_WORKER_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
@@ -1123,7 +1145,9 @@ fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
         let connection = connect(url_of(with_topology)).await;
         let channel = connection.create_channel().await.unwrap();
         let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        for queue in [&names.process, &names.dead_letter_queue, &names.results_queue] {
+        let retry_queues = retry_delays.iter().map(|delay| names.retry_queue(*delay));
+        let queues = [names.process.clone(), names.dead_letter_queue.clone(), names.results_queue.clone()];
+        for queue in queues.into_iter().chain(retry_queues) {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 let channel = connection.create_channel().await.unwrap();
@@ -1137,12 +1161,12 @@ fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
             }
         }
         // …and the code's declaration is equivalent to it…
-        topology::declare(&channel, &names, delivery_limit).await.unwrap_or_else(|e| {
+        topology::declare(&channel, &names, delivery_limit, &retry_delays).await.unwrap_or_else(|e| {
             panic!("{DEFINITIONS} differs from src/queue/topology.rs on a real broker: {e}")
         });
         // …which the broker does check: another delivery limit is refused.
         let other = connection.create_channel().await.unwrap();
-        let refused = topology::declare(&other, &names, delivery_limit + 1).await;
+        let refused = topology::declare(&other, &names, delivery_limit + 1, &retry_delays).await;
         assert!(
             refused.is_err(),
             "the broker accepted another x-delivery-limit: the comparison above proves nothing"
@@ -1195,15 +1219,20 @@ fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
         }
         // The permissions stop at the prefix's names.
         let outside = Names::new("not-the-prefix");
-        let refused =
-            topology::declare(&connection.create_channel().await.unwrap(), &outside, delivery_limit).await;
+        let refused = topology::declare(
+            &connection.create_channel().await.unwrap(),
+            &outside,
+            delivery_limit,
+            &retry_delays,
+        )
+        .await;
         assert!(refused.is_err(), "{DEFINITIONS}: the worker's user may declare queues of other prefixes");
         let _ = connection.close(200, "deploy test done".into()).await;
 
         // 3. Where nothing was imported, the worker's permissions suffice to create it all.
         let connection = connect(url_of(empty)).await;
         let channel = connection.create_channel().await.unwrap();
-        topology::declare(&channel, &names, delivery_limit).await.unwrap_or_else(|e| {
+        topology::declare(&channel, &names, delivery_limit, &retry_delays).await.unwrap_or_else(|e| {
             panic!("{DEFINITIONS}: the worker's permissions cannot create the topology: {e}")
         });
         let _ = connection.close(200, "deploy test done".into()).await;

@@ -160,8 +160,15 @@ impl Drop for Prefix {
             return; // the test's own vhost goes, and its queues with it
         }
         let name = self.name.clone();
+        // The retry queues of the default delays and of the delays tests set (a queue that
+        // was never declared is deleted without complaint).
+        let mut retry_delays = asset_worker::config::Settings::default().retry_delays_seconds;
+        retry_delays.extend([1, 2]);
         broker(|channel| async move {
-            for suffix in ["process", "process.dead", "results"] {
+            let retry_queues = retry_delays.iter().map(|delay| format!("retry.{delay}s"));
+            for suffix in
+                ["process", "process.dead", "results"].map(String::from).into_iter().chain(retry_queues)
+            {
                 let queue = format!("{name}.{suffix}");
                 channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
             }
@@ -490,10 +497,12 @@ fn stop_mid_batch(test: &str, drain_seconds: u64) -> (HashMap<String, Vec<Value>
     (answers, log)
 }
 
-/// An unreachable STS is `transient`: the job is requeued until its last allowed delivery,
-/// then answered once, failed with `retryable: true`, and acked (not dead-lettered).
+/// An unreachable STS is `transient`: each attempt but the last goes to the retry queue of
+/// its delay (1 s, then 2 s for every later one) and comes back when it expires; the last
+/// (the delivery limit, 5) is answered once, failed with `retryable: true` and its attempt,
+/// and acked (not dead-lettered). Nothing is left in any queue.
 #[test]
-fn transient_failures_exhaust_the_delivery_limit_then_answer_once() {
+fn transient_failures_are_retried_after_growing_delays_then_answered_once() {
     let prefix = Prefix::new("transient");
     prefix.enqueue_raw(&[r#"{"schema":1,"job_id":"t-sts-down","asset_id":"a","source":{"provider":"s3","region":"eu-central-1","bucket":"customer-bucket","key":"k","role_arn":"arn:aws:iam::123456789012:role/R","external_id":"x"}}"#]);
     let worker = prefix.spawn_worker_with(
@@ -503,6 +512,7 @@ fn transient_failures_exhaust_the_delivery_limit_then_answer_once() {
             ("ASSET_WORKER_STS_ENDPOINT", "http://127.0.0.1:1"),
             ("AWS_ACCESS_KEY_ID", "test"),
             ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("ASSET_WORKER_RETRY_DELAYS_SECONDS", "[1,2]"),
         ],
     );
     let results = prefix.results(1, 90);
@@ -510,11 +520,32 @@ fn transient_failures_exhaust_the_delivery_limit_then_answer_once() {
     let error = &results[0]["error"];
     assert_eq!(error["kind"], "transient", "{}", results[0]);
     assert_eq!(error["retryable"], true);
-    assert!(error["message"].as_str().unwrap().contains("gave up after 5 deliveries"), "{error}");
-    assert_eq!(worker.log().matches("transient failure, requeued").count(), 4, "{}", worker.log());
+    assert!(error["message"].as_str().unwrap().contains("gave up after 5 attempts"), "{error}");
+    assert_eq!(results[0]["attempt"], 5, "{}", results[0]);
+    // Four retries, each logged with its delay, each attempt at least that delay after the
+    // one before (the broker holds the job for the retry queue's TTL).
+    let log = worker.log();
+    let retries: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["message"] == "transient failure, retried later")
+        .collect();
+    let delays: Vec<u64> = retries.iter().map(|line| line["retry_in_seconds"].as_u64().unwrap()).collect();
+    assert_eq!(delays, [1, 2, 2, 2], "{log}");
+    let attempts: Vec<u64> = retries.iter().map(|line| line["attempt"].as_u64().unwrap()).collect();
+    assert_eq!(attempts, [1, 2, 3, 4], "{log}");
+    let at = |line: &Value| humantime::parse_rfc3339(line["timestamp"].as_str().unwrap()).unwrap();
+    for pair in retries.windows(2) {
+        let waited = at(&pair[1]).duration_since(at(&pair[0])).unwrap();
+        let delay = Duration::from_secs(pair[0]["retry_in_seconds"].as_u64().unwrap());
+        assert!(waited >= delay, "attempt {} came {waited:?} after a {delay:?} delay", pair[1]["attempt"]);
+    }
     assert!(prefix.results(1, 2).is_empty(), "answered once");
     assert_eq!(prefix.message_count("process"), 0);
     assert_eq!(prefix.message_count("process.dead"), 0, "acked after the answer, not dead-lettered");
+    for delay in ["1s", "2s"] {
+        assert_eq!(prefix.message_count(&format!("retry.{delay}")), 0);
+    }
 }
 
 /// The retry budget of the ack policy rests on how the broker counts: the worker answers a

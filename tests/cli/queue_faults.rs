@@ -253,7 +253,12 @@ fn a_worker_whose_children_cannot_start_is_not_ready_and_blames_no_file() {
     let exe = bin.path().join("asset-worker");
     std::fs::copy(env!("CARGO_BIN_EXE_asset-worker"), &exe).unwrap();
     // One child, replaced after every job: each job after the first needs a child started.
-    let settings = [("ASSET_WORKER_POOL_SIZE", "1"), ("ASSET_WORKER_CHILD_MAX_JOBS", "1")];
+    // (Retries of the transient failure a second apart, not minutes.)
+    let settings = [
+        ("ASSET_WORKER_POOL_SIZE", "1"),
+        ("ASSET_WORKER_CHILD_MAX_JOBS", "1"),
+        ("ASSET_WORKER_RETRY_DELAYS_SECONDS", "[1]"),
+    ];
     let worker = prefix.spawn_worker_of(&exe, 1, &settings);
     let addr = http_addr(&worker);
     assert!(wait_until(Duration::from_secs(30), || ready(&addr) == 200), "never ready:\n{}", worker.log());
@@ -282,7 +287,7 @@ fn a_worker_whose_children_cannot_start_is_not_ready_and_blames_no_file() {
     let (_, metrics) = get(&addr, asset_worker::telemetry::METRICS_PATH);
     let start_failed =
         sample(&metrics, asset_worker::telemetry::metric::CHILDREN_RETIRED, &[("reason", "start_failed")]);
-    // One per delivery of the job: the queue's delivery limit is 5.
+    // One per attempt at the job: the delivery limit is 5.
     assert_eq!(start_failed, Some(5.0), "{metrics}");
 
     std::fs::remove_file(&exe).unwrap();
