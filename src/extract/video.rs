@@ -582,8 +582,11 @@ struct ClusterScan {
 /// Elements looked at for the first video block when frames are not counted: the first
 /// cluster or two of any ordinary file.
 const MAX_START_ELEMENTS: usize = 4096;
-/// Buffer for the cluster walk: block headers are a few bytes among kilobytes of frames.
-const CLUSTER_BUFFER: usize = 64 << 10;
+/// Buffer for the cluster walk when counting (every block header of the file is read, a few
+/// bytes among kilobytes of frames), and when looking for the first video block only (a
+/// remote file should not be fetched further for it than the block's header).
+const COUNTING_BUFFER: usize = 64 << 10;
+const START_BUFFER: usize = 4 << 10;
 
 /// Walks the clusters from the first: block headers are read and frames skipped. Without
 /// `count`, it stops at the first video block; with it, every cluster of the file is walked
@@ -600,7 +603,7 @@ fn scan_clusters(
         return Ok(scan);
     };
     let mut times = FrameTimes::default();
-    let mut walk = ClusterWalk::new(source, start)?;
+    let mut walk = ClusterWalk::new(source, start, if count { COUNTING_BUFFER } else { START_BUFFER })?;
     let mut elements = 0usize;
     let mut cluster_timestamp = 0i64;
     // The end of the cluster being walked (the segment's, for an unknown-size cluster).
@@ -713,9 +716,9 @@ struct ClusterWalk<'a> {
 }
 
 impl<'a> ClusterWalk<'a> {
-    fn new(source: &'a mut dyn ReadSeek, start: u64) -> Result<Self, ExtractError> {
+    fn new(source: &'a mut dyn ReadSeek, start: u64, buffer: usize) -> Result<Self, ExtractError> {
         source.seek(SeekFrom::Start(start))?;
-        Ok(ClusterWalk { reader: std::io::BufReader::with_capacity(CLUSTER_BUFFER, source), position: start })
+        Ok(ClusterWalk { reader: std::io::BufReader::with_capacity(buffer, source), position: start })
     }
 
     fn read_exact(&mut self, buffer: &mut [u8]) -> Result<(), ExtractError> {
@@ -1403,6 +1406,38 @@ mod tests {
             );
             assert_eq!(m["frame_count"].as_u64(), case.frames, "{path} (count {})", case.count);
         }
+    }
+
+    /// Bytes a ranged fetch would download: the headers and the first block's header unless
+    /// frames are counted, every cluster when they are.
+    #[test]
+    fn only_counting_reads_a_matroska_file_whole() {
+        struct Counting<R> {
+            inner: R,
+            bytes_read: u64,
+        }
+        impl<R: Read> Read for Counting<R> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.inner.read(buf)?;
+                self.bytes_read += n as u64;
+                Ok(n)
+            }
+        }
+        impl<R: std::io::Seek> std::io::Seek for Counting<R> {
+            fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+                self.inner.seek(pos)
+            }
+        }
+        let path = "video/mkv_h264_sar64x45.mkv";
+        let size = fixture(path).metadata().unwrap().len();
+        let read = |count| {
+            let mut source = Counting { inner: fixture(path), bytes_read: 0 };
+            extract(&mut source, Format::Matroska, count).unwrap();
+            source.bytes_read
+        };
+        let (plain, counted) = (read(false), read(true));
+        assert!(plain < 8 << 10, "{plain} of {size} bytes without counting");
+        assert!(counted >= size * 9 / 10, "{counted} of {size} bytes when counting");
     }
 
     /// Timing the sample tables cannot back is null, and an `mvhd` duration its tracks
