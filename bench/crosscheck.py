@@ -737,7 +737,7 @@ def video_fields(rel, probe):
         Field('rotation', [(rot_label, rot if v else ABSENT)]),
         Field('sample_aspect_ratio', [sar_ref]),
         Field('frame_rate', [('ffprobe avg_frame_rate', ratio(v.get('avg_frame_rate')))], 'fps'),
-        Field('frame_rate_mode', [('ffprobe packet timestamps (sorted; steps within 1 tick = constant)',
+        Field('frame_rate_mode', [('ffprobe packet timestamps (sorted; steps within a tick or 1 ms = constant)',
                                    packets_mode(rel))]),
         Field('frame_count', [fc]),
         Field('start_time_seconds', [('ffprobe stream start_time', float(start) if start not in (None, 'N/A')
@@ -754,15 +754,19 @@ def video_fields(rel, probe):
 def packets_mode(rel):
     """constant/variable from the video packets' presentation times that reference.sh recorded
     (ffprobe -show_entries packet=pts), the same rule as ours: sorted, consecutive steps that
-    differ by at most one tick of the stream's time base are constant."""
+    differ by at most one tick of the stream's time base, or one millisecond if that is longer,
+    are constant."""
     path = os.path.join(REF, rel) + '.packets.json'
     if not os.path.exists(path):
         return ABSENT
+    v, _ = pick_streams(load_json(os.path.join(REF, rel) + '.ffprobe.json'))
+    ticks_per_second = 1 / Fraction((v or {}).get('time_base', '1/1000'))
+    tolerance = max(1, int(ticks_per_second / 1000))
     pts = sorted(int(p['pts']) for p in load_json(path).get('packets', []) if 'pts' in p)
     steps = [b - a for a, b in zip(pts, pts[1:])]
     if not steps:
         return None
-    return 'constant' if max(steps) - min(steps) <= 1 else 'variable'
+    return 'constant' if max(steps) - min(steps) <= tolerance else 'variable'
 
 
 def audio_fields(rel, probe):
@@ -1259,8 +1263,8 @@ def main():
             v, _ = pick_streams(probe)
             fields = [Field('frame_count', [('ffprobe nb_read_packets (-count_packets)',
                                              to_int((v or {}).get('nb_read_packets')))]),
-                      Field('frame_rate_mode', [('ffprobe packet timestamps (sorted; steps within 1 tick '
-                                                 '= constant)', packets_mode(rel))])]
+                      Field('frame_rate_mode', [('ffprobe packet timestamps (sorted; steps within a tick '
+                                                 'or 1 ms = constant)', packets_mode(rel))])]
             answer = answers.get(rel)
             if answer is None or answer.get('status') != 'succeeded':
                 count_all_differ(rel, fields, describe_failure(answer) if answer else 'no answer line', tally)

@@ -182,9 +182,12 @@ impl SampleSpacing {
         self.pending_last = later.pending_last;
     }
 
-    /// Constant or variable; `None` with fewer than two samples.
-    pub fn mode(&self) -> Option<FrameRateMode> {
-        self.range.map(|(min, max)| FrameRateMode::from_spacing(i64::from(min), i64::from(max)))
+    /// Constant or variable, for durations in units of `timescale` per second; `None` with
+    /// fewer than two samples.
+    pub fn mode(&self, timescale: u32) -> Option<FrameRateMode> {
+        self.range.map(|(min, max)| {
+            FrameRateMode::from_spacing(i64::from(min), i64::from(max), f64::from(timescale))
+        })
     }
 }
 
@@ -2106,7 +2109,7 @@ mod tests {
     fn frame_rate_mode_from_one_or_many_stts_entries() {
         let mode = |stts: &[(u32, u32)]| {
             let movie = read(ftyp_moov(&timed_trak(&[], stts, &[]))).unwrap();
-            video(&movie).spacing.mode()
+            video(&movie).spacing.mode(12800)
         };
         use FrameRateMode::{Constant, Variable};
         assert_eq!(mode(&[(25, 512)]), Some(Constant));

@@ -242,7 +242,7 @@ fn count_video_frames(
         }
         offset += buffer.len() as u64;
     }
-    Ok(times.finish())
+    Ok(times.finish(CLOCK_HZ))
 }
 
 /// How many packets' sync bytes must line up for [`packet_layout`] to believe a layout.

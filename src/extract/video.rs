@@ -58,8 +58,11 @@ pub struct VideoMetadata {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FrameRateMode {
-    /// Every frame lasts as long as the others, to within one tick of the stream's clock (a
-    /// rate that is no whole number of ticks alternates between two neighbouring durations).
+    /// Every frame lasts as long as the others, to within one tick of the stream's clock or
+    /// one millisecond, whichever is longer: a rate that is no whole number of ticks
+    /// alternates between two neighbouring durations (29.97 fps in milliseconds: 33 and 34),
+    /// and timestamps once rounded to the millisecond (Matroska's and FLV's clock) keep that
+    /// jitter through a remux to a finer clock (2970 and 3060 ticks of 90 kHz).
     Constant,
     /// Frame durations differ by more than that: phone recordings, screen captures, edits
     /// joined at different rates.
@@ -67,9 +70,15 @@ pub enum FrameRateMode {
 }
 
 impl FrameRateMode {
-    /// The mode of frames whose spacing (in ticks) ranges from `shortest` to `longest`.
-    pub(super) fn from_spacing(shortest: i64, longest: i64) -> FrameRateMode {
-        if longest.saturating_sub(shortest) <= 1 { FrameRateMode::Constant } else { FrameRateMode::Variable }
+    /// The mode of frames whose spacing ranges from `shortest` to `longest` ticks of a clock
+    /// of `ticks_per_second`.
+    pub(super) fn from_spacing(shortest: i64, longest: i64, ticks_per_second: f64) -> FrameRateMode {
+        let tolerance = (ticks_per_second / 1000.0).floor().max(1.0);
+        if (longest.saturating_sub(shortest) as f64) <= tolerance {
+            FrameRateMode::Constant
+        } else {
+            FrameRateMode::Variable
+        }
     }
 }
 
@@ -178,12 +187,13 @@ impl FrameTimes {
         self.last = Some(pts);
     }
 
-    /// The number of frames, and their mode (`None` with fewer than two timed frames).
-    pub(super) fn finish(mut self) -> (u64, Option<FrameRateMode>) {
+    /// The number of frames, and their mode (`None` with fewer than two timed frames), for
+    /// timestamps in ticks of `ticks_per_second`.
+    pub(super) fn finish(mut self, ticks_per_second: f64) -> (u64, Option<FrameRateMode>) {
         while let Some(std::cmp::Reverse(pts)) = self.window.pop() {
             self.advance(pts);
         }
-        (self.count, self.spacing.map(|(min, max)| FrameRateMode::from_spacing(min, max)))
+        (self.count, self.spacing.map(|(min, max)| FrameRateMode::from_spacing(min, max, ticks_per_second)))
     }
 }
 
@@ -240,7 +250,7 @@ fn isobmff_metadata(movie: &Movie) -> Option<VideoMetadata> {
         display_width,
         display_height,
         frame_rate: video.average_frame_rate().filter(|_| timing_backed),
-        frame_rate_mode: video.spacing.mode(),
+        frame_rate_mode: video.spacing.mode(video.timescale),
         frame_count: Some(video.sample_count),
         start_time_seconds: video.start_seconds(movie.timescale).filter(|_| timing_backed),
         video_codec: video.codec().map(str::to_owned),
@@ -704,7 +714,7 @@ fn scan_clusters(
         Err(other) => return Err(other),
     }
     if count {
-        scan.frames = Some(times.finish());
+        scan.frames = Some(times.finish(1e9 / headers.timestamp_scale_ns.max(1) as f64));
     }
     Ok(scan)
 }
@@ -1462,18 +1472,26 @@ mod tests {
         for pts in [0, 120, 40, 80, 240, 160, 200] {
             times.push(Some(pts));
         }
-        assert_eq!(times.finish(), (7, Some(FrameRateMode::Constant)));
+        assert_eq!(times.finish(1000.0), (7, Some(FrameRateMode::Constant)));
         // 29.97 fps in milliseconds: 33, 33, 34, ... is one rate
         let mut times = FrameTimes::default();
         (0..30).for_each(|n| times.push(Some(n * 1001 / 30)));
-        assert_eq!(times.finish(), (30, Some(FrameRateMode::Constant)));
+        assert_eq!(times.finish(1000.0), (30, Some(FrameRateMode::Constant)));
         let mut times = FrameTimes::default();
         [0, 100, 200, 240, 280].into_iter().for_each(|pts| times.push(Some(pts)));
-        assert_eq!(times.finish(), (5, Some(FrameRateMode::Variable)));
+        assert_eq!(times.finish(1000.0), (5, Some(FrameRateMode::Variable)));
         let mut times = FrameTimes::default();
         times.push(Some(7));
         times.push(None);
-        assert_eq!(times.finish(), (2, None), "one timed frame has no spacing");
+        assert_eq!(times.finish(1000.0), (2, None), "one timed frame has no spacing");
+        // 30 fps rounded to milliseconds, then carried at 90 kHz: 2970 and 3060 ticks
+        let mut times = FrameTimes::default();
+        (0..30).for_each(|n| times.push(Some(n * 1000 / 30 * 90)));
+        assert_eq!(times.finish(90_000.0), (30, Some(FrameRateMode::Constant)));
+        // a frame dropped at 90 kHz (3003 then 6006 ticks) is variable
+        let mut times = FrameTimes::default();
+        [0, 3003, 6006, 12012].into_iter().for_each(|pts| times.push(Some(pts)));
+        assert_eq!(times.finish(90_000.0), (4, Some(FrameRateMode::Variable)));
     }
 
     #[test]
