@@ -2105,6 +2105,23 @@ mod tests {
         assert_eq!(start(&[(500, 25 * 512)], &[]), None);
     }
 
+    /// The pixel shape comes from `pasp`, and from the SPS in `avcC` when a writer leaves
+    /// `pasp` out (the anamorphic fixture with its `pasp` renamed to an unknown box).
+    #[test]
+    fn pixel_aspect_from_pasp_else_the_sps() {
+        let mut bytes =
+            std::fs::read(format!("{}/fixtures/video/mp4_h264_sar64x45.mp4", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+        let aspect = |bytes: &[u8]| video(&read(bytes.to_vec()).unwrap()).sample_aspect_ratio();
+        assert_eq!(aspect(&bytes), AspectRatio::new(64, 45));
+        let at = bytes.windows(4).position(|w| w == b"pasp").unwrap();
+        bytes[at..at + 4].copy_from_slice(b"xxxx");
+        assert_eq!(aspect(&bytes), AspectRatio::new(64, 45), "from the SPS VUI");
+        let at = bytes.windows(4).position(|w| w == b"avcC").unwrap();
+        bytes[at..at + 4].copy_from_slice(b"xxxx");
+        assert_eq!(aspect(&bytes), None, "nothing says");
+    }
+
     #[test]
     fn frame_rate_mode_from_one_or_many_stts_entries() {
         let mode = |stts: &[(u32, u32)]| {

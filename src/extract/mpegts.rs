@@ -1524,6 +1524,19 @@ mod tests {
         out
     }
 
+    #[test]
+    fn mpeg2_aspect_codes_are_display_shapes() {
+        assert_eq!(mpeg2_sample_aspect(1, 720, 576), Some(AspectRatio::SQUARE));
+        assert_eq!(mpeg2_sample_aspect(2, 720, 576), AspectRatio::new(16, 15));
+        assert_eq!(mpeg2_sample_aspect(3, 720, 576), AspectRatio::new(64, 45));
+        assert_eq!(mpeg2_sample_aspect(3, 1920, 1080), Some(AspectRatio::SQUARE));
+        assert_eq!(mpeg2_sample_aspect(0, 720, 576), None, "forbidden code");
+        // the VUI of an SPS whose Extended_SAR says 1:1
+        let nal = h264_sps_nal(20, 15, 0, Some((1, 50)));
+        assert_eq!(h264_sps_aspect_ratio(&nal[4..]), Some(AspectRatio::SQUARE));
+        assert_eq!(h264_sps_aspect_ratio(&h264_sps_nal(20, 15, 0, None)[4..]), None);
+    }
+
     /// A High profile SPS: `width_mbs` × `height_mbs` macroblocks, frame coded, cropped by
     /// `crop_bottom` chroma rows, with VUI timing if given.
     fn h264_sps_nal(
