@@ -57,8 +57,9 @@ SKIP_SUFFIXES = ('.md', '.json', '.sh')
 CONTRACT = {
     'image': ['format', 'width', 'height', 'orientation', 'display_width', 'display_height',
               'frame_count', 'bit_depth', 'color_type'],
-    'video': ['container', 'duration_seconds', 'width', 'height', 'rotation', 'display_width',
-              'display_height', 'frame_rate', 'frame_count', 'video_codec', 'audio_codec', 'has_audio'],
+    'video': ['container', 'duration_seconds', 'width', 'height', 'rotation', 'sample_aspect_ratio',
+              'display_width', 'display_height', 'frame_rate', 'frame_rate_mode', 'frame_count',
+              'start_time_seconds', 'video_codec', 'audio_codec', 'has_audio'],
     'audio': ['container', 'codec', 'duration_seconds', 'sample_rate', 'channels', 'bits_per_sample'],
     'pdf': ['page_count', 'pdf_version', 'encrypted', 'pages'],
     'dicom': ['transfer_syntax_uid', 'sop_class_uid', 'sop_instance_uid', 'study_instance_uid',
@@ -121,6 +122,13 @@ KNOWN = {
         wrong={'file -b': -36, 'exiftool': None},
         why='SOF0 says 65500x65500x3 (fixtures/README.md). `file` prints the 16-bit field as signed '
             '(-36); exiftool stops with "JPEG format error" before reporting any size.'),
+    ('hostile/mp4_mvhd_duration_ffffffff.mp4', 'duration_seconds'): dict(
+        truth=1.0,
+        wrong={'ffprobe format.duration': 4294967.295},
+        why='The mvhd duration is 0xFFFFFFFF, which ISO/IEC 14496-12 reserves for "unknown"; ffprobe '
+            'and exiftool divide it by the timescale (4,294,967 s = 49.7 days). The tracks say 1 s '
+            '(tkhd, edit lists, and 25 frames of 1/25 s), as in video/mp4_h264_aac_faststart.mp4 it '
+            'was patched from.'),
     ('hostile/huge_dims_truncated.jpg', 'height'): dict(
         truth=65500,
         wrong={'file -b': -36, 'exiftool': None},
@@ -132,21 +140,28 @@ KNOWN = {
 # Key: (path relative to fixtures/, field). Value: our answer and why.
 # ---------------------------------------------------------------------------------------------
 _NO_INDEX = ('frame_count is null: the container stores no frame count and counting means reading '
-             'every cluster/packet, which a ranged fetch of a large file must not do (ffprobe counts '
-             'only with -count_packets/-count_frames; its plain nb_frames is N/A too).')
+             'every cluster/packet, which a ranged fetch of a large file must not do unless asked '
+             '(`--count-frames`, checked in its own pass below; ffprobe counts only with '
+             '-count_packets/-count_frames; its plain nb_frames is N/A too).')
 _ADPCM = ('bits_per_sample is null for lossy codecs (DESIGN §3); ADPCM is lossy: ffprobe\'s 4 is '
           'the coded bits per sample, not the resolution of the audio.')
 _MALFORMED_IS = ('a number field whose value is not a number (IS "1A") is null, not a guess: pydicom '
                  'keeps the text "1A" (it warns: invalid value for VR IS).')
 BY_DESIGN = {
     ('dicom/malformed_is_values.dcm', 'number_of_frames'): dict(ours=None, why=_MALFORMED_IS),
-    ('video/mkv_h264_aac.mkv', 'frame_count'): dict(ours=None, why=_NO_INDEX),
-    ('video/webm_vp8_vorbis.webm', 'frame_count'): dict(ours=None, why=_NO_INDEX),
-    ('video/webm_vp9_opus.webm', 'frame_count'): dict(ours=None, why=_NO_INDEX),
-    ('video/ts_h264_aac.ts', 'frame_count'): dict(ours=None, why=_NO_INDEX),
     ('audio/wav_adpcm_ima_22050_mono.wav', 'bits_per_sample'): dict(ours=None, why=_ADPCM),
     ('audio/wav_adpcm_ms_22050_mono.wav', 'bits_per_sample'): dict(ours=None, why=_ADPCM),
 }
+_NO_TIMESTAMPS = ('frame_rate_mode is null unless frames are counted (`extract --count-frames`, the job\'s '
+                  '`options.count_frames`): Matroska and MPEG-TS keep no table of frame durations, and '
+                  'knowing them means reading every block/packet. The --count-frames pass below checks it.')
+for _name in sorted(os.listdir(os.path.join(FIX, 'video')) if os.path.isdir(os.path.join(FIX, 'video')) else []):
+    if _name.endswith(('.mkv', '.webm', '.ts')):
+        BY_DESIGN.setdefault(('video/' + _name, 'frame_count'), dict(ours=None, why=_NO_INDEX))
+        BY_DESIGN[('video/' + _name, 'frame_rate_mode')] = dict(ours=None, why=_NO_TIMESTAMPS)
+
+# The formats whose frames `extract --count-frames` counts by reading the whole file.
+COUNTED = ('.mkv', '.webm', '.ts')
 
 # ---------------------------------------------------------------------------------------------
 # HOSTILE: what each hostile file may produce. 'fail' = must fail with one of `kinds`;
@@ -172,6 +187,12 @@ HOSTILE = {
                                     why='a Xing header claiming 4e9 frames over 78 real ones: 2.038 s.'),
     'mp4_moov_size_4gib_then_eof.mp4': dict(policy='fail', kinds={'corrupt'},
                                             why='moov declaring 4 GiB, then EOF: truncated.'),
+    'mp4_fps_7.6e6.mp4': dict(policy='either', data_type='video', kinds={'corrupt'},
+                              why='a video mdhd timescale of 3.9e9 (25 frames in 3.3 us, shown for 1 s by '
+                                  'the edit list) and an mvhd of 2425.8 s: no frame rate or start can be '
+                                  'backed, the tracks say 1 s (ffprobe: "error reading header").'),
+    'mp4_mvhd_duration_ffffffff.mp4': dict(policy='either', data_type='video', kinds={'corrupt'},
+                                           why='mvhd duration all ones = unknown: the tracks\' 1 s, not 49.7 days.'),
     'pdf_count_1000000_one_page.pdf': dict(policy='either', data_type='pdf', kinds={'corrupt'},
                                            why='/Count 1000000 over one real page: 1 page.'),
     'pdf_pages_tree_loop.pdf': dict(policy='either', data_type='pdf', kinds={'corrupt'},
@@ -293,6 +314,8 @@ def same(a, b, kind='exact'):
             return d <= 0.01
         if kind == 'pt':
             return d <= 0.5
+        if kind == 'ts':
+            return d <= 1e-5
         if kind == 'float':
             return d <= 1e-6 * max(1.0, abs(b))
         return a == b
@@ -609,18 +632,28 @@ def image_fields(rel, ex, ident_lines, file_b=None):
     ]
 
 
-def derived_display(rel, fields, dims=('width', 'height'), turn=('orientation', lambda o: o in (5, 6, 7, 8))):
-    """display_width/height derived from the *resolved* stored size and orientation/rotation."""
+def derived_display(rel, fields, dims=('width', 'height'), turn=('orientation', lambda o: o in (5, 6, 7, 8)),
+                    aspect=None):
+    """display_width/height derived from the *resolved* stored size and orientation/rotation (and,
+    for video, the width stretched by the resolved sample aspect ratio, rounded: ffmpeg's
+    `scale=iw*sar:ih`)."""
     exp = {}
     for f in fields:
-        if f.name in (dims[0], dims[1], turn[0]):
+        if f.name in (dims[0], dims[1], turn[0], aspect):
             e, _, state = resolve(rel, f)
             exp[f.name] = None if state == 'none' else e
     w, h, o = exp.get(dims[0]), exp.get(dims[1]), exp.get(turn[0])
     if w is None or h is None or o is None:
         return []
-    swapped = turn[1](o)
     label = f'derived from {dims[0]}/{dims[1]} and {turn[0]} {o}'
+    if aspect:
+        sar = exp.get(aspect)
+        if sar is None:
+            return []
+        sar = Fraction(sar.replace(':', '/'))
+        w = int(w * sar + Fraction(1, 2))
+        label += f' and {aspect} {sar.numerator}:{sar.denominator}'
+    swapped = turn[1](o)
     return [Field('display_width', [(label, h if swapped else w)]),
             Field('display_height', [(label, w if swapped else h)])]
 
@@ -690,20 +723,50 @@ def video_fields(rel, probe):
         fc = ('ffprobe nb_frames', to_int(v['nb_frames']))
     else:
         fc = ('ffprobe nb_read_packets', to_int(v.get('nb_read_packets')))
+    sar = v.get('sample_aspect_ratio')
+    if sar and not sar.startswith('0:'):
+        sar_ref = ('ffprobe sample_aspect_ratio', sar)
+    else:
+        sar_ref = ('ffprobe (no sample aspect ratio: square pixels)', '1:1' if v else ABSENT)
+    start = v.get('start_time')
     fields = [
         Field('container', [(label, container)]),
         Field('duration_seconds', [('ffprobe format.duration', float(dur) if dur else ABSENT)], 'dur'),
         Field('width', [(P, v.get('width', ABSENT))]),
         Field('height', [(P, v.get('height', ABSENT))]),
         Field('rotation', [(rot_label, rot if v else ABSENT)]),
+        Field('sample_aspect_ratio', [sar_ref]),
         Field('frame_rate', [('ffprobe avg_frame_rate', ratio(v.get('avg_frame_rate')))], 'fps'),
+        Field('frame_rate_mode', [('ffprobe packet timestamps (sorted; steps within a tick or 1 ms = constant)',
+                                   packets_mode(rel))]),
         Field('frame_count', [fc]),
+        Field('start_time_seconds', [('ffprobe stream start_time', float(start) if start not in (None, 'N/A')
+                                      else ABSENT)], 'ts'),
         Field('video_codec', [('ffprobe codec_name', v.get('codec_name', ABSENT))]),
         Field('audio_codec', [('ffprobe codec_name' if a else 'ffprobe (no audio stream)',
                                a.get('codec_name') if a else None)]),
         Field('has_audio', [(P, a is not None)]),
     ]
-    return fields + derived_display(rel, fields, turn=('rotation', lambda r: r in (90, 270)))
+    return fields + derived_display(rel, fields, turn=('rotation', lambda r: r in (90, 270)),
+                                    aspect='sample_aspect_ratio')
+
+
+def packets_mode(rel):
+    """constant/variable from the video packets' presentation times that reference.sh recorded
+    (ffprobe -show_entries packet=pts), the same rule as ours: sorted, consecutive steps that
+    differ by at most one tick of the stream's time base, or one millisecond if that is longer,
+    are constant."""
+    path = os.path.join(REF, rel) + '.packets.json'
+    if not os.path.exists(path):
+        return ABSENT
+    v, _ = pick_streams(load_json(os.path.join(REF, rel) + '.ffprobe.json'))
+    ticks_per_second = 1 / Fraction((v or {}).get('time_base', '1/1000'))
+    tolerance = max(1, int(ticks_per_second / 1000))
+    pts = sorted(int(p['pts']) for p in load_json(path).get('packets', []) if 'pts' in p)
+    steps = [b - a for a, b in zip(pts, pts[1:])]
+    if not steps:
+        return None
+    return 'constant' if max(steps) - min(steps) <= tolerance else 'variable'
 
 
 def audio_fields(rel, probe):
@@ -960,9 +1023,9 @@ def hostile_refs(name, data_type):
 # running our tool
 # ---------------------------------------------------------------------------------------------
 
-def run_tool(binary, rels, timeout):
+def run_tool(binary, rels, timeout, extra=()):
     """One `extract` run over all files; returns ({rel: answer}, diagnostics)."""
-    args = [binary, 'extract'] + [os.path.join('fixtures', r) for r in rels]
+    args = [binary, 'extract', *extra] + [os.path.join('fixtures', r) for r in rels]
     diag = []
     try:
         p = subprocess.run(args, cwd=ROOT, capture_output=True, timeout=timeout)
@@ -1182,6 +1245,31 @@ def main():
             check_hostile(name, answer, tally, args.verbose)
         else:
             check_typed(rel, t, answer, tally, args.verbose)
+
+    if 'video' in types:
+        # Frames counted on request: the MKV/WebM/TS files again with --count-frames, their
+        # frame_count against ffprobe's packet count and frame_rate_mode against its timestamps.
+        counted = [r for r in rels if r.startswith('video/') and r.endswith(COUNTED)]
+        answers, diag2 = run_tool(binary, counted, args.timeout, ['--count-frames'])
+        for d in diag2:
+            print(f'  ! --count-frames: {d}')
+        diag += diag2
+        label = 'video --count-frames'
+        types = types + [label]
+        tally = tallies.setdefault(label, Tally())
+        for rel in counted:
+            tally.files += 1
+            probe = load_json(os.path.join(REF, rel) + '.ffprobe.json')
+            v, _ = pick_streams(probe)
+            fields = [Field('frame_count', [('ffprobe nb_read_packets (-count_packets)',
+                                             to_int((v or {}).get('nb_read_packets')))]),
+                      Field('frame_rate_mode', [('ffprobe packet timestamps (sorted; steps within a tick '
+                                                 'or 1 ms = constant)', packets_mode(rel))])]
+            answer = answers.get(rel)
+            if answer is None or answer.get('status') != 'succeeded':
+                count_all_differ(rel, fields, describe_failure(answer) if answer else 'no answer line', tally)
+                continue
+            compare_fields(rel, answer.get('metadata') or {}, fields, tally, args.verbose)
 
     order = {'DIFF': 0, 'KNOWN': 1, 'DESIGN': 2, 'outcome': 3, 'NOTE': 4, 'ok': 5}
     for t in types:

@@ -168,6 +168,27 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_type: Option<DataType>,
     pub source: Source,
+    /// What to extract beyond the defaults.
+    #[serde(default, skip_serializing_if = "JobOptions::is_default")]
+    pub options: JobOptions,
+}
+
+/// A job's `options`: extraction beyond the defaults, each costing more than the default
+/// answer. An option this worker does not know is an `invalid_job`, not silently ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobOptions {
+    /// Count the video frames of Matroska/WebM and MPEG-TS files (`frame_count`, and
+    /// `frame_rate_mode` from every frame's timestamp), like `ffprobe -count_frames`: the
+    /// whole file is read, where the default answer reads its headers.
+    #[serde(default)]
+    pub count_frames: bool,
+}
+
+impl JobOptions {
+    fn is_default(&self) -> bool {
+        self == &JobOptions::default()
+    }
 }
 
 /// Why a delivery is not a job this worker can run: the reason, and the job's id when one
@@ -474,6 +495,34 @@ mod tests {
     fn local_job(job_id: &str, key: &str) -> String {
         serde_json::json!({"schema": 1, "job_id": job_id, "asset_id": "a", "source": {"provider": "local", "key": key}})
             .to_string()
+    }
+
+    #[test]
+    fn options_are_read_and_an_unknown_one_is_refused() {
+        let with = |options: serde_json::Value| {
+            serde_json::json!({"schema": 1, "job_id": "o-1", "asset_id": "a", "data_type": "video",
+                "source": {"provider": "local", "key": "k.mkv"}, "options": options})
+            .to_string()
+        };
+        let plain = Job::parse(local_job("o-0", "k.mkv").as_bytes()).unwrap();
+        assert!(!plain.options.count_frames);
+        let counting = Job::parse(with(serde_json::json!({"count_frames": true})).as_bytes()).unwrap();
+        assert!(counting.options.count_frames);
+        let base = crate::extract::ExtractOptions {
+            dicom_tags: Some(vec!["Modality".into()]),
+            ..Default::default()
+        };
+        let options = base.for_job(&counting);
+        assert!(options.count_frames);
+        assert_eq!(options.hint, Some(DataType::Video));
+        assert_eq!(options.dicom_tags, base.dicom_tags, "the worker's own settings stay");
+        assert!(!base.for_job(&plain).count_frames);
+        let unknown = Job::parse(with(serde_json::json!({"count_frame": true})).as_bytes()).unwrap_err();
+        assert!(matches!(unknown.reason, InvalidJobReason::Malformed(_)), "{unknown}");
+        assert!(unknown.to_string().contains("count_frame"), "{unknown}");
+        assert_eq!(unknown.job_id.as_deref(), Some("o-1"));
+        // a job without options is sent without them
+        assert!(!serde_json::to_string(&plain).unwrap().contains("options"));
     }
 
     #[test]

@@ -86,6 +86,11 @@ enum Command {
         /// patient identifiers).
         #[arg(long, value_delimiter = ',', value_name = "KEYWORDS", env = "ASSET_WORKER_DICOM_TAGS")]
         dicom_tags: Option<Vec<String>>,
+        /// Count the video frames of MKV/WebM and MPEG-TS files (frame_count, frame_rate_mode),
+        /// like `ffprobe -count_frames`: this reads each such file whole, where the default
+        /// reads its headers. MP4, MOV and AVI index their frames and are always counted.
+        #[arg(long)]
+        count_frames: bool,
         #[command(flatten)]
         access: AccessArgs,
     },
@@ -164,9 +169,10 @@ fn main() -> ExitCode {
             jobs,
             child_max_jobs,
             dicom_tags,
+            count_frames,
             access,
         } => {
-            let options = ExtractOptions { hint: data_type, dicom_tags };
+            let options = ExtractOptions { hint: data_type, dicom_tags, count_frames };
             let parallel =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let run = asset_worker::cli::ExtractRun {

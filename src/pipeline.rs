@@ -43,7 +43,7 @@ impl Pipeline {
             extract_timeout: Duration::from_millis(settings.extract_timeout_ms),
             url_ttl: Duration::from_secs(settings.url_ttl_seconds),
             job_timeout: Duration::from_secs(settings.job_timeout_seconds),
-            options: ExtractOptions { hint: None, dicom_tags: settings.dicom_tags.clone() },
+            options: ExtractOptions { dicom_tags: settings.dicom_tags.clone(), ..ExtractOptions::default() },
         })
     }
 }

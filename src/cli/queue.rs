@@ -85,7 +85,14 @@ pub fn new_jobs(sources: Vec<(String, Source)>, data_type: Option<DataType>) -> 
     sources
         .into_iter()
         .map(|(asset_id, source)| {
-            let job = Job { schema: JOB_SCHEMA, job_id: new_job_id(), asset_id, data_type, source };
+            let job = Job {
+                schema: JOB_SCHEMA,
+                job_id: new_job_id(),
+                asset_id,
+                data_type,
+                source,
+                options: Default::default(),
+            };
             serde_json::to_vec(&job).unwrap_or_default()
         })
         .collect()

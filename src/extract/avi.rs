@@ -19,7 +19,7 @@
 use std::io::{self, SeekFrom};
 
 use super::audio::wave_format::{self, WAVE_FORMAT_EXTENSIBLE, WaveFormat, subformat_tag};
-use super::video::{VideoMetadata, display_size, whole_microseconds};
+use super::video::{AspectRatio, FrameRateMode, VideoMetadata, display_size, whole_microseconds};
 use super::{ExtractError, Extracted, ReadSeek};
 use crate::job::DataType;
 
@@ -82,6 +82,8 @@ struct Stream {
     /// The stream's time base is `scale / rate` seconds; `dwLength` counts those units.
     scale: u32,
     rate: u32,
+    /// `dwStart`: the time (in `scale / rate` units) the stream starts at.
+    start: u32,
     length: u32,
     /// Bytes per sample for fixed-size samples (PCM, CBR audio); 0 when chunks vary.
     sample_size: u32,
@@ -131,7 +133,8 @@ fn metadata(header: &HeaderList, video: &Stream, audio: Option<&Stream>) -> Vide
         }
         _ => (header.width, header.height),
     };
-    let (display_width, display_height) = display_size(width, height, 0);
+    // AVI stores no pixel shape of its own (OpenDML's `vprp` is rare and not read).
+    let (display_width, display_height) = display_size(width, height, 0, AspectRatio::SQUARE);
     let frame_count = frame_count(header, video);
     let video_seconds = match video.duration_seconds(frame_count) {
         Some(seconds) => Some(seconds),
@@ -151,10 +154,14 @@ fn metadata(header: &HeaderList, video: &Stream, audio: Option<&Stream>) -> Vide
         width,
         height,
         rotation: 0,
+        sample_aspect_ratio: AspectRatio::SQUARE,
         display_width,
         display_height,
         frame_rate: frame_rate(header, video),
+        // Every chunk of an AVI stream lasts one `dwScale / dwRate` period.
+        frame_rate_mode: Some(FrameRateMode::Constant),
         frame_count: Some(frame_count),
+        start_time_seconds: video.duration_seconds(u64::from(video.start)).or(Some(0.0)),
         video_codec: video_codec(video),
         audio_codec: audio.and_then(audio_codec).map(str::to_owned),
         has_audio: audio.is_some(),
@@ -282,6 +289,7 @@ fn parse_stream_list(
                     handler: fourcc(&strh, 4),
                     scale: le_u32(&strh, 20),
                     rate: le_u32(&strh, 24),
+                    start: le_u32(&strh, 28),
                     length: le_u32(&strh, 32),
                     sample_size: le_u32(&strh, 44),
                     format: None,

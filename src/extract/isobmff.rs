@@ -32,6 +32,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, SeekFrom};
 
+use super::video::{AspectRatio, FrameRateMode};
 use super::{ExtractError, ReadSeek};
 
 /// A box type or brand: four bytes, usually ASCII.
@@ -48,6 +49,9 @@ pub const MAX_META_BYTES: u64 = 16 << 20;
 const MAX_TRACKS: usize = 4096;
 /// More top-level boxes than a 2-hour file fragmented frame by frame has; a bound on time.
 const MAX_TOP_LEVEL_BOXES: u64 = 10_000_000;
+/// Edit list entries we keep: real files have one to a few (a long list of edits is an editor's
+/// cut list); the rest are ignored.
+const MAX_EDITS: usize = 1024;
 /// A bound on the HEIF item and property tables we keep.
 const MAX_HEIF_ITEMS: usize = 65_536;
 /// The largest `ftyp` we read (we keep its major brand).
@@ -110,6 +114,81 @@ pub struct Track {
     pub timed_duration: u64,
     /// Tracks this one names as its chapters (`tref`/`chap`): chapter pictures are not video.
     pub chapter_track_ids: Vec<u32>,
+    /// `tkhd` duration: how long the track is presented, in the movie timescale (its edit
+    /// list's total); `None` when 0 or all ones ("unknown").
+    pub presentation_duration: Option<u64>,
+    /// `elst`, in order (the first [`MAX_EDITS`]); empty without an edit list.
+    pub edits: Vec<Edit>,
+    /// From the start of the first media edit (or of the media, without one) to the earliest
+    /// composition time of a sample presented from there, in the media timescale: how late
+    /// after its media edit starts the first frame is shown.
+    pub first_frame_offset: Option<i64>,
+    /// The spacing of samples in decode order (`stts` deltas and `trun` durations).
+    pub spacing: SampleSpacing,
+}
+
+/// One `elst` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edit {
+    /// How long the edit lasts, in the movie timescale.
+    pub segment_duration: u64,
+    /// Where it starts in the media, in the media timescale; -1 for an empty edit (nothing
+    /// shown: the track starts later).
+    pub media_time: i64,
+}
+
+/// The shortest and longest duration of a track's samples, the last sample left out: the
+/// last duration is not a spacing between two frames, and writers fill it in as they can.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SampleSpacing {
+    range: Option<(u32, u32)>,
+    /// The duration of the latest sample seen, counted once a later one comes.
+    pending_last: Option<u32>,
+}
+
+impl SampleSpacing {
+    /// Adds `count` samples of `duration` each, after those added so far.
+    fn push_run(&mut self, count: u64, duration: u32) {
+        if count == 0 {
+            return;
+        }
+        if let Some(previous) = self.pending_last.take() {
+            self.include(previous);
+        }
+        if count > 1 {
+            self.include(duration);
+        }
+        self.pending_last = Some(duration);
+    }
+
+    fn include(&mut self, duration: u32) {
+        self.range = Some(
+            self.range.map_or((duration, duration), |(min, max)| (min.min(duration), max.max(duration))),
+        );
+    }
+
+    /// These samples followed by `later`'s.
+    fn append(&mut self, later: &SampleSpacing) {
+        if later.range.is_none() && later.pending_last.is_none() {
+            return;
+        }
+        if let Some(previous) = self.pending_last.take() {
+            self.include(previous);
+        }
+        if let Some((min, max)) = later.range {
+            self.include(min);
+            self.include(max);
+        }
+        self.pending_last = later.pending_last;
+    }
+
+    /// Constant or variable, for durations in units of `timescale` per second; `None` with
+    /// fewer than two samples.
+    pub fn mode(&self, timescale: u32) -> Option<FrameRateMode> {
+        self.range.map(|(min, max)| {
+            FrameRateMode::from_spacing(i64::from(min), i64::from(max), f64::from(timescale))
+        })
+    }
 }
 
 impl Track {
@@ -130,6 +209,31 @@ impl Track {
         }
         let units = self.media_duration.max(self.timed_duration);
         (units > 0).then(|| units as f64 / f64::from(self.timescale))
+    }
+
+    /// When the track's first frame is shown, in seconds: the empty edits before its first
+    /// media edit, plus how late after that edit's start its earliest sample is composed.
+    pub fn start_seconds(&self, movie_timescale: u32) -> Option<f64> {
+        if self.timescale == 0 || movie_timescale == 0 {
+            return None;
+        }
+        let delay: u64 = self
+            .edits
+            .iter()
+            .take_while(|edit| edit.media_time < 0)
+            .fold(0u64, |sum, edit| sum.saturating_add(edit.segment_duration));
+        let offset = self.first_frame_offset?;
+        Some(delay as f64 / f64::from(movie_timescale) + offset as f64 / f64::from(self.timescale))
+    }
+
+    /// The media time the first media edit starts at (0 without an edit list).
+    fn first_media_time(&self) -> i64 {
+        self.edits.iter().map(|edit| edit.media_time).find(|&time| time >= 0).unwrap_or(0)
+    }
+
+    /// The pixel shape: the sample entry's `pasp`, else its codec configuration's.
+    pub fn sample_aspect_ratio(&self) -> Option<AspectRatio> {
+        self.sample_entry.as_ref().and_then(|entry| entry.pixel_aspect)
     }
 
     /// The ffprobe `codec_name` of the track's first sample entry.
@@ -155,6 +259,9 @@ pub struct SampleEntry {
     pub channels: u32,
     pub sample_rate: u32,
     pub bits_per_sample: u32,
+    /// Visual entries: the pixel shape from `pasp`, else from the H.264 sequence parameter set
+    /// in `avcC`; `None` when neither says.
+    pub pixel_aspect: Option<AspectRatio>,
 }
 
 /// The primary image of a HEIF file (AVIF, HEIC), from its `meta` box.
@@ -468,6 +575,24 @@ impl<'a> Fields<'a> {
         self.data.len() - self.pos
     }
 
+    /// A table's 32-bit entry count, then its entries of `entry_len` bytes each: a count the
+    /// bytes present cannot hold is `Corrupt`, never an allocation.
+    fn table(&mut self, entry_len: usize) -> Result<&'a [u8], ExtractError> {
+        let entries = self.u32()? as usize;
+        let len = entries.saturating_mul(entry_len);
+        if len > self.remaining() {
+            return Err(ExtractError::corrupt(
+                self.format,
+                format!(
+                    "its '{}' claims {entries} entries but holds {} bytes",
+                    show(self.kind),
+                    self.remaining()
+                ),
+            ));
+        }
+        self.take(len)
+    }
+
     fn rest(&self) -> &'a [u8] {
         &self.data[self.pos..]
     }
@@ -632,6 +757,13 @@ impl MoovContents {
             if let Some(totals) = fragments.by_track.remove(&track.id) {
                 let default = self.trex_durations.get(&track.id).copied().unwrap_or(0);
                 let defaulted = totals.samples_with_trex_duration.saturating_mul(u64::from(default));
+                let mut spacing = totals.spacing;
+                spacing.push_run(totals.samples_with_trex_duration, default);
+                track.spacing.append(&spacing);
+                if track.sample_count == 0 {
+                    track.first_frame_offset =
+                        totals.first_run.earliest_presented(track.first_media_time(), default);
+                }
                 track.sample_count = track.sample_count.saturating_add(totals.samples);
                 track.timed_samples = track.timed_samples.saturating_add(totals.samples);
                 track.timed_duration =
@@ -664,6 +796,10 @@ fn parse_trak(trak: &[u8]) -> Result<Track, ExtractError> {
         timed_samples: 0,
         timed_duration: 0,
         chapter_track_ids: Vec::new(),
+        presentation_duration: None,
+        edits: Vec::new(),
+        first_frame_offset: None,
+        spacing: SampleSpacing::default(),
     };
     let mut mdia = None;
     for entry in children(b"trak", trak) {
@@ -671,6 +807,11 @@ fn parse_trak(trak: &[u8]) -> Result<Track, ExtractError> {
         match &kind {
             b"tkhd" => parse_tkhd(payload, &mut track)?,
             b"mdia" => mdia = Some(payload),
+            b"edts" => {
+                if let Some(elst) = child(b"edts", payload, b"elst")? {
+                    track.edits = parse_elst(elst)?;
+                }
+            }
             b"tref" => {
                 if let Some(chap) = child(b"tref", payload, b"chap")? {
                     // A handful at most in real files; the cap bounds hostile ones.
@@ -715,9 +856,32 @@ fn parse_trak(trak: &[u8]) -> Result<Track, ExtractError> {
         }
     }
     if let Some(stbl) = minf.map(|minf| child(b"minf", minf, b"stbl")).transpose()?.flatten() {
-        parse_stbl(stbl, &mut track)?;
+        let timing = parse_stbl(stbl, &mut track)?;
+        track.first_frame_offset = timing.earliest_presented(track.first_media_time());
     }
     Ok(track)
+}
+
+/// `elst`: the first [`MAX_EDITS`] entries. Each is 12 bytes (version 0) or 20 (version 1);
+/// the count is checked against the bytes present.
+fn parse_elst(elst: &[u8]) -> Result<Vec<Edit>, ExtractError> {
+    let mut fields = Fields::new(b"elst", elst);
+    let (version, _) = fields.version_flags()?;
+    let entry_len = if version == 1 { 20 } else { 12 };
+    let table = fields.table(entry_len)?;
+    let entries = table.len() / entry_len;
+    let mut fields = Fields::new(b"elst", table);
+    let mut edits = Vec::with_capacity(entries.min(MAX_EDITS));
+    for _ in 0..entries.min(MAX_EDITS) {
+        let (segment_duration, media_time) = if version == 1 {
+            (fields.u64()?, fields.u64()? as i64)
+        } else {
+            (u64::from(fields.u32()?), i64::from(fields.i32()?))
+        };
+        fields.skip(4)?; // media rate
+        edits.push(Edit { segment_duration, media_time });
+    }
+    Ok(edits)
 }
 
 fn parse_tkhd(payload: &[u8], track: &mut Track) -> Result<(), ExtractError> {
@@ -727,7 +891,9 @@ fn parse_tkhd(payload: &[u8], track: &mut Track) -> Result<(), ExtractError> {
     fields.skip(if version == 1 { 16 } else { 8 })?; // creation and modification times
     track.id = fields.u32()?;
     fields.skip(4)?; // reserved
-    fields.u32_or_u64(version)?; // duration, in the movie timescale
+    let duration = fields.u32_or_u64(version)?; // in the movie timescale
+    let unknown = if version == 1 { u64::MAX } else { u64::from(u32::MAX) };
+    track.presentation_duration = Some(duration).filter(|&d| d != 0 && d != unknown);
     fields.skip(8 + 2 + 2 + 2 + 2)?; // reserved, layer, alternate group, volume, reserved
     let a = fields.i32()?;
     let b = fields.i32()?;
@@ -757,7 +923,94 @@ fn clockwise_rotation(a: i32, b: i32) -> u16 {
 // Sample tables: stsd (codec), stts (timing), stsz (count)
 // ---------------------------------------------------------------------------------------------
 
-fn parse_stbl(stbl: &[u8], track: &mut Track) -> Result<(), ExtractError> {
+/// The timing tables of a sample table, as stored (`stts` and `ctts` entries after their
+/// counts, checked against the bytes present).
+#[derive(Default)]
+struct SampleTiming<'a> {
+    stts: &'a [u8],
+    ctts: &'a [u8],
+}
+
+impl SampleTiming<'_> {
+    /// The earliest composition time at or after `from` (media units), as an offset from
+    /// `from`: samples composed before a media edit starts are not shown.
+    ///
+    /// `stts` (decode durations) and `ctts` (composition offsets) are run-length tables; a
+    /// stretch where both runs hold has composition times in steps of one duration, so its
+    /// first time at or after `from` is arithmetic, and the walk costs one step per entry, not
+    /// per sample.
+    fn earliest_presented(&self, from: i64) -> Option<i64> {
+        let durations = self.stts.chunks_exact(8).map(run_of);
+        // Signed, as ffmpeg reads the offsets of both `ctts` versions.
+        let mut offsets = self.ctts.chunks_exact(8).map(|entry| {
+            let (count, offset) = run_of(entry);
+            (count, offset as i32)
+        });
+        let mut earliest = Earliest::new(from);
+        let (mut dts, mut offset, mut offset_left) = (0i128, 0i128, 0u64);
+        for (count, duration) in durations {
+            let mut left = u64::from(count);
+            while left > 0 {
+                if offset_left == 0 {
+                    (offset_left, offset) = match offsets.next() {
+                        Some((n, o)) => (u64::from(n), i128::from(o)),
+                        None => (u64::MAX, 0),
+                    };
+                    continue;
+                }
+                let n = left.min(offset_left);
+                earliest.consider_run(dts + offset, i128::from(duration), n);
+                dts += i128::from(duration) * i128::from(n);
+                left -= n;
+                offset_left -= n;
+            }
+        }
+        earliest.offset()
+    }
+}
+
+/// A (count, value) entry of a run-length sample table, the value as stored.
+fn run_of(entry: &[u8]) -> (u32, u32) {
+    let word = |at: usize| u32::from_be_bytes([entry[at], entry[at + 1], entry[at + 2], entry[at + 3]]);
+    (word(0), word(4))
+}
+
+/// The earliest composition time at or after a start, over runs of evenly spaced samples.
+struct Earliest {
+    from: i128,
+    best: Option<i128>,
+}
+
+impl Earliest {
+    fn new(from: i64) -> Self {
+        Earliest { from: i128::from(from), best: None }
+    }
+
+    /// `count` samples composed at `first`, `first + step`, ...
+    fn consider_run(&mut self, first: i128, step: i128, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let skipped = if first >= self.from {
+            0
+        } else if step <= 0 {
+            return;
+        } else {
+            (self.from - first + step - 1) / step
+        };
+        if skipped < i128::from(count) {
+            let time = first + skipped * step;
+            self.best = Some(self.best.map_or(time, |best| best.min(time)));
+        }
+    }
+
+    fn offset(&self) -> Option<i64> {
+        self.best.and_then(|best| i64::try_from(best - self.from).ok())
+    }
+}
+
+fn parse_stbl<'a>(stbl: &'a [u8], track: &mut Track) -> Result<SampleTiming<'a>, ExtractError> {
+    let mut timing = SampleTiming::default();
     for entry in children(b"stbl", stbl) {
         let (kind, payload) = entry?;
         let mut fields = Fields::new(&kind, payload);
@@ -772,20 +1025,18 @@ fn parse_stbl(stbl: &[u8], track: &mut Track) -> Result<(), ExtractError> {
             }
             b"stts" => {
                 fields.version_flags()?;
-                let entries = fields.u32()? as usize;
-                if entries.saturating_mul(8) > fields.remaining() {
-                    return Err(ExtractError::corrupt(
-                        FORMAT,
-                        format!("its 'stts' claims {entries} entries but holds {} bytes", fields.remaining()),
-                    ));
-                }
-                for _ in 0..entries {
-                    let count = u64::from(fields.u32()?);
-                    let delta = u64::from(fields.u32()?);
+                timing.stts = fields.table(8)?;
+                for (count, delta) in timing.stts.chunks_exact(8).map(run_of) {
+                    let count = u64::from(count);
                     track.timed_samples = track.timed_samples.saturating_add(count);
                     // Both factors are below 2^32, so the product fits in a u64.
-                    track.timed_duration = track.timed_duration.saturating_add(count * delta);
+                    track.timed_duration = track.timed_duration.saturating_add(count * u64::from(delta));
+                    track.spacing.push_run(count, delta);
                 }
+            }
+            b"ctts" => {
+                fields.version_flags()?;
+                timing.ctts = fields.table(8)?;
             }
             b"stsz" => {
                 fields.version_flags()?;
@@ -800,7 +1051,7 @@ fn parse_stbl(stbl: &[u8], track: &mut Track) -> Result<(), ExtractError> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(timing)
 }
 
 /// Reads a sample entry's sizes and names its codec. Its child boxes (codec configuration) are
@@ -814,6 +1065,7 @@ fn parse_sample_entry(fourcc: FourCc, entry: &[u8], kind: TrackKind) -> SampleEn
         channels: 0,
         sample_rate: 0,
         bits_per_sample: 0,
+        pixel_aspect: None,
     };
     // SampleEntry: 6 reserved bytes and a data reference index, then the media-specific fields.
     let (extensions, lpcm_flags): (&[u8], u32) = match kind {
@@ -835,6 +1087,9 @@ fn parse_sample_entry(fourcc: FourCc, entry: &[u8], kind: TrackKind) -> SampleEn
         original = [format[0], format[1], format[2], format[3]];
     }
     sample.fourcc = original;
+    if kind == TrackKind::Video {
+        sample.pixel_aspect = pixel_aspect(extensions);
+    }
     sample.codec = match kind {
         TrackKind::Audio => audio_codec_name(original, extensions, &sample, lpcm_flags),
         _ => video_codec_name(original, extensions),
@@ -865,6 +1120,23 @@ fn parse_audio_fields<'a>(entry: &'a [u8], sample: &mut SampleEntry) -> (&'a [u8
         }
         _ => (&entry[28..], 0),
     }
+}
+
+/// A visual sample entry's pixel shape: `pasp` (h_spacing, v_spacing), which ISO 14496-12
+/// puts on the entry, else the aspect ratio in the VUI of the first SPS of an `avcC`.
+fn pixel_aspect(extensions: &[u8]) -> Option<AspectRatio> {
+    let from_pasp = lenient_child(extensions, b"pasp").and_then(|pasp| {
+        let mut fields = Fields::new(b"pasp", pasp);
+        AspectRatio::new(u64::from(fields.u32().ok()?), u64::from(fields.u32().ok()?))
+    });
+    from_pasp.or_else(|| {
+        // AVCDecoderConfigurationRecord: 5 bytes, the SPS count, then each SPS with its length.
+        let avcc = lenient_child(extensions, b"avcC")?;
+        let sps_count = avcc.get(5)? & 0x1F;
+        let len = usize::from(u16::from_be_bytes([*avcc.get(6)?, *avcc.get(7)?]));
+        let sps = avcc.get(8..8 + len).filter(|_| sps_count > 0)?;
+        super::mpegts::h264_sps_aspect_ratio(sps)
+    })
 }
 
 /// The first child box of type `kind`, ignoring malformed boxes.
@@ -1048,6 +1320,40 @@ struct TrackFragments {
     duration: u64,
     /// Samples whose duration is the track's `trex` default (known once `moov` is read).
     samples_with_trex_duration: u64,
+    /// Durations stated in `trun` or `tfhd`, in order.
+    spacing: SampleSpacing,
+    first_run: FirstRun,
+}
+
+/// Samples of a track's first run kept to find when its first frame is shown: more than any
+/// codec reorders.
+const FIRST_RUN_SAMPLES: usize = 64;
+
+/// The first samples of a track's first fragment.
+#[derive(Default)]
+struct FirstRun {
+    seen: bool,
+    /// The fragment's `tfdt` (base media decode time); 0 without one.
+    decode_time: u64,
+    /// Each sample's duration when the fragment states it, and its composition offset.
+    samples: Vec<(Option<u32>, i32)>,
+}
+
+impl FirstRun {
+    /// As [`SampleTiming::earliest_presented`], for the first run of a fragmented track;
+    /// `trex_duration` stands for durations the fragment leaves to the track's defaults.
+    fn earliest_presented(&self, from: i64, trex_duration: u32) -> Option<i64> {
+        if !self.seen {
+            return None;
+        }
+        let mut earliest = Earliest::new(from);
+        let mut dts = i128::from(self.decode_time);
+        for &(duration, offset) in &self.samples {
+            earliest.consider_run(dts + i128::from(offset), 0, 1);
+            dts += i128::from(duration.unwrap_or(trex_duration));
+        }
+        earliest.offset()
+    }
 }
 
 fn parse_moof(moof: &[u8], totals: &mut FragmentTotals) -> Result<(), ExtractError> {
@@ -1073,10 +1379,19 @@ fn parse_moof(moof: &[u8], totals: &mut FragmentTotals) -> Result<(), ExtractErr
             return Err(ExtractError::TooLarge(format!("fragments of more than {MAX_TRACKS} tracks")));
         }
         let track = totals.by_track.entry(track_id).or_default();
+        let first_fragment = !track.first_run.seen;
+        if first_fragment {
+            track.first_run.seen = true;
+            if let Some(tfdt) = child(b"traf", traf, b"tfdt")? {
+                let mut fields = Fields::new(b"tfdt", tfdt);
+                let (version, _) = fields.version_flags()?;
+                track.first_run.decode_time = fields.u32_or_u64(version)?;
+            }
+        }
         for entry in children(b"traf", traf) {
             let (kind, trun) = entry?;
             if &kind == b"trun" {
-                add_trun(trun, default_duration, track)?;
+                add_trun(trun, default_duration, track, first_fragment)?;
             }
         }
     }
@@ -1090,6 +1405,7 @@ fn add_trun(
     trun: &[u8],
     default_duration: Option<u32>,
     track: &mut TrackFragments,
+    first_fragment: bool,
 ) -> Result<(), ExtractError> {
     let mut fields = Fields::new(b"trun", trun);
     let (_, flags) = fields.version_flags()?;
@@ -1115,15 +1431,35 @@ fn add_trun(
     }
     let samples = u64::from(sample_count);
     track.samples = track.samples.saturating_add(samples);
+    let word = |record: &[u8], at: usize| {
+        u32::from_be_bytes([record[at], record[at + 1], record[at + 2], record[at + 3]])
+    };
     if has_duration {
         for record in fields.rest().chunks_exact(record_len).take(sample_count as usize) {
-            let duration = u32::from_be_bytes([record[0], record[1], record[2], record[3]]);
+            let duration = word(record, 0);
             track.duration = track.duration.saturating_add(u64::from(duration));
+            track.spacing.push_run(1, duration);
         }
     } else if let Some(duration) = default_duration {
         track.duration = track.duration.saturating_add(samples * u64::from(duration));
+        track.spacing.push_run(samples, duration);
     } else {
         track.samples_with_trex_duration = track.samples_with_trex_duration.saturating_add(samples);
+    }
+    if first_fragment {
+        // The composition offset follows the duration, size and flags a record holds.
+        let offset_at = (flags & 0x800 != 0).then(|| 4 * (flags & 0x700).count_ones() as usize);
+        let room = FIRST_RUN_SAMPLES.saturating_sub(track.first_run.samples.len());
+        let records: Box<dyn Iterator<Item = &[u8]>> = if record_len > 0 {
+            Box::new(fields.rest().chunks_exact(record_len).take(sample_count as usize))
+        } else {
+            Box::new(std::iter::repeat_n(&[][..], sample_count as usize))
+        };
+        for record in records.take(room) {
+            let duration = if has_duration { Some(word(record, 0)) } else { default_duration };
+            let offset = offset_at.map_or(0, |at| word(record, at) as i32);
+            track.first_run.samples.push((duration, offset));
+        }
     }
     Ok(())
 }
@@ -1652,6 +1988,7 @@ mod tests {
             channels: 2,
             sample_rate: 48000,
             bits_per_sample: bits,
+            pixel_aspect: None,
         };
         for (fourcc, bits, name) in [
             (b"mp4a", 16, "aac"),
@@ -1702,6 +2039,119 @@ mod tests {
     }
 
     // --- hostile input ---
+
+    /// A video track at 12800 units per second whose `trak` also holds an edit list and a
+    /// `ctts` (offsets as ffmpeg writes them for an IBBP stream).
+    fn timed_trak(edits: &[(u32, i32)], stts: &[(u32, u32)], ctts: &[(u32, i32)]) -> Vec<u8> {
+        let plain =
+            trak(tkhd(1, IDENTITY, 320, 240), b"vide", 12800, &visual_entry(b"avc1", 320, 240, &[]), stts);
+        let mut elst = be(&[edits.len() as u32]);
+        edits.iter().for_each(|&(duration, time)| elst.extend(be(&[duration, time as u32, 0x10000])));
+        let mut ctts_payload = be(&[ctts.len() as u32]);
+        ctts.iter().for_each(|&(count, offset)| ctts_payload.extend(be(&[count, offset as u32])));
+        // rebuild: tkhd, edts, then mdia with the ctts added to its stbl
+        let movie = read(ftyp_moov(&plain)).unwrap();
+        assert_eq!(movie.tracks.len(), 1);
+        let with_ctts = {
+            let at = plain.windows(4).position(|w| w == b"stsz").unwrap() - 4;
+            let mut bytes = plain[..at].to_vec();
+            bytes.extend(full(b"ctts", 0, 0, &ctts_payload));
+            bytes.extend_from_slice(&plain[at..]);
+            bytes
+        };
+        let grow = |bytes: &mut Vec<u8>, kind: &[u8; 4], by: usize| {
+            let at = bytes.windows(4).position(|w| w == kind).unwrap() - 4;
+            let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) + by as u32;
+            bytes[at..at + 4].copy_from_slice(&size.to_be_bytes());
+        };
+        let mut trak_bytes = with_ctts;
+        let added = 8 + 4 + ctts_payload.len();
+        for kind in [b"trak", b"mdia", b"minf", b"stbl"] {
+            grow(&mut trak_bytes, kind, added);
+        }
+        if edits.is_empty() {
+            return trak_bytes;
+        }
+        let edts = bx(b"edts", &full(b"elst", 0, 0, &elst));
+        let at = trak_bytes.windows(4).position(|w| w == b"mdia").unwrap() - 4;
+        trak_bytes.splice(at..at, edts.iter().copied());
+        grow(&mut trak_bytes, b"trak", edts.len());
+        trak_bytes
+    }
+
+    fn ftyp_moov(trak: &[u8]) -> Vec<u8> {
+        [ftyp(b"isom"), bx(b"moov", &[mvhd(1000, 1000), trak.to_vec()].concat())].concat()
+    }
+
+    const IBBP: [(u32, i32); 4] = [(1, 1024), (1, 2560), (1, 1024), (1, 0)];
+
+    #[test]
+    fn start_follows_the_edit_list() {
+        let start = |edits: &[(u32, i32)], ctts: &[(u32, i32)]| {
+            let movie = read(ftyp_moov(&timed_trak(edits, &[(25, 512)], ctts))).unwrap();
+            video(&movie).start_seconds(movie.timescale)
+        };
+        // ffmpeg's: one media edit from the first frame's composition time
+        assert_eq!(start(&[(1000, 1024)], &IBBP), Some(0.0));
+        // an empty edit of 1.5 s (media_time -1), then the media edit
+        assert_eq!(start(&[(1500, -1), (1000, 1024)], &IBBP), Some(1.5));
+        // no edit list: the B-frame delay shows (2 frames of 1/25 s)
+        assert_eq!(start(&[], &IBBP), Some(0.08));
+        // no ctts, no edit list: 0
+        assert_eq!(start(&[], &[]), Some(0.0));
+        // an edit starting between frames shows the next one 0.02 s after its start
+        assert_eq!(start(&[(500, 256)], &[]), Some(0.02));
+        // an edit past every sample presents nothing
+        assert_eq!(start(&[(500, 25 * 512)], &[]), None);
+    }
+
+    /// The pixel shape comes from `pasp`, and from the SPS in `avcC` when a writer leaves
+    /// `pasp` out (the anamorphic fixture with its `pasp` renamed to an unknown box).
+    #[test]
+    fn pixel_aspect_from_pasp_else_the_sps() {
+        let mut bytes =
+            std::fs::read(format!("{}/fixtures/video/mp4_h264_sar64x45.mp4", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+        let aspect = |bytes: &[u8]| video(&read(bytes.to_vec()).unwrap()).sample_aspect_ratio();
+        assert_eq!(aspect(&bytes), AspectRatio::new(64, 45));
+        let at = bytes.windows(4).position(|w| w == b"pasp").unwrap();
+        bytes[at..at + 4].copy_from_slice(b"xxxx");
+        assert_eq!(aspect(&bytes), AspectRatio::new(64, 45), "from the SPS VUI");
+        let at = bytes.windows(4).position(|w| w == b"avcC").unwrap();
+        bytes[at..at + 4].copy_from_slice(b"xxxx");
+        assert_eq!(aspect(&bytes), None, "nothing says");
+    }
+
+    #[test]
+    fn frame_rate_mode_from_one_or_many_stts_entries() {
+        let mode = |stts: &[(u32, u32)]| {
+            let movie = read(ftyp_moov(&timed_trak(&[], stts, &[]))).unwrap();
+            video(&movie).spacing.mode(12800)
+        };
+        use FrameRateMode::{Constant, Variable};
+        assert_eq!(mode(&[(25, 512)]), Some(Constant));
+        // the last sample's duration is no spacing (ffmpeg writes 0 there for VFR)
+        assert_eq!(mode(&[(24, 512), (1, 0)]), Some(Constant));
+        // 29.97 fps at a 1000 timescale: 33 and 34 ms alternate
+        assert_eq!(mode(&[(2, 33), (1, 34), (2, 33), (1, 34)]), Some(Constant));
+        assert_eq!(mode(&[(12, 1280), (22, 512), (1, 0)]), Some(Variable));
+        assert_eq!(mode(&[(1, 512)]), None, "one frame has no spacing");
+        assert_eq!(mode(&[(1, 512), (1, 1024)]), Some(Constant), "two frames, one spacing");
+    }
+
+    #[test]
+    fn earliest_presentation_walks_runs_not_samples() {
+        // 4e9 samples in one run, an edit far into them: answered arithmetically
+        let stts = be(&[4_000_000_000, 2]);
+        let timing = SampleTiming { stts: &stts, ctts: &[] };
+        assert_eq!(timing.earliest_presented(7_000_000_001), Some(1));
+        assert_eq!(timing.earliest_presented(8_000_000_000), None);
+        let ctts = be(&[1, (-5i32) as u32, 1, 10]);
+        let timing = SampleTiming { stts: &be(&[3, 100]), ctts: &ctts };
+        // composition times -5, 110, 200 (the third sample has no ctts entry: offset 0)
+        assert_eq!(timing.earliest_presented(0), Some(110));
+        assert_eq!(timing.earliest_presented(-10), Some(5));
+    }
 
     #[test]
     fn timescale_zero_is_corrupt_not_a_panic() {

@@ -129,6 +129,17 @@ pub struct ExtractOptions {
     pub hint: Option<DataType>,
     /// DICOM keywords to copy into `tags`; `None` takes [`dicom::DEFAULT_TAGS`].
     pub dicom_tags: Option<Vec<String>>,
+    /// Count the video frames of Matroska/WebM and MPEG-TS files, which reads them whole
+    /// (the job's `options.count_frames`, `extract --count-frames`).
+    #[serde(default)]
+    pub count_frames: bool,
+}
+
+impl ExtractOptions {
+    /// These options as one job asks for them: its `data_type` hint and its `options`.
+    pub fn for_job(&self, job: &crate::job::Job) -> ExtractOptions {
+        ExtractOptions { hint: job.data_type, count_frames: job.options.count_frames, ..self.clone() }
+    }
 }
 
 /// Reads the start of a source for sniffing and rewinds it.
@@ -165,7 +176,9 @@ pub fn extract(source: &mut dyn ReadSeek, options: &ExtractOptions) -> Result<Ex
         | Format::Tiff
         | Format::Bmp
         | Format::Heif => image::extract(source, format),
-        Format::IsoBmff | Format::Matroska | Format::Avi | Format::MpegTs => video::extract(source, format),
+        Format::IsoBmff | Format::Matroska | Format::Avi | Format::MpegTs => {
+            video::extract(source, format, options.count_frames)
+        }
         Format::Wav
         | Format::Aiff
         | Format::Au

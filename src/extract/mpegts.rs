@@ -24,7 +24,7 @@
 use std::io::{Read, SeekFrom};
 
 use super::mpeg_audio::{adts_header, frame_header};
-use super::video::{VideoMetadata, display_size, whole_microseconds};
+use super::video::{AspectRatio, FrameTimes, VideoMetadata, display_size, whole_microseconds};
 use super::{ExtractError, Extracted, ReadSeek};
 use crate::job::DataType;
 
@@ -73,8 +73,9 @@ const LAYOUTS: [Layout; 3] = [
     Layout { packet_len: 204, prefix: 0 },
 ];
 
-/// Extracts the video metadata of a transport stream.
-pub fn extract(source: &mut dyn ReadSeek) -> Result<Extracted, ExtractError> {
+/// Extracts the video metadata of a transport stream; with `count_frames`, the video frames
+/// are counted over the whole file.
+pub fn extract(source: &mut dyn ReadSeek, count_frames: bool) -> Result<Extracted, ExtractError> {
     let file_len = source.seek(SeekFrom::End(0))?;
     let head = read_head(source, file_len)?;
     let Some(video) = head.program.video else {
@@ -114,7 +115,15 @@ pub fn extract(source: &mut dyn ReadSeek) -> Result<Extracted, ExtractError> {
         duration_seconds(&head.probes, [(last.video, video_frame_ticks), (last.audio, audio_frame_ticks)]);
 
     let (width, height) = picture.map_or((0, 0), |p| (p.width, p.height));
-    let (display_width, display_height) = display_size(width, height, 0);
+    let sample_aspect_ratio = picture.and_then(|p| p.aspect).unwrap_or(AspectRatio::SQUARE);
+    let (display_width, display_height) = display_size(width, height, 0, sample_aspect_ratio);
+    let (frame_count, frame_rate_mode) = if count_frames {
+        let (count, mode) = count_video_frames(source, file_len, head.layout, video.pid)?;
+        (Some(count), mode)
+    } else {
+        (None, None)
+    };
+    let start_time_seconds = head.probes.video.start_pts.first().map(|&pts| pts as f64 / CLOCK_HZ);
     let video_codec = picture.and_then(|p| p.codec).unwrap_or(video.codec);
     let audio_codec = audio.map(|a| audio_frame.and_then(|f| f.codec).unwrap_or(a.codec));
     let metadata = VideoMetadata {
@@ -123,10 +132,13 @@ pub fn extract(source: &mut dyn ReadSeek) -> Result<Extracted, ExtractError> {
         width,
         height,
         rotation: 0,
+        sample_aspect_ratio,
         display_width,
         display_height,
         frame_rate,
-        frame_count: None,
+        frame_rate_mode,
+        frame_count,
+        start_time_seconds,
         video_codec: Some(video_codec.to_owned()),
         audio_codec: audio_codec.map(str::to_owned),
         has_audio: audio.is_some(),
@@ -190,6 +202,47 @@ fn read_range(source: &mut dyn ReadSeek, offset: u64, len: u64, buffer: &mut Vec
     source.seek(SeekFrom::Start(offset))?;
     source.take(len).read_to_end(buffer)?;
     Ok(())
+}
+
+/// Packets read at a time when frames are counted (752 KiB of 188-byte packets).
+const COUNT_CHUNK_PACKETS: usize = 4096;
+
+/// Counts the video stream's frames over the whole file, with the spacing of their
+/// presentation times: one frame per PES packet of the video PID, which is how ffmpeg, HLS
+/// packagers and broadcast encoders carry video (one access unit per PES packet).
+fn count_video_frames(
+    source: &mut dyn ReadSeek,
+    file_len: u64,
+    layout: Layout,
+    video_pid: u16,
+) -> Result<(u64, Option<super::video::FrameRateMode>), ExtractError> {
+    let chunk_len = (layout.packet_len * COUNT_CHUNK_PACKETS) as u64;
+    let mut times = FrameTimes::default();
+    // PTS unwrapped across 33-bit wraps: (last raw PTS, its unwrapped value).
+    let mut last: Option<(u64, i64)> = None;
+    let mut buffer = Vec::with_capacity(chunk_len as usize);
+    let mut offset = 0u64;
+    while offset < file_len {
+        buffer.clear();
+        read_range(source, offset, chunk_len, &mut buffer)?;
+        if buffer.is_empty() {
+            break;
+        }
+        for packet in Packets::new(&buffer, layout) {
+            if packet.pid != video_pid || !packet.unit_start || packet.scrambled {
+                continue;
+            }
+            let Some((pts, _)) = pes_start(packet.payload) else { continue };
+            let unwrapped = pts.map(|pts| {
+                let value = last.map_or(0, |(raw, value)| value.saturating_add(relative(pts, raw)));
+                last = Some((pts, value));
+                value
+            });
+            times.push(unwrapped);
+        }
+        offset += buffer.len() as u64;
+    }
+    Ok(times.finish(CLOCK_HZ))
 }
 
 /// How many packets' sync bytes must line up for [`packet_layout`] to believe a layout.
@@ -867,6 +920,8 @@ struct Picture {
     width: u32,
     height: u32,
     frame_rate: Option<f64>,
+    /// The pixel shape the parameter set states (H.264 VUI, MPEG-2 sequence header).
+    aspect: Option<AspectRatio>,
     /// A codec name more precise than the stream type's (MPEG-1 vs MPEG-2 video).
     codec: Option<&'static str>,
 }
@@ -1076,9 +1131,36 @@ fn h264_sps(rbsp: &[u8]) -> Option<Picture> {
     let full = (width_in_macroblocks * 16, height_in_map_units * 16 * field_factor);
     let (width, height) = cropped(full, crop, (sub_width, sub_height * field_factor))?;
     // A VUI cut short leaves the size valid, without a rate.
-    let frame_rate = if bits.flag()? { h264_vui_frame_rate(&mut bits) } else { None };
-    Some(Picture { width, height, frame_rate, codec: None })
+    let (aspect, frame_rate) = if bits.flag()? { h264_vui(&mut bits) } else { (None, None) };
+    Some(Picture { width, height, frame_rate, aspect, codec: None })
 }
+
+/// The sample aspect ratio an H.264 SPS NAL unit (header byte included, as `avcC` stores it)
+/// states in its VUI.
+pub(super) fn h264_sps_aspect_ratio(nal: &[u8]) -> Option<AspectRatio> {
+    let rbsp = unescape_rbsp(nal.get(1..nal.len().min(MAX_PARAMETER_SET_LEN))?);
+    h264_sps(&rbsp)?.aspect
+}
+
+/// `aspect_ratio_idc` 1–16 of H.264 Table E-1 (HEVC uses the same table).
+const H264_ASPECT_RATIOS: [(u64, u64); 16] = [
+    (1, 1),
+    (12, 11),
+    (10, 11),
+    (16, 11),
+    (40, 33),
+    (24, 11),
+    (20, 11),
+    (32, 11),
+    (80, 33),
+    (18, 11),
+    (15, 11),
+    (64, 33),
+    (160, 99),
+    (4, 3),
+    (3, 2),
+    (2, 1),
+];
 
 /// `scaling_list()` of H.264 §7.3.2.1.1.1, read only to be skipped.
 fn skip_scaling_list(bits: &mut Bits, size: usize) -> Option<()> {
@@ -1098,32 +1180,42 @@ fn skip_scaling_list(bits: &mut Bits, size: usize) -> Option<()> {
     Some(())
 }
 
-/// The VUI's timing info: frames per second is `time_scale / (2 × num_units_in_tick)`, a
-/// tick being a field (H.264 Annex E).
-fn h264_vui_frame_rate(bits: &mut Bits) -> Option<f64> {
-    if bits.flag()? && bits.bits(8)? == 255 {
-        bits.skip(32)?; // aspect_ratio_idc = Extended_SAR: sar_width, sar_height
-    }
-    if bits.flag()? {
-        bits.skip(1)?; // overscan_appropriate_flag
-    }
-    if bits.flag()? {
-        bits.skip(4)?; // video_format, video_full_range_flag
+/// The VUI's sample aspect ratio and timing info: frames per second is `time_scale / (2 ×
+/// num_units_in_tick)`, a tick being a field (H.264 Annex E). Each is `None` when absent or
+/// cut short.
+fn h264_vui(bits: &mut Bits) -> (Option<AspectRatio>, Option<f64>) {
+    let mut aspect = None;
+    let frame_rate = (|| {
         if bits.flag()? {
-            bits.skip(24)?; // colour_primaries, transfer_characteristics, matrix_coefficients
+            aspect = match bits.bits(8)? {
+                255 => AspectRatio::new(u64::from(bits.bits(16)?), u64::from(bits.bits(16)?)),
+                idc => H264_ASPECT_RATIOS
+                    .get(usize::try_from(idc).ok()?.checked_sub(1)?)
+                    .and_then(|&(num, den)| AspectRatio::new(num, den)),
+            };
         }
-    }
-    if bits.flag()? {
-        bits.ue()?;
-        bits.ue()?; // chroma_sample_loc_type_top_field, _bottom_field
-    }
-    if !bits.flag()? {
-        return None;
-    }
-    let num_units_in_tick = bits.bits(32)?;
-    let time_scale = bits.bits(32)?;
-    (num_units_in_tick > 0 && time_scale > 0)
-        .then(|| f64::from(time_scale) / (2.0 * f64::from(num_units_in_tick)))
+        if bits.flag()? {
+            bits.skip(1)?; // overscan_appropriate_flag
+        }
+        if bits.flag()? {
+            bits.skip(4)?; // video_format, video_full_range_flag
+            if bits.flag()? {
+                bits.skip(24)?; // colour_primaries, transfer_characteristics, matrix_coefficients
+            }
+        }
+        if bits.flag()? {
+            bits.ue()?;
+            bits.ue()?; // chroma_sample_loc_type_top_field, _bottom_field
+        }
+        if !bits.flag()? {
+            return None;
+        }
+        let num_units_in_tick = bits.bits(32)?;
+        let time_scale = bits.bits(32)?;
+        (num_units_in_tick > 0 && time_scale > 0)
+            .then(|| f64::from(time_scale) / (2.0 * f64::from(num_units_in_tick)))
+    })();
+    (aspect, frame_rate)
 }
 
 /// `profile_tier_level(1, max_sub_layers_minus1)` of HEVC §7.3.3, skipped.
@@ -1169,7 +1261,7 @@ fn hevc_sps(rbsp: &[u8]) -> Option<Picture> {
         _ => (1, 1),
     };
     let (width, height) = cropped((width, height), window, unit)?;
-    Some(Picture { width, height, frame_rate: None, codec: None })
+    Some(Picture { width, height, frame_rate: None, aspect: None, codec: None })
 }
 
 /// The VPS timing info (H.265 §7.3.2.1): `vps_time_scale / vps_num_units_in_tick` pictures
@@ -1208,6 +1300,7 @@ fn mpeg_video_sequence(data: &[u8]) -> Option<Picture> {
     const RATES: [f64; 9] =
         [0.0, 24000.0 / 1001.0, 24.0, 25.0, 30000.0 / 1001.0, 30.0, 50.0, 60000.0 / 1001.0, 60.0];
     let mut picture: Option<Picture> = None;
+    let mut mpeg1_aspect = 0u8;
     for unit in start_code_units(data) {
         match (unit.first(), &mut picture) {
             (Some(0xB3), None) => {
@@ -1218,7 +1311,10 @@ fn mpeg_video_sequence(data: &[u8]) -> Option<Picture> {
                 if width == 0 || height == 0 {
                     return None;
                 }
-                picture = Some(Picture { width, height, frame_rate, codec: Some("mpeg1video") });
+                let aspect_code = header[3] >> 4;
+                picture =
+                    Some(Picture { width, height, frame_rate, aspect: None, codec: Some("mpeg1video") });
+                mpeg1_aspect = aspect_code;
             }
             (Some(0xB5), Some(picture)) if unit.get(1).is_some_and(|b| b >> 4 == 1) => {
                 let mut bits = Bits::new(&unit[1..]);
@@ -1232,13 +1328,30 @@ fn mpeg_video_sequence(data: &[u8]) -> Option<Picture> {
                 picture.height |= height_extension << 12;
                 picture.frame_rate = picture.frame_rate.map(|rate| rate * rate_n / rate_d);
                 picture.codec = Some("mpeg2video");
-                break;
+                picture.aspect = mpeg2_sample_aspect(mpeg1_aspect, picture.width, picture.height);
+                return Some(*picture);
             }
             (Some(0x00), Some(_)) => break, // a picture: no extension follows the header
             _ => {}
         }
     }
-    picture
+    // MPEG-1 codes the pixel shape itself (ISO/IEC 11172-2 Table 2-D.3.5: height/width ×
+    // 10000); only the square code is common enough to be worth a table.
+    picture.map(|p| Picture { aspect: (mpeg1_aspect == 1).then_some(AspectRatio::SQUARE), ..p })
+}
+
+/// An MPEG-2 `aspect_ratio_information` (ISO/IEC 13818-2 Table 6-3) is the display's shape:
+/// code 1 is square pixels, 2–4 are 4:3, 16:9 and 2.21:1 pictures, so a pixel is
+/// (DAR × height) : width.
+fn mpeg2_sample_aspect(code: u8, width: u32, height: u32) -> Option<AspectRatio> {
+    let (dar_w, dar_h) = match code {
+        1 => return Some(AspectRatio::SQUARE),
+        2 => (4, 3),
+        3 => (16, 9),
+        4 => (221, 100),
+        _ => return None,
+    };
+    AspectRatio::new(dar_w * u64::from(height), dar_h * u64::from(width))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1317,7 +1430,7 @@ mod tests {
     }
 
     fn extract_bytes(bytes: Vec<u8>) -> Result<Extracted, ExtractError> {
-        extract(&mut Cursor::new(bytes))
+        extract(&mut Cursor::new(bytes), false)
     }
 
     fn metadata_of(bytes: Vec<u8>) -> serde_json::Value {
@@ -1409,6 +1522,19 @@ mod tests {
             out.push(byte);
         }
         out
+    }
+
+    #[test]
+    fn mpeg2_aspect_codes_are_display_shapes() {
+        assert_eq!(mpeg2_sample_aspect(1, 720, 576), Some(AspectRatio::SQUARE));
+        assert_eq!(mpeg2_sample_aspect(2, 720, 576), AspectRatio::new(16, 15));
+        assert_eq!(mpeg2_sample_aspect(3, 720, 576), AspectRatio::new(64, 45));
+        assert_eq!(mpeg2_sample_aspect(3, 1920, 1080), Some(AspectRatio::SQUARE));
+        assert_eq!(mpeg2_sample_aspect(0, 720, 576), None, "forbidden code");
+        // the VUI of an SPS whose Extended_SAR says 1:1
+        let nal = h264_sps_nal(20, 15, 0, Some((1, 50)));
+        assert_eq!(h264_sps_aspect_ratio(&nal[4..]), Some(AspectRatio::SQUARE));
+        assert_eq!(h264_sps_aspect_ratio(&h264_sps_nal(20, 15, 0, None)[4..]), None);
     }
 
     /// A High profile SPS: `width_mbs` × `height_mbs` macroblocks, frame coded, cropped by
@@ -1606,7 +1732,7 @@ mod tests {
         let sps = h264_sps_nal(20, 15, 0, Some((1, 50)));
         let bytes = stream(&sps, 0, 3600, 20_000, true);
         let mut source = Counting { inner: Cursor::new(bytes), read: 0 };
-        let m = extract(&mut source).unwrap().metadata;
+        let m = extract(&mut source, false).unwrap().metadata;
         assert_eq!(m["duration_seconds"].as_f64(), Some(800.0));
         assert!(source.read <= HEAD_STEPS[0] + TAIL_LEN, "{} bytes read", source.read);
     }

@@ -30,27 +30,105 @@ pub struct VideoMetadata {
     pub height: u32,
     /// Clockwise degrees the picture is turned for display: 0, 90, 180, 270.
     pub rotation: u16,
-    /// The size as displayed: width and height swapped for 90° and 270°.
+    /// The shape of one stored pixel, `"16:15"` for a PAL 4:3 picture stored as 720x576;
+    /// `"1:1"` (square) when the file does not say otherwise.
+    pub sample_aspect_ratio: AspectRatio,
+    /// The size as displayed: the width stretched by the sample aspect ratio, then width and
+    /// height swapped for 90° and 270°.
     pub display_width: u32,
     pub display_height: u32,
     /// Average frames per second (ffprobe's `avg_frame_rate`), e.g. 29.97002997 for 30000/1001.
     pub frame_rate: Option<f64>,
-    /// Number of video frames. `None` for Matroska and MPEG-TS: counting them means reading
-    /// every cluster or packet.
+    /// Whether frames are evenly spaced in time (see [`FrameRateMode`]); `None` when the file
+    /// does not say without reading every frame's timestamp (Matroska and MPEG-TS unless frames
+    /// are counted).
+    pub frame_rate_mode: Option<FrameRateMode>,
+    /// Number of video frames. `None` for Matroska and MPEG-TS unless the job asks for
+    /// `count_frames`: counting them means reading every cluster or packet.
     pub frame_count: Option<u64>,
+    /// When the first video frame is shown, in seconds on the file's timeline (after the edit
+    /// list of an MP4; ffprobe's `start_time` of the video stream).
+    pub start_time_seconds: Option<f64>,
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
     pub has_audio: bool,
 }
 
+/// Whether a video's frames are evenly spaced in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrameRateMode {
+    /// Every frame lasts as long as the others, to within one tick of the stream's clock or
+    /// one millisecond, whichever is longer: a rate that is no whole number of ticks
+    /// alternates between two neighbouring durations (29.97 fps in milliseconds: 33 and 34),
+    /// and timestamps once rounded to the millisecond (Matroska's and FLV's clock) keep that
+    /// jitter through a remux to a finer clock (2970 and 3060 ticks of 90 kHz).
+    Constant,
+    /// Frame durations differ by more than that: phone recordings, screen captures, edits
+    /// joined at different rates.
+    Variable,
+}
+
+impl FrameRateMode {
+    /// The mode of frames whose spacing ranges from `shortest` to `longest` ticks of a clock
+    /// of `ticks_per_second`.
+    pub(super) fn from_spacing(shortest: i64, longest: i64, ticks_per_second: f64) -> FrameRateMode {
+        let tolerance = (ticks_per_second / 1000.0).floor().max(1.0);
+        if (longest.saturating_sub(shortest) as f64) <= tolerance {
+            FrameRateMode::Constant
+        } else {
+            FrameRateMode::Variable
+        }
+    }
+}
+
+/// A pixel's width to its height, in lowest terms; serialised as ffprobe prints it, `"64:45"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AspectRatio {
+    pub num: u32,
+    pub den: u32,
+}
+
+impl AspectRatio {
+    /// Square pixels: what a file means when it says nothing.
+    pub const SQUARE: AspectRatio = AspectRatio { num: 1, den: 1 };
+
+    /// `num:den` in lowest terms; `None` for a zero term (which files use for "unknown").
+    pub fn new(num: u64, den: u64) -> Option<AspectRatio> {
+        if num == 0 || den == 0 {
+            return None;
+        }
+        let gcd = {
+            let (mut a, mut b) = (num, den);
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        };
+        let (num, den) = (num / gcd, den / gcd);
+        Some(AspectRatio { num: u32::try_from(num).ok()?, den: u32::try_from(den).ok()? })
+    }
+}
+
+impl Serialize for AspectRatio {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}:{}", self.num, self.den))
+    }
+}
+
 /// Extracts video metadata, or audio metadata for an ISO-BMFF or Matroska file that holds
-/// only audio.
-pub fn extract(source: &mut dyn ReadSeek, format: Format) -> Result<Extracted, ExtractError> {
+/// only audio. With `count_frames`, Matroska and MPEG-TS files are read whole to count their
+/// video frames (the other containers index them).
+pub fn extract(
+    source: &mut dyn ReadSeek,
+    format: Format,
+    count_frames: bool,
+) -> Result<Extracted, ExtractError> {
     match format {
         Format::IsoBmff => extract_isobmff(source),
-        Format::Matroska => extract_matroska(source),
+        Format::Matroska => extract_matroska(source, count_frames),
         Format::Avi => super::avi::extract(source),
-        Format::MpegTs => super::mpegts::extract(source),
+        Format::MpegTs => super::mpegts::extract(source, count_frames),
         other => Err(ExtractError::Unsupported(format!("{other:?} is not a video container"))),
     }
 }
@@ -61,9 +139,62 @@ fn extract_audio(source: &mut dyn ReadSeek, format: Format) -> Result<Extracted,
     super::audio::extract(source, format)
 }
 
-/// Stored size turned for display.
-pub(super) fn display_size(width: u32, height: u32, rotation: u16) -> (u32, u32) {
+/// Stored size as displayed: the width stretched (or narrowed) by the sample aspect ratio, as
+/// ffmpeg's `scale=iw*sar:ih` and players do, then turned.
+pub(super) fn display_size(width: u32, height: u32, rotation: u16, aspect: AspectRatio) -> (u32, u32) {
+    let stretched =
+        (u64::from(width) * u64::from(aspect.num) + u64::from(aspect.den) / 2) / u64::from(aspect.den);
+    let width = u32::try_from(stretched).unwrap_or(u32::MAX);
     if rotation % 180 == 90 { (height, width) } else { (width, height) }
+}
+
+/// Frame presentation times, taken in the order a stream stores them (decode order, where
+/// B-frames come after the frame shown after them) and put back in presentation order through
+/// a window deeper than any codec reorders (H.264 and HEVC hold at most 16 frames), to count
+/// frames and measure their spacing without keeping every timestamp.
+#[derive(Debug, Default)]
+pub(super) struct FrameTimes {
+    window: std::collections::BinaryHeap<std::cmp::Reverse<i64>>,
+    last: Option<i64>,
+    /// Shortest and longest step between consecutive frames, in the stream's ticks.
+    spacing: Option<(i64, i64)>,
+    count: u64,
+}
+
+/// Frames held back to undo reordering.
+const REORDER_WINDOW: usize = 32;
+
+impl FrameTimes {
+    /// One frame, with its presentation time if the stream gives one.
+    pub(super) fn push(&mut self, pts: Option<i64>) {
+        self.count += 1;
+        if let Some(pts) = pts {
+            self.window.push(std::cmp::Reverse(pts));
+            if self.window.len() > REORDER_WINDOW
+                && let Some(std::cmp::Reverse(earliest)) = self.window.pop()
+            {
+                self.advance(earliest);
+            }
+        }
+    }
+
+    fn advance(&mut self, pts: i64) {
+        if let Some(last) = self.last {
+            let step = pts.saturating_sub(last);
+            self.spacing =
+                Some(self.spacing.map_or((step, step), |(min, max)| (min.min(step), max.max(step))));
+        }
+        self.last = Some(pts);
+    }
+
+    /// The number of frames, and their mode (`None` with fewer than two timed frames), for
+    /// timestamps in ticks of `ticks_per_second`.
+    pub(super) fn finish(mut self, ticks_per_second: f64) -> (u64, Option<FrameRateMode>) {
+        while let Some(std::cmp::Reverse(pts)) = self.window.pop() {
+            self.advance(pts);
+        }
+        (self.count, self.spacing.map(|(min, max)| FrameRateMode::from_spacing(min, max, ticks_per_second)))
+    }
 }
 
 /// Seconds rounded to the microsecond, ffprobe's precision (AV_TIME_BASE), for durations
@@ -104,17 +235,24 @@ fn isobmff_metadata(movie: &Movie) -> Option<VideoMetadata> {
     // Some writers leave the sample entry's size at 0; the track header has the presented size.
     let (width, height) =
         if stored.0 > 0 && stored.1 > 0 { stored } else { (video.tkhd_width, video.tkhd_height) };
-    let (display_width, display_height) = display_size(width, height, video.rotation);
+    let sample_aspect_ratio = video.sample_aspect_ratio().unwrap_or(AspectRatio::SQUARE);
+    let (display_width, display_height) = display_size(width, height, video.rotation, sample_aspect_ratio);
+    // A timescale the presentation contradicts gives no rate and no start, rather than
+    // impossible ones (7.6 million frames per second from one flipped bit).
+    let timing_backed = timing_backed(video, movie.timescale);
     Some(VideoMetadata {
         container: isobmff_container(movie),
         duration_seconds: movie_duration_seconds(movie),
         width,
         height,
         rotation: video.rotation,
+        sample_aspect_ratio,
         display_width,
         display_height,
-        frame_rate: video.average_frame_rate(),
+        frame_rate: video.average_frame_rate().filter(|_| timing_backed),
+        frame_rate_mode: video.spacing.mode(video.timescale),
         frame_count: Some(video.sample_count),
+        start_time_seconds: video.start_seconds(movie.timescale).filter(|_| timing_backed),
         video_codec: video.codec().map(str::to_owned),
         audio_codec: audio.and_then(Track::codec).map(str::to_owned),
         has_audio: audio.is_some(),
@@ -148,26 +286,68 @@ fn first_preferring_enabled<'a>(tracks: impl Iterator<Item = &'a Track> + Clone)
     tracks.clone().find(|t| t.enabled).or_else(|| tracks.clone().next())
 }
 
+/// Whether a track's media timing (its `mdhd` timescale and sample durations) agrees with the
+/// presentation the movie gives it: each media edit must lie within the media, and without an
+/// edit list the track header's duration must match the media's. One flipped bit in a
+/// timescale makes 25 frames last 3 µs while the edit list shows them for a second.
+fn timing_backed(track: &Track, movie_timescale: u32) -> bool {
+    let Some(media_seconds) = track.duration_seconds() else { return false };
+    // Writers round the last sample or an edit's end: a tenth of a second, or half the media,
+    // is rounding; a factor of a million is not.
+    let within_media = |end: f64| end <= media_seconds * 1.5 + 0.1;
+    let movie_seconds = |units: u64| units as f64 / f64::from(movie_timescale);
+    let media_edits: Vec<_> = track.edits.iter().filter(|edit| edit.media_time >= 0).collect();
+    if !media_edits.is_empty() {
+        return media_edits.iter().all(|edit| {
+            within_media(
+                edit.media_time as f64 / f64::from(track.timescale) + movie_seconds(edit.segment_duration),
+            )
+        });
+    }
+    match track.presentation_duration {
+        Some(units) if track.edits.is_empty() => {
+            let presented = movie_seconds(units);
+            within_media(presented) && media_seconds <= presented * 1.5 + 0.1
+        }
+        _ => true,
+    }
+}
+
 /// The movie's duration as ffprobe reports it: the `mvhd` duration (which includes edit lists).
 /// Fragmented movies declare little up front, so their fragments' sample durations (or
-/// `mehd`) count too, whichever is longest.
+/// `mehd`) count too, whichever is longest. An `mvhd` duration its tracks contradict (more
+/// than twice as long or half as short as the longest track with sound timing) is not the
+/// truth: the tracks are.
 fn movie_duration_seconds(movie: &Movie) -> Option<f64> {
     // `read_movie` refuses a timescale of 0.
     let timescale = f64::from(movie.timescale);
-    let declared = movie.duration.filter(|&d| d > 0).map(|d| d as f64 / timescale);
+    let tracks = longest_track_seconds(movie);
+    let plausible = |seconds: f64| {
+        tracks.is_none_or(|longest| seconds <= 2.0 * longest + 1.0 && seconds >= longest / 2.0 - 1.0)
+    };
+    let declared = movie.duration.filter(|&d| d > 0).map(|d| d as f64 / timescale).filter(|&d| plausible(d));
     if !movie.fragmented {
-        return declared.or_else(|| longest_track_seconds(movie));
+        return declared.or(tracks);
     }
-    let fragment = movie.fragment_duration.map(|d| d as f64 / timescale);
-    [declared, fragment, longest_track_seconds(movie)].into_iter().flatten().reduce(f64::max)
+    let fragment = movie.fragment_duration.map(|d| d as f64 / timescale).filter(|&d| plausible(d));
+    [declared, fragment, tracks].into_iter().flatten().reduce(f64::max)
 }
 
+/// The longest presentation of a track whose timing holds: its track header's duration, or
+/// its media's when the header has none.
 fn longest_track_seconds(movie: &Movie) -> Option<f64> {
     movie
         .tracks
         .iter()
-        .filter(|t| t.kind != TrackKind::Other)
-        .filter_map(Track::duration_seconds)
+        .filter(|t| t.kind != TrackKind::Other && timing_backed(t, movie.timescale))
+        .filter_map(|t| {
+            let presented = t.presentation_duration.map(|units| units as f64 / f64::from(movie.timescale));
+            match (presented, t.duration_seconds()) {
+                // a fragmented track's header covers only the samples in `moov`
+                (Some(presented), Some(media)) if movie.fragmented => Some(presented.max(media)),
+                (presented, media) => presented.or(media),
+            }
+        })
         .reduce(f64::max)
 }
 
@@ -191,6 +371,7 @@ mod id {
     pub const DURATION: u32 = 0x4489;
     pub const TRACKS: u32 = 0x1654_AE6B;
     pub const TRACK_ENTRY: u32 = 0xAE;
+    pub const TRACK_NUMBER: u32 = 0xD7;
     pub const TRACK_TYPE: u32 = 0x83;
     pub const FLAG_ENABLED: u32 = 0xB9;
     pub const CODEC_ID: u32 = 0x86;
@@ -198,11 +379,26 @@ mod id {
     pub const VIDEO: u32 = 0xE0;
     pub const PIXEL_WIDTH: u32 = 0xB0;
     pub const PIXEL_HEIGHT: u32 = 0xBA;
+    pub const PIXEL_CROP_BOTTOM: u32 = 0x54AA;
+    pub const PIXEL_CROP_TOP: u32 = 0x54BB;
+    pub const PIXEL_CROP_LEFT: u32 = 0x54CC;
+    pub const PIXEL_CROP_RIGHT: u32 = 0x54DD;
+    pub const DISPLAY_WIDTH: u32 = 0x54B0;
+    pub const DISPLAY_HEIGHT: u32 = 0x54BA;
+    pub const DISPLAY_UNIT: u32 = 0x54B2;
     pub const PROJECTION: u32 = 0x7670;
     pub const PROJECTION_POSE_ROLL: u32 = 0x7675;
     pub const AUDIO: u32 = 0xE1;
     pub const BIT_DEPTH: u32 = 0x6264;
     pub const CLUSTER: u32 = 0x1F43_B675;
+    pub const CLUSTER_TIMESTAMP: u32 = 0xE7;
+    pub const SIMPLE_BLOCK: u32 = 0xA3;
+    pub const BLOCK_GROUP: u32 = 0xA0;
+    pub const BLOCK: u32 = 0xA1;
+    pub const CUES: u32 = 0x1C53_BB6B;
+    pub const TAGS: u32 = 0x1254_C367;
+    pub const CHAPTERS: u32 = 0x1043_A770;
+    pub const ATTACHMENTS: u32 = 0x1941_A469;
 }
 
 /// Largest EBML header, `Info` and `SeekHead` we buffer (they are tens of bytes in practice).
@@ -217,17 +413,30 @@ const MAX_SEGMENT_CHILDREN: usize = 100_000;
 struct MatroskaHeaders {
     doc_type: String,
     duration_seconds: Option<f64>,
+    /// Nanoseconds per timestamp unit (`TimestampScale`; 1 ms unless stated).
+    timestamp_scale_ns: u64,
     tracks: Vec<MatroskaTrack>,
+    /// Where the first `Cluster` starts, and where the segment ends.
+    first_cluster: Option<u64>,
+    segment_end: u64,
 }
 
 #[derive(Debug, Clone, Default)]
 struct MatroskaTrack {
+    /// `TrackNumber`: what blocks name their track by.
+    number: u64,
     track_type: u64,
     enabled: bool,
     codec_id: String,
     default_duration_ns: Option<u64>,
     pixel_width: u64,
     pixel_height: u64,
+    /// `PixelCrop{Left,Right,Top,Bottom}`.
+    crop: [u64; 4],
+    /// `DisplayWidth`/`DisplayHeight` (`None`: the cropped pixel size) and `DisplayUnit`.
+    display_width: Option<u64>,
+    display_height: Option<u64>,
+    display_unit: u64,
     /// `ProjectionPoseRoll`: counter-clockwise degrees.
     roll: f64,
     /// Audio `BitDepth`, which names the PCM codecs.
@@ -237,7 +446,7 @@ struct MatroskaTrack {
 const TRACK_TYPE_VIDEO: u64 = 1;
 const TRACK_TYPE_AUDIO: u64 = 2;
 
-fn extract_matroska(source: &mut dyn ReadSeek) -> Result<Extracted, ExtractError> {
+fn extract_matroska(source: &mut dyn ReadSeek, count_frames: bool) -> Result<Extracted, ExtractError> {
     let headers = read_matroska(source)?;
     let preferring_enabled = |kind: u64| {
         let mut of_kind = headers.tracks.iter().filter(move |t| t.track_type == kind);
@@ -255,22 +464,51 @@ fn extract_matroska(source: &mut dyn ReadSeek) -> Result<Extracted, ExtractError
     let width = u32::try_from(video.pixel_width).unwrap_or(u32::MAX);
     let height = u32::try_from(video.pixel_height).unwrap_or(u32::MAX);
     let rotation = clockwise_from_roll(video.roll);
-    let (display_width, display_height) = display_size(width, height, rotation);
+    let sample_aspect_ratio = matroska_sample_aspect(video).unwrap_or(AspectRatio::SQUARE);
+    let (display_width, display_height) = display_size(width, height, rotation, sample_aspect_ratio);
+    let scan = scan_clusters(source, &headers, video.number, count_frames)?;
+    let unit_seconds = headers.timestamp_scale_ns as f64 / 1e9;
     let metadata = VideoMetadata {
         container,
         duration_seconds: headers.duration_seconds,
         width,
         height,
         rotation,
+        sample_aspect_ratio,
         display_width,
         display_height,
         frame_rate: video.default_duration_ns.and_then(frame_rate_from_default_duration),
-        frame_count: None,
+        frame_rate_mode: scan.frames.and_then(|(_, mode)| mode),
+        frame_count: scan.frames.map(|(count, _)| count),
+        start_time_seconds: scan.first_timestamp.map(|units| units as f64 * unit_seconds),
         video_codec: Some(matroska_codec_name(video)),
         audio_codec: audio.map(matroska_codec_name),
         has_audio: audio.is_some(),
     };
     Ok(Extracted::new(DataType::Video, mime, metadata))
+}
+
+/// The pixel shape that `DisplayWidth`/`DisplayHeight` give the (cropped) picture, as ffmpeg
+/// derives it: display width × pixel height : display height × pixel width. A display size
+/// in centimetres, inches or as a bare ratio (units 1–3) is a shape as well; unit 4
+/// ("unknown") says nothing.
+fn matroska_sample_aspect(track: &MatroskaTrack) -> Option<AspectRatio> {
+    let [left, right, top, bottom] = track.crop;
+    let cropped_width = track.pixel_width.checked_sub(left.checked_add(right)?)?;
+    let cropped_height = track.pixel_height.checked_sub(top.checked_add(bottom)?)?;
+    if track.display_unit > 3 || (track.display_width.is_none() && track.display_height.is_none()) {
+        return None;
+    }
+    let display_width = track.display_width.unwrap_or(cropped_width);
+    let display_height = track.display_height.unwrap_or(cropped_height);
+    AspectRatio::new(
+        u128::from(display_width)
+            .checked_mul(u128::from(cropped_height))
+            .and_then(|n| u64::try_from(n).ok())?,
+        u128::from(display_height)
+            .checked_mul(u128::from(cropped_width))
+            .and_then(|n| u64::try_from(n).ok())?,
+    )
 }
 
 /// `ProjectionPoseRoll` is counter-clockwise; DESIGN wants clockwise quarter turns.
@@ -342,6 +580,212 @@ fn matroska_codec_name(track: &MatroskaTrack) -> String {
     name.to_owned()
 }
 
+/// What the clusters say about the video track.
+struct ClusterScan {
+    /// The timestamp of the first video block in the file (`TimestampScale` units): when the
+    /// first frame is shown, as ffprobe's `start_time` takes the first packet's.
+    first_timestamp: Option<i64>,
+    /// When frames were counted: how many, and how evenly spaced.
+    frames: Option<(u64, Option<FrameRateMode>)>,
+}
+
+/// Elements looked at for the first video block when frames are not counted: the first
+/// cluster or two of any ordinary file.
+const MAX_START_ELEMENTS: usize = 4096;
+/// Buffer for the cluster walk when counting (every block header of the file is read, a few
+/// bytes among kilobytes of frames), and when looking for the first video block only (a
+/// remote file should not be fetched further for it than the block's header).
+const COUNTING_BUFFER: usize = 64 << 10;
+const START_BUFFER: usize = 4 << 10;
+
+/// Walks the clusters from the first: block headers are read and frames skipped. Without
+/// `count`, it stops at the first video block; with it, every cluster of the file is walked
+/// and each video frame (each frame of a laced block) counted. The end of the file ends the
+/// walk, as it ends a live recording.
+fn scan_clusters(
+    source: &mut dyn ReadSeek,
+    headers: &MatroskaHeaders,
+    video_track: u64,
+    count: bool,
+) -> Result<ClusterScan, ExtractError> {
+    let mut scan = ClusterScan { first_timestamp: None, frames: None };
+    let Some(start) = headers.first_cluster else {
+        return Ok(scan);
+    };
+    let mut times = FrameTimes::default();
+    let mut walk = ClusterWalk::new(source, start, if count { COUNTING_BUFFER } else { START_BUFFER })?;
+    let mut elements = 0usize;
+    let mut cluster_timestamp = 0i64;
+    // The end of the cluster being walked (the segment's, for an unknown-size cluster).
+    let mut cluster_end: Option<u64> = None;
+    let result: Result<(), ExtractError> = (|| {
+        while walk.position < headers.segment_end {
+            elements += 1;
+            if !count && elements > MAX_START_ELEMENTS {
+                break;
+            }
+            if cluster_end.is_some_and(|end| walk.position >= end) {
+                cluster_end = None;
+            }
+            let header = walk.header()?;
+            let end = header.size.map(|size| header.data_start.saturating_add(size));
+            let is_top_level = matches!(
+                header.id,
+                id::CLUSTER
+                    | id::CUES
+                    | id::TAGS
+                    | id::CHAPTERS
+                    | id::ATTACHMENTS
+                    | id::SEEK_HEAD
+                    | id::INFO
+                    | id::TRACKS
+            );
+            if header.id == id::CLUSTER {
+                // Its children follow; a top-level ID also ends an unknown-size cluster.
+                cluster_end = Some(end.unwrap_or(headers.segment_end));
+                cluster_timestamp = 0;
+                continue;
+            }
+            let Some(end) = end else {
+                if is_top_level || cluster_end.is_none() {
+                    break; // an unknown-size element that is not a cluster: nothing to step over
+                }
+                return Err(ExtractError::corrupt(MATROSKA, "a cluster element has an unknown size"));
+            };
+            if is_top_level {
+                cluster_end = None;
+            }
+            if cluster_end.is_none() {
+                walk.skip_to(end)?; // Cues, Tags, Void, ... between clusters
+                continue;
+            }
+            let block = match header.id {
+                id::CLUSTER_TIMESTAMP => {
+                    let len =
+                        usize::try_from(end - header.data_start).ok().filter(|&len| len <= 8).ok_or_else(
+                            || ExtractError::corrupt(MATROSKA, "a cluster timestamp longer than 8 bytes"),
+                        )?;
+                    let mut bytes = [0u8; 8];
+                    walk.read_exact(&mut bytes[..len])?;
+                    cluster_timestamp = i64::try_from(ebml_uint(&bytes[..len])?).unwrap_or(i64::MAX);
+                    None
+                }
+                id::SIMPLE_BLOCK => walk.block_header(video_track, end)?,
+                id::BLOCK_GROUP => {
+                    // Its Block is one child among references and durations.
+                    let mut found = None;
+                    while walk.position < end {
+                        let child = walk.header()?;
+                        let child_end = child
+                            .size
+                            .map(|size| child.data_start.saturating_add(size))
+                            .filter(|&child_end| child_end <= end)
+                            .ok_or_else(|| {
+                                ExtractError::corrupt(MATROSKA, "an element overruns its block group")
+                            })?;
+                        if child.id == id::BLOCK {
+                            found = walk.block_header(video_track, child_end)?;
+                        }
+                        walk.skip_to(child_end)?;
+                    }
+                    found
+                }
+                _ => None,
+            };
+            if let Some((frames, relative)) = block {
+                let timestamp = cluster_timestamp.saturating_add(i64::from(relative));
+                scan.first_timestamp.get_or_insert(timestamp);
+                if !count {
+                    break;
+                }
+                times.push(Some(timestamp));
+                for _ in 1..frames {
+                    times.push(None);
+                }
+            }
+            walk.skip_to(end.max(walk.position))?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {}
+        // The file ends inside a cluster: a live recording cut off; what was read counts.
+        Err(ExtractError::Io(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(other) => return Err(other),
+    }
+    if count {
+        scan.frames = Some(times.finish(1e9 / headers.timestamp_scale_ns.max(1) as f64));
+    }
+    Ok(scan)
+}
+
+/// A buffered walk over element headers that knows its position without asking the source.
+struct ClusterWalk<'a> {
+    reader: std::io::BufReader<&'a mut dyn ReadSeek>,
+    position: u64,
+}
+
+impl<'a> ClusterWalk<'a> {
+    fn new(source: &'a mut dyn ReadSeek, start: u64, buffer: usize) -> Result<Self, ExtractError> {
+        source.seek(SeekFrom::Start(start))?;
+        Ok(ClusterWalk { reader: std::io::BufReader::with_capacity(buffer, source), position: start })
+    }
+
+    fn read_exact(&mut self, buffer: &mut [u8]) -> Result<(), ExtractError> {
+        self.reader.read_exact(buffer)?;
+        self.position += buffer.len() as u64;
+        Ok(())
+    }
+
+    fn vint(&mut self, max_len: u32) -> Result<Vint, ExtractError> {
+        let vint = read_vint(&mut self.reader, max_len)?;
+        self.position += u64::from(vint.len);
+        Ok(vint)
+    }
+
+    fn header(&mut self) -> Result<ElementHeader, ExtractError> {
+        let element_id = self.vint(4)?;
+        let size = self.vint(8)?;
+        Ok(ElementHeader { id: element_id.raw as u32, data_start: self.position, size: size.known_size() })
+    }
+
+    /// Moves to `target`, within the buffer when it can.
+    fn skip_to(&mut self, target: u64) -> Result<(), ExtractError> {
+        if target != self.position {
+            let delta = i64::try_from(i128::from(target) - i128::from(self.position))
+                .map_err(|_| ExtractError::corrupt(MATROSKA, "an element size beyond any file"))?;
+            self.reader.seek_relative(delta)?;
+            self.position = target;
+        }
+        Ok(())
+    }
+
+    /// A `SimpleBlock` or `Block` header (track number, relative timestamp, flags, lace
+    /// count) ending no later than `end`: its frame count and relative timestamp, if it
+    /// belongs to `track`.
+    fn block_header(&mut self, track: u64, end: u64) -> Result<Option<(u32, i16)>, ExtractError> {
+        let number = self.vint(8)?.value;
+        let mut fields = [0u8; 3];
+        self.read_exact(&mut fields)?;
+        if self.position > end {
+            return Err(ExtractError::corrupt(MATROSKA, "a block is shorter than its header"));
+        }
+        if number != track {
+            return Ok(None);
+        }
+        let relative = i16::from_be_bytes([fields[0], fields[1]]);
+        // Lacing (flags bits 1-2): the next byte is the number of frames minus one.
+        let frames = if fields[2] & 0x06 != 0 {
+            let mut laced = [0u8; 1];
+            self.read_exact(&mut laced)?;
+            u32::from(laced[0]) + 1
+        } else {
+            1
+        };
+        Ok(Some((frames, relative)))
+    }
+}
+
 /// An element's ID and the position and size of its data (`None`: "unknown size").
 struct ElementHeader {
     id: u32,
@@ -354,7 +798,7 @@ struct ElementHeader {
 fn read_matroska(source: &mut dyn ReadSeek) -> Result<MatroskaHeaders, ExtractError> {
     let file_len = source.seek(SeekFrom::End(0))?;
     source.seek(SeekFrom::Start(0))?;
-    let mut headers = MatroskaHeaders::default();
+    let mut headers = MatroskaHeaders { timestamp_scale_ns: 1_000_000, ..MatroskaHeaders::default() };
 
     let ebml = read_element_header(source)?;
     if ebml.id != id::EBML {
@@ -399,6 +843,7 @@ fn read_matroska(source: &mut dyn ReadSeek) -> Result<MatroskaHeaders, ExtractEr
         }
         None => file_len, // live recordings leave the size unknown
     };
+    headers.segment_end = segment_end;
 
     let mut info_seen = false;
     let mut tracks_seen = false;
@@ -411,7 +856,10 @@ fn read_matroska(source: &mut dyn ReadSeek) -> Result<MatroskaHeaders, ExtractEr
         source.seek(SeekFrom::Start(position))?;
         let header = read_element_header(source)?;
         match header.id {
-            id::CLUSTER => break,
+            id::CLUSTER => {
+                headers.first_cluster = Some(position);
+                break;
+            }
             id::INFO => {
                 parse_info(&read_element_body(source, &header, MAX_SMALL_ELEMENT, file_len)?, &mut headers)?;
                 info_seen = true;
@@ -428,10 +876,9 @@ fn read_matroska(source: &mut dyn ReadSeek) -> Result<MatroskaHeaders, ExtractEr
             _ => {}
         }
         let Some(size) = header.size else { break }; // an unknown-size element other than a cluster
+        // Past Info and Tracks, the walk goes on to the first cluster (where the first frame's
+        // timestamp is), stepping over Tags, Cues and Void by their sizes.
         position = header.data_start.saturating_add(size);
-        if info_seen && tracks_seen {
-            break;
-        }
     }
 
     for (target, relative) in seek_targets {
@@ -497,7 +944,7 @@ impl Vint {
 }
 
 /// Reads one variable-length integer of at most `max_len` bytes from the source.
-fn read_vint(source: &mut dyn ReadSeek, max_len: u32) -> Result<Vint, ExtractError> {
+fn read_vint(source: &mut (impl Read + ?Sized), max_len: u32) -> Result<Vint, ExtractError> {
     let mut bytes = [0u8; 8];
     source.read_exact(&mut bytes[..1])?;
     let len = (bytes[0].leading_zeros() + 1).min(max_len + 1);
@@ -617,6 +1064,7 @@ fn parse_info(info: &[u8], headers: &mut MatroskaHeaders) -> Result<(), ExtractE
     headers.duration_seconds = duration
         .map(|units| units * scale_ns as f64 / 1e9)
         .filter(|seconds| seconds.is_finite() && *seconds >= 0.0);
+    headers.timestamp_scale_ns = scale_ns;
     Ok(())
 }
 
@@ -637,6 +1085,7 @@ fn parse_tracks(tracks: &[u8]) -> Result<Vec<MatroskaTrack>, ExtractError> {
         for field in Elements::new(entry) {
             let (field_id, data) = field?;
             match field_id {
+                id::TRACK_NUMBER => track.number = ebml_uint(data)?,
                 id::TRACK_TYPE => track.track_type = ebml_uint(data)?,
                 id::FLAG_ENABLED => track.enabled = ebml_uint(data)? != 0,
                 id::CODEC_ID => track.codec_id = ebml_string(data),
@@ -664,6 +1113,13 @@ fn parse_video_settings(video: &[u8], track: &mut MatroskaTrack) -> Result<(), E
         match element_id {
             id::PIXEL_WIDTH => track.pixel_width = ebml_uint(data)?,
             id::PIXEL_HEIGHT => track.pixel_height = ebml_uint(data)?,
+            id::PIXEL_CROP_LEFT => track.crop[0] = ebml_uint(data)?,
+            id::PIXEL_CROP_RIGHT => track.crop[1] = ebml_uint(data)?,
+            id::PIXEL_CROP_TOP => track.crop[2] = ebml_uint(data)?,
+            id::PIXEL_CROP_BOTTOM => track.crop[3] = ebml_uint(data)?,
+            id::DISPLAY_WIDTH => track.display_width = Some(ebml_uint(data)?),
+            id::DISPLAY_HEIGHT => track.display_height = Some(ebml_uint(data)?),
+            id::DISPLAY_UNIT => track.display_unit = ebml_uint(data)?,
             id::PROJECTION => {
                 for projection in Elements::new(data) {
                     let (projection_id, value) = projection?;
@@ -715,7 +1171,7 @@ mod tests {
     }
 
     fn video(path: &str, format: Format) -> (String, VideoMetadata) {
-        let extracted = extract(&mut fixture(path), format).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let extracted = extract(&mut fixture(path), format, false).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(extracted.data_type, DataType::Video, "{path}");
         let value = extracted.metadata;
         let metadata = VideoMetadata {
@@ -730,10 +1186,22 @@ mod tests {
             width: value["width"].as_u64().unwrap() as u32,
             height: value["height"].as_u64().unwrap() as u32,
             rotation: value["rotation"].as_u64().unwrap() as u16,
+            sample_aspect_ratio: {
+                let text = value["sample_aspect_ratio"].as_str().unwrap();
+                let (num, den) = text.split_once(':').unwrap();
+                AspectRatio::new(num.parse().unwrap(), den.parse().unwrap()).unwrap()
+            },
             display_width: value["display_width"].as_u64().unwrap() as u32,
             display_height: value["display_height"].as_u64().unwrap() as u32,
             frame_rate: value["frame_rate"].as_f64(),
+            frame_rate_mode: match value["frame_rate_mode"].as_str() {
+                Some("constant") => Some(FrameRateMode::Constant),
+                Some("variable") => Some(FrameRateMode::Variable),
+                None => None,
+                other => panic!("{path}: frame_rate_mode {other:?}"),
+            },
             frame_count: value["frame_count"].as_u64(),
+            start_time_seconds: value["start_time_seconds"].as_f64(),
             video_codec: value["video_codec"].as_str().map(str::to_owned),
             audio_codec: value["audio_codec"].as_str().map(str::to_owned),
             has_audio: value["has_audio"].as_bool().unwrap(),
@@ -836,12 +1304,215 @@ mod tests {
         }
     }
 
+    /// The frame-timing fields against ffprobe (`start_time` of the video stream,
+    /// `sample_aspect_ratio`, the spacing of `-show_entries packet=pts`, `-count_packets`).
+    #[test]
+    fn frame_timing_matches_ffprobe() {
+        use FrameRateMode::{Constant, Variable};
+        struct Timing {
+            path: &'static str,
+            count: bool,
+            sar: &'static str,
+            display: (u32, u32),
+            start: Option<f64>,
+            mode: Option<FrameRateMode>,
+            frames: Option<u64>,
+        }
+        let t = |path, count, sar, display, start, mode, frames| Timing {
+            path,
+            count,
+            sar,
+            display,
+            start,
+            mode,
+            frames,
+        };
+        let cases = [
+            t(
+                "video/mp4_h264_aac_faststart.mp4",
+                false,
+                "1:1",
+                (320, 240),
+                Some(0.0),
+                Some(Constant),
+                Some(25),
+            ),
+            // no edit list: the first frame is composed 2 frames (B-frame delay) after 0
+            t("video/mp4_fragmented.mp4", false, "1:1", (320, 240), Some(0.08), Some(Constant), Some(25)),
+            t(
+                "video/mp4_h264_vfr_10_then_25fps.mp4",
+                false,
+                "1:1",
+                (320, 240),
+                Some(0.0),
+                Some(Variable),
+                Some(35),
+            ),
+            t(
+                "video/mp4_h264_sar64x45.mp4",
+                false,
+                "64:45",
+                (1024, 576),
+                Some(0.0),
+                Some(Constant),
+                Some(25),
+            ),
+            t(
+                "video/mp4_h264_aac_start_1.5s.mp4",
+                false,
+                "1:1",
+                (320, 240),
+                Some(1.5),
+                Some(Constant),
+                Some(25),
+            ),
+            t("video/mp4_29.97fps.mp4", false, "1:1", (320, 240), Some(0.0), Some(Constant), Some(30)),
+            t("video/mkv_h264_aac.mkv", false, "1:1", (320, 240), Some(0.023), None, None),
+            t("video/mkv_h264_aac.mkv", true, "1:1", (320, 240), Some(0.023), Some(Constant), Some(25)),
+            t("video/webm_vp9_opus.webm", true, "1:1", (320, 240), Some(0.007), Some(Constant), Some(25)),
+            t("video/webm_vp8_vorbis.webm", true, "1:1", (320, 240), Some(0.003), Some(Constant), Some(25)),
+            t(
+                "video/mkv_h264_vfr_10_then_25fps.mkv",
+                true,
+                "1:1",
+                (320, 240),
+                Some(0.0),
+                Some(Variable),
+                Some(35),
+            ),
+            t("video/mkv_h264_sar64x45.mkv", false, "64:45", (1024, 576), Some(0.0), None, None),
+            t("video/mkv_h264_sar64x45.mkv", true, "64:45", (1024, 576), Some(0.0), Some(Constant), Some(25)),
+            t("video/ts_h264_aac.ts", false, "1:1", (320, 240), Some(1.48), None, None),
+            t("video/ts_h264_aac.ts", true, "1:1", (320, 240), Some(1.48), Some(Constant), Some(25)),
+            t("video/ts_h264_sar16x15.ts", true, "16:15", (768, 576), Some(1.48), Some(Constant), Some(25)),
+            t("video/avi_mpeg4_mp3.avi", false, "1:1", (320, 240), Some(0.0), Some(Constant), Some(25)),
+        ];
+        for case in cases {
+            let path = case.path;
+            let format = match path.rsplit('.').next() {
+                Some("mkv" | "webm") => Format::Matroska,
+                Some("ts") => Format::MpegTs,
+                Some("avi") => Format::Avi,
+                _ => Format::IsoBmff,
+            };
+            let m = extract(&mut fixture(path), format, case.count)
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+                .metadata;
+            assert_eq!(m["sample_aspect_ratio"], case.sar, "{path}");
+            assert_eq!(
+                (m["display_width"].as_u64(), m["display_height"].as_u64()),
+                (Some(u64::from(case.display.0)), Some(u64::from(case.display.1))),
+                "{path}"
+            );
+            match (m["start_time_seconds"].as_f64(), case.start) {
+                (Some(got), Some(want)) => assert!((got - want).abs() < 1e-9, "{path}: start {got}"),
+                (got, want) => assert_eq!(got, want, "{path}: start"),
+            }
+            assert_eq!(
+                m["frame_rate_mode"],
+                serde_json::to_value(case.mode).unwrap(),
+                "{path} (count {})",
+                case.count
+            );
+            assert_eq!(m["frame_count"].as_u64(), case.frames, "{path} (count {})", case.count);
+        }
+    }
+
+    /// Bytes a ranged fetch would download: the headers and the first block's header unless
+    /// frames are counted, every cluster when they are.
+    #[test]
+    fn only_counting_reads_a_matroska_file_whole() {
+        struct Counting<R> {
+            inner: R,
+            bytes_read: u64,
+        }
+        impl<R: Read> Read for Counting<R> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.inner.read(buf)?;
+                self.bytes_read += n as u64;
+                Ok(n)
+            }
+        }
+        impl<R: std::io::Seek> std::io::Seek for Counting<R> {
+            fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+                self.inner.seek(pos)
+            }
+        }
+        let path = "video/mkv_h264_sar64x45.mkv";
+        let size = fixture(path).metadata().unwrap().len();
+        let read = |count| {
+            let mut source = Counting { inner: fixture(path), bytes_read: 0 };
+            extract(&mut source, Format::Matroska, count).unwrap();
+            source.bytes_read
+        };
+        let (plain, counted) = (read(false), read(true));
+        assert!(plain < 8 << 10, "{plain} of {size} bytes without counting");
+        assert!(counted >= size * 9 / 10, "{counted} of {size} bytes when counting");
+    }
+
+    /// Timing the sample tables cannot back is null, and an `mvhd` duration its tracks
+    /// contradict (or all ones, "unknown") gives way to theirs.
+    #[test]
+    fn mp4_timing_the_file_cannot_back() {
+        let m = |path| extract(&mut fixture(path), Format::IsoBmff, false).unwrap().metadata;
+        let mutant = m("hostile/mp4_fps_7.6e6.mp4");
+        assert_eq!(mutant["frame_rate"], serde_json::Value::Null, "25 frames in 3.3 us, shown for 1 s");
+        assert_eq!(mutant["start_time_seconds"], serde_json::Value::Null);
+        assert_eq!(mutant["duration_seconds"].as_f64(), Some(1.0), "not the mvhd's 2425.8 s");
+        assert_eq!(mutant["frame_count"].as_u64(), Some(25));
+        let unknown = m("hostile/mp4_mvhd_duration_ffffffff.mp4");
+        assert_eq!(unknown["duration_seconds"].as_f64(), Some(1.0), "not 4,294,967 s");
+        assert_eq!(unknown["frame_rate"].as_f64(), Some(25.0));
+    }
+
+    #[test]
+    fn frame_times_are_reordered_and_spaced() {
+        // decode order of an IBBP stream: presentation 0, 3, 1, 2, 6, 4, 5 (steps of 40)
+        let mut times = FrameTimes::default();
+        for pts in [0, 120, 40, 80, 240, 160, 200] {
+            times.push(Some(pts));
+        }
+        assert_eq!(times.finish(1000.0), (7, Some(FrameRateMode::Constant)));
+        // 29.97 fps in milliseconds: 33, 33, 34, ... is one rate
+        let mut times = FrameTimes::default();
+        (0..30).for_each(|n| times.push(Some(n * 1001 / 30)));
+        assert_eq!(times.finish(1000.0), (30, Some(FrameRateMode::Constant)));
+        let mut times = FrameTimes::default();
+        [0, 100, 200, 240, 280].into_iter().for_each(|pts| times.push(Some(pts)));
+        assert_eq!(times.finish(1000.0), (5, Some(FrameRateMode::Variable)));
+        let mut times = FrameTimes::default();
+        times.push(Some(7));
+        times.push(None);
+        assert_eq!(times.finish(1000.0), (2, None), "one timed frame has no spacing");
+        // 30 fps rounded to milliseconds, then carried at 90 kHz: 2970 and 3060 ticks
+        let mut times = FrameTimes::default();
+        (0..30).for_each(|n| times.push(Some(n * 1000 / 30 * 90)));
+        assert_eq!(times.finish(90_000.0), (30, Some(FrameRateMode::Constant)));
+        // a frame dropped at 90 kHz (3003 then 6006 ticks) is variable
+        let mut times = FrameTimes::default();
+        [0, 3003, 6006, 12012].into_iter().for_each(|pts| times.push(Some(pts)));
+        assert_eq!(times.finish(90_000.0), (4, Some(FrameRateMode::Variable)));
+    }
+
+    #[test]
+    fn aspect_ratios_reduce_and_stretch_the_width() {
+        assert_eq!(AspectRatio::new(128, 90), Some(AspectRatio { num: 64, den: 45 }));
+        assert_eq!(AspectRatio::new(0, 1), None);
+        assert_eq!(serde_json::to_value(AspectRatio::new(16, 15).unwrap()).unwrap(), "16:15");
+        let pal = |num, den| display_size(720, 576, 0, AspectRatio::new(num, den).unwrap());
+        assert_eq!(pal(64, 45), (1024, 576));
+        assert_eq!(pal(16, 15), (768, 576));
+        assert_eq!(pal(8, 9), (640, 576), "narrow pixels narrow the picture");
+        assert_eq!(display_size(720, 576, 90, AspectRatio::new(64, 45).unwrap()), (576, 1024));
+        assert_eq!(display_size(u32::MAX, 1, 0, AspectRatio::new(2, 1).unwrap()), (u32::MAX, 1));
+    }
+
     #[test]
     fn audio_only_movies_are_not_video() {
         for path in ["audio/m4a_aac.m4a", "audio/m4a_alac.m4a"] {
             let movie = isobmff::read_movie(&mut fixture(path)).unwrap();
             assert_eq!(isobmff_metadata(&movie), None, "{path}: goes to the audio extractor");
-            let extracted = extract(&mut fixture(path), Format::IsoBmff).unwrap();
+            let extracted = extract(&mut fixture(path), Format::IsoBmff, false).unwrap();
             assert_eq!(
                 (extracted.data_type, extracted.mime_type.as_str()),
                 (DataType::Audio, "audio/mp4"),
@@ -857,7 +1528,8 @@ mod tests {
             ("video/avi_mpeg4_mp3.avi", Format::Avi, "video/x-msvideo"),
             ("video/ts_h264_aac.ts", Format::MpegTs, "video/mp2t"),
         ] {
-            let extracted = extract(&mut fixture(path), format).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let extracted =
+                extract(&mut fixture(path), format, false).unwrap_or_else(|e| panic!("{path}: {e}"));
             assert_eq!(
                 (extracted.data_type, extracted.mime_type.as_str()),
                 (DataType::Video, mime),
@@ -874,7 +1546,7 @@ mod tests {
             "hostile/truncated_mp4_faststart_half.mp4",
             "hostile/truncated_mp4_moov_at_end_2k.mp4",
         ] {
-            let err = extract(&mut fixture(path), Format::IsoBmff).unwrap_err();
+            let err = extract(&mut fixture(path), Format::IsoBmff, false).unwrap_err();
             assert!(matches!(err, ExtractError::Corrupt(_)), "{path}: {err:?}");
         }
     }
@@ -941,7 +1613,7 @@ mod tests {
     #[test]
     fn hand_built_webm() {
         let file = minimal_webm(&video_track(200, 100));
-        let extracted = extract(&mut Cursor::new(file), Format::Matroska).unwrap();
+        let extracted = extract(&mut Cursor::new(file), Format::Matroska, false).unwrap();
         assert_eq!(extracted.mime_type, "video/webm");
         let m = extracted.metadata;
         assert_eq!(
@@ -955,7 +1627,7 @@ mod tests {
 
     #[test]
     fn hostile_matroska() {
-        let err = |bytes: Vec<u8>| extract(&mut Cursor::new(bytes), Format::Matroska).unwrap_err();
+        let err = |bytes: Vec<u8>| extract(&mut Cursor::new(bytes), Format::Matroska, true).unwrap_err();
         // Truncated: the segment declares more bytes than the file has.
         let mut cut =
             std::fs::read(format!("{}/fixtures/video/mkv_h264_aac.mkv", env!("CARGO_MANIFEST_DIR"))).unwrap();

@@ -603,7 +603,7 @@ async fn send_result(
 /// the worker).
 async fn run_job(job: &Job, context: &Arc<JobContext>) -> Processed {
     let mut pipeline = context.pipeline.clone();
-    pipeline.options.hint = job.data_type;
+    pipeline.options = pipeline.options.for_job(job);
     let (task_context, source, job_id) = (Arc::clone(context), job.source.clone(), job.job_id.clone());
     let task = async move { process_source(&task_context.access, &source, &job_id, &pipeline).await };
     let handle = tokio::spawn(task.in_current_span());

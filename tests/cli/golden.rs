@@ -2,6 +2,8 @@
 //! `fixtures/expected/<type>/<file>.json`. `UPDATE_GOLDEN=1 make test` rewrites them; the
 //! diff is then reviewed against ffprobe, exiftool, pdfinfo and pydicom (`fixtures/reference/`).
 
+use std::path::PathBuf;
+
 use super::{extract, fixture_files, lines, root};
 
 #[test]
@@ -97,4 +99,42 @@ fn directories_are_walked_in_name_order() {
     sorted.sort();
     assert!(paths.len() >= 5);
     assert_eq!(paths, sorted);
+}
+
+/// `--count-frames` counts what Matroska and MPEG-TS do not store: each count equals ffprobe's
+/// `-count_packets` in `fixtures/reference/`, and without the flag the count stays null (the
+/// files are not read whole unasked).
+#[test]
+fn count_frames_counts_matroska_and_transport_streams_like_ffprobe() {
+    let files: Vec<PathBuf> = fixture_files()
+        .into_iter()
+        .filter(|p| p.starts_with("fixtures/video"))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("mkv" | "webm" | "ts")))
+        .collect();
+    assert!(files.len() >= 6, "{files:?}");
+    let args: Vec<&str> = files.iter().map(|p| p.to_str().unwrap()).collect();
+    let counted = lines(&extract(&[&["--count-frames"], &args[..]].concat()));
+    let plain = lines(&extract(&args));
+    for ((file, counted), plain) in files.iter().zip(&counted).zip(&plain) {
+        let reference = root().join("fixtures/reference").join(file.strip_prefix("fixtures").unwrap());
+        let reference = reference
+            .with_file_name(format!("{}.ffprobe.json", reference.file_name().unwrap().to_string_lossy()));
+        let probe: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&reference).unwrap()).unwrap();
+        let video = probe["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == "video").unwrap();
+        let packets: u64 = video["nb_read_packets"].as_str().unwrap().parse().unwrap();
+        assert_eq!(counted["metadata"]["frame_count"].as_u64(), Some(packets), "{}", file.display());
+        assert!(counted["metadata"]["frame_rate_mode"].is_string(), "{}", file.display());
+        assert!(plain["metadata"]["frame_count"].is_null(), "{}", file.display());
+        assert!(plain["metadata"]["frame_rate_mode"].is_null(), "{}", file.display());
+        // the rest of the answer is the same
+        let strip = |answer: &serde_json::Value| {
+            let mut metadata = answer["metadata"].clone();
+            let map = metadata.as_object_mut().unwrap();
+            map.remove("frame_count");
+            map.remove("frame_rate_mode");
+            metadata
+        };
+        assert_eq!(strip(counted), strip(plain), "{}", file.display());
+    }
 }

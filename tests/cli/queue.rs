@@ -418,6 +418,35 @@ fn a_missing_object_is_answered_once_as_not_found() {
 }
 
 #[test]
+fn a_job_that_asks_for_counted_frames_gets_them() {
+    let prefix = Prefix::new("count");
+    let job = |id: &str, options: &str| {
+        format!(
+            r#"{{"schema":1,"job_id":"{id}","asset_id":"a","source":{{"provider":"local","key":"video/mkv_h264_aac.mkv"}}{options}}}"#
+        )
+    };
+    prefix.enqueue_raw(&[
+        &job("c-counted", r#","options":{"count_frames":true}"#),
+        &job("c-plain", ""),
+        &job("c-unknown", r#","options":{"count_everything":true}"#),
+    ]);
+    let worker = prefix.spawn_worker(1);
+    let results = by_job_id(prefix.results(3, 60));
+    assert_eq!(results.len(), 3, "log:\n{}", worker.log());
+    let probe: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/reference/video/mkv_h264_aac.mkv.ffprobe.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let packets = probe["streams"][0]["nb_read_packets"].as_str().unwrap().parse::<u64>().unwrap();
+    let counted = &results["c-counted"]["metadata"];
+    assert_eq!(counted["frame_count"].as_u64(), Some(packets), "{counted}");
+    assert_eq!(counted["frame_rate_mode"], "constant");
+    assert!(results["c-plain"]["metadata"]["frame_count"].is_null(), "{}", results["c-plain"]);
+    assert_eq!(results["c-unknown"]["error"]["kind"], "invalid_job", "{}", results["c-unknown"]);
+}
+
+#[test]
 fn sigterm_mid_batch_finishes_in_flight_jobs_and_loses_none() {
     let (results, log) = stop_mid_batch("sigterm", 30);
     assert!(!log.contains("handed back"), "30 s are enough to finish in-flight jobs:\n{log}");
