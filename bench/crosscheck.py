@@ -183,6 +183,33 @@ HOSTILE = {
                                   'strict reader refuses the cycle.'),
     'wav_sample_rate_0.wav': dict(policy='fail', kinds={'corrupt'},
                                   why='fmt sample rate 0: no duration can be had.'),
+    'dicom_long_text_values.dcm': dict(
+        policy='succeed', data_type='dicom',
+        why='text values over 1 KiB (a 3,001-byte Manufacturer): read, each value cut at 1 KiB with a mark.'),
+    'mutant_dicom_deflated_corrupt_stream_1.dcm': dict(
+        policy='fail', kinds={'corrupt'},
+        why='bit flips in the deflated data set: it does not inflate (never retryable).'),
+    'mutant_dicom_deflated_corrupt_stream_2.dcm': dict(
+        policy='fail', kinds={'corrupt'},
+        why='the deflated data set spliced with other bytes: it does not inflate.'),
+    'mutant_bmp_height_1.1e9.bmp': dict(
+        policy='fail', kinds={'corrupt'},
+        why='uncompressed BMP claiming 64x1,107,296,208 in 9 KB: the pixels cannot be in the file.'),
+    'mutant_heic_height_2.4e9.heic': dict(
+        policy='fail', kinds={'corrupt'},
+        why='ispe height 2,399,141,936: beyond what HEVC (16,888 a side) in a grid can code.'),
+    'mutant_webp_canvas_height_16.7e6.webp': dict(
+        policy='fail', kinds={'corrupt'},
+        why='still VP8X canvas 64x16,777,008 over a 64x48 VP8 image (libwebp: size incoherent).'),
+    'mutant_webp_canvas_width_6.3e6.webp': dict(
+        policy='fail', kinds={'corrupt'},
+        why='animation canvas 6,357,056 wide over 64x48 frames.'),
+    'mutant_wav_rate_3.99e9.wav': dict(
+        policy='fail', kinds={'corrupt'},
+        why='PCM fmt: 3,992,985,408 Hz but a byte rate of 144,000 for 18-byte frames.'),
+    'mutant_wav_channels_53761.wav': dict(
+        policy='fail', kinds={'corrupt'},
+        why='mu-law fmt: 53,761 channels in 1-byte frames.'),
     'empty.bin': dict(policy='fail', kinds={'unsupported_type', 'corrupt'},
                       why='0 bytes: nothing to identify (file: "empty"; exiftool: "File is empty").'),
     'empty.mp4': dict(policy='fail', kinds={'unsupported_type', 'corrupt'},

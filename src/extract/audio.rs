@@ -522,7 +522,50 @@ mod wav {
         if format.sample_rate == 0 {
             return Err(corrupt("its fmt chunk declares a sample rate of 0"));
         }
+        check_pcm_consistency(&format, u32_le(body, 8).unwrap_or(0), container)?;
         Ok(format)
+    }
+
+    /// In PCM-like formats (PCM, IEEE float, A-law, µ-law) the block align and the byte rate
+    /// are not free: a frame is one sample of each channel, a second is `sample_rate` frames.
+    /// Fields that disagree are a damaged header, and whichever of them we reported could be
+    /// the damaged one (a sample rate of 3,992,985,408 beside a byte rate of 144,000, 53,761
+    /// channels in 1-byte frames), so the file is `corrupt`. A zero block align (broken
+    /// writers; [`frame_count`] recomputes it) is let pass. Compressed formats have nominal
+    /// byte rates (ADPCM's is a round guess) and are not checked.
+    fn check_pcm_consistency(
+        format: &WaveFormat,
+        byte_rate: u32,
+        container: Container,
+    ) -> Result<(), ExtractError> {
+        let pcm_like = matches!(
+            format.format_tag,
+            WAVE_FORMAT_PCM | WAVE_FORMAT_IEEE_FLOAT | WAVE_FORMAT_ALAW | WAVE_FORMAT_MULAW
+        );
+        if !pcm_like || format.block_align == 0 {
+            return Ok(());
+        }
+        let (channels, block_align) = (format.channels, format.block_align);
+        let bytes_per_sample = block_align / channels;
+        if !block_align.is_multiple_of(channels) || bytes_per_sample < format.bits_per_sample.div_ceil(8) {
+            return Err(ExtractError::corrupt(
+                container.display_name(),
+                format!(
+                    "its fmt chunk declares {channels} channels of {} bits in frames of {block_align} bytes",
+                    format.bits_per_sample
+                ),
+            ));
+        }
+        if u64::from(byte_rate) != u64::from(format.sample_rate) * u64::from(block_align) {
+            return Err(ExtractError::corrupt(
+                container.display_name(),
+                format!(
+                    "its fmt chunk declares {} Hz in frames of {block_align} bytes but {byte_rate} bytes per second",
+                    format.sample_rate
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// How many sample frames `data_len` bytes of audio in `format` hold: exact for PCM-like
@@ -1708,6 +1751,27 @@ mod tests {
         assert!(is_corrupt(&extract_bytes(&short_fmt)), "fmt shorter than 16 bytes");
         let truncated = &fixture("wav_pcm_s16le_stereo_44100.wav")[..30];
         assert!(is_corrupt(&extract_bytes(truncated)), "ends inside fmt");
+    }
+
+    #[test]
+    fn wav_pcm_fields_that_disagree_are_corrupt() {
+        // The sample rate of wav_rate_3.99e9.wav: byte rate 144,000 says 8,000 Hz × 18 bytes.
+        let mut rate = wav(1, 6, 8000, 24, 1800, 1800);
+        rate[24..28].copy_from_slice(&3_992_985_408u32.to_le_bytes());
+        assert!(is_corrupt(&extract_bytes(&rate)), "byte rate ≠ rate × block align");
+        // 53,761 channels in 1-byte frames (wav_channels_53761.wav).
+        let mut channels = wav(7, 1, 8000, 8, 800, 800);
+        channels[22..24].copy_from_slice(&53_761u16.to_le_bytes());
+        assert!(is_corrupt(&extract_bytes(&channels)), "block align contradicts channels");
+        // 24-bit samples in 4-byte containers are consistent (ffmpeg names them by the container).
+        let mut padded = wav(1, 2, 8000, 24, 800, 800);
+        padded[28..32].copy_from_slice(&64_000u32.to_le_bytes());
+        padded[32..34].copy_from_slice(&8u16.to_le_bytes());
+        assert_eq!(metadata(&padded).sample_rate, Some(8000));
+        // ADPCM's byte rate is nominal: not checked.
+        let mut adpcm = wav(0x11, 1, 22050, 4, 1024, 1024);
+        adpcm[28..32].copy_from_slice(&16_000u32.to_le_bytes());
+        assert!(!is_corrupt(&extract_bytes(&adpcm)));
     }
 
     #[test]

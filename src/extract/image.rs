@@ -231,11 +231,17 @@ fn read_gif(reader: &mut Source) -> Result<Header, ExtractError> {
 
 /// WebP: lossy, lossless and extended (alpha, animation, EXIF) files.
 fn read_webp(reader: &mut Source) -> Result<Header, ExtractError> {
-    let mut decoder = image_webp::WebPDecoder::new(reader).map_err(|e| ExtractError::corrupt("WebP", e))?;
+    let mut decoder =
+        image_webp::WebPDecoder::new(&mut *reader).map_err(|e| ExtractError::corrupt("WebP", e))?;
     let (width, height) = decoder.dimensions();
     let has_alpha = decoder.has_alpha();
     let frame_count = if decoder.is_animated() { decoder.num_frames() } else { 1 };
     let exif = decoder.exif_metadata().ok().flatten();
+    let animated = decoder.is_animated();
+    drop(decoder);
+    if read_fourcc(reader, 12)? == *b"VP8X" {
+        check_webp_canvas(reader, width, height, animated)?;
+    }
     Ok(Header {
         format: "webp",
         mime: "image/webp",
@@ -246,6 +252,83 @@ fn read_webp(reader: &mut Source) -> Result<Header, ExtractError> {
         bit_depth: 8,
         color_type: if has_alpha { "rgba" } else { "rgb" },
     })
+}
+
+/// The largest side a single VP8 or VP8L frame can have (a 14-bit field).
+const WEBP_MAX_FRAME_SIDE: u32 = 16_384;
+/// More chunks than a WebP file has (an animation has one per frame): a bound on the walk.
+const WEBP_MAX_CHUNKS: usize = 100_000;
+
+/// An extended WebP's canvas (its `VP8X` chunk) must be backed by its frames. A still image's
+/// canvas is its one bitstream's size: libwebp refuses a file where they differ ("image size
+/// coherency"). An animation's frames lie on the canvas at offsets and may leave transparent
+/// borders (libwebp's encoder crops a frame to what changes), but a canvas side beyond both
+/// the largest side one frame can have and the extent of every frame is drawn by nothing: a
+/// bit flip of a 64×48 animation's canvas to 6,357,056 wide. Either contradiction is `corrupt`.
+fn check_webp_canvas(
+    reader: &mut Source,
+    width: u32,
+    height: u32,
+    animated: bool,
+) -> Result<(), ExtractError> {
+    let corrupt = |why: String| ExtractError::corrupt("WebP", why);
+    let (mut extent, mut still) = ((0u32, 0u32), None);
+    let mut at = 12u64;
+    for _ in 0..WEBP_MAX_CHUNKS {
+        let mut chunk = [0u8; 24];
+        reader.seek(SeekFrom::Start(at))?;
+        let mut got = Vec::with_capacity(chunk.len());
+        (&mut *reader).take(chunk.len() as u64).read_to_end(&mut got)?;
+        if got.len() < 8 {
+            break;
+        }
+        chunk[..got.len()].copy_from_slice(&got);
+        let body = &chunk[8..];
+        let u24 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], 0]);
+        match &chunk[..4] {
+            b"ANMF" => {
+                let (x, y) = (u24(&body[0..3]) * 2, u24(&body[3..6]) * 2);
+                let (w, h) = (u24(&body[6..9]) + 1, u24(&body[9..12]) + 1);
+                extent = (extent.0.max(x + w), extent.1.max(y + h));
+            }
+            b"VP8 " if body[3..6] == [0x9d, 0x01, 0x2a] && still.is_none() => {
+                let side = |b: &[u8]| u32::from(u16::from_le_bytes([b[0], b[1]]) & 0x3fff);
+                still = Some((side(&body[6..8]), side(&body[8..10])));
+            }
+            b"VP8L" if body[0] == 0x2f && still.is_none() => {
+                let bits = u32::from_le_bytes([body[1], body[2], body[3], body[4]]);
+                still = Some(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1));
+            }
+            _ => {}
+        }
+        let len = u64::from(u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]));
+        at += 8 + len + (len & 1);
+    }
+    match (animated, still) {
+        (false, Some(frame)) if frame != (width, height) => {
+            Err(corrupt(format!("its canvas is {width}×{height} but its image is {}×{}", frame.0, frame.1)))
+        }
+        (true, _)
+            if (width > WEBP_MAX_FRAME_SIDE && width > extent.0)
+                || (height > WEBP_MAX_FRAME_SIDE && height > extent.1) =>
+        {
+            Err(corrupt(format!(
+                "its canvas is {width}×{height} but its frames cover {}×{}",
+                extent.0, extent.1
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The four bytes at `offset` (zeros past the end).
+fn read_fourcc(reader: &mut Source, offset: u64) -> std::io::Result<[u8; 4]> {
+    let mut fourcc = [0u8; 4];
+    reader.seek(SeekFrom::Start(offset))?;
+    let mut got = Vec::with_capacity(4);
+    (&mut *reader).take(4).read_to_end(&mut got)?;
+    fourcc[..got.len()].copy_from_slice(&got);
+    Ok(fourcc)
 }
 
 /// TIFF: the first page's size and colour; every page is counted by walking the IFD chain.
@@ -294,9 +377,17 @@ fn read_bmp(reader: &mut Source) -> Result<Header, ExtractError> {
     use image::ImageDecoder;
     // The DIB header's size fields: i32 width/height at 18/22 (u16 at 18/20 in the 12-byte
     // core header). A zero side is refused here, before `image` calls it "too large".
-    let mut dib = [0u8; 16];
-    reader.seek(SeekFrom::Start(14))?;
-    reader.read_exact(&mut dib)?;
+    let mut file_header = [0u8; 14];
+    reader.seek(SeekFrom::Start(0))?;
+    reader.read_exact(&mut file_header)?;
+    // Up to the compression field (offset 30); a 12-byte core header has none.
+    let mut dib = Vec::with_capacity(20);
+    (&mut *reader).take(20).read_to_end(&mut dib)?;
+    let dib_read = dib.len();
+    dib.resize(20, 0);
+    if dib_read < 16 {
+        return Err(ExtractError::corrupt("BMP", "the file ends inside its DIB header"));
+    }
     let core_header = u32::from_le_bytes([dib[0], dib[1], dib[2], dib[3]]) == 12;
     let zero_side = if core_header {
         dib[4..6] == [0, 0] || dib[6..8] == [0, 0]
@@ -319,6 +410,15 @@ fn read_bmp(reader: &mut Source) -> Result<Header, ExtractError> {
     } else {
         u16::from_le_bytes([dib[14], dib[15]])
     };
+    let compression = if core_header || dib_read < 20 {
+        BI_RGB
+    } else {
+        u32::from_le_bytes([dib[16], dib[17], dib[18], dib[19]])
+    };
+    let pixels_at =
+        u64::from(u32::from_le_bytes([file_header[10], file_header[11], file_header[12], file_header[13]]));
+    let file_len = reader.seek(SeekFrom::End(0))?;
+    check_bmp_pixels_fit(width, height, bits, compression, file_len.saturating_sub(pixels_at))?;
     let (bit_depth, color_type) = match bits {
         1 | 2 | 4 | 8 => (bits as u8, "palette"),
         _ if has_alpha => (8, "rgba"),
@@ -337,10 +437,70 @@ fn read_bmp(reader: &mut Source) -> Result<Header, ExtractError> {
     })
 }
 
+/// BMP compression codes whose pixel array has a fixed size: none, and the bit-field masks.
+const BI_RGB: u32 = 0;
+const BI_BITFIELDS: u32 = 3;
+const BI_ALPHABITFIELDS: u32 = 6;
+
+/// An uncompressed BMP's pixel array has an exact size: rows of `width × bits` rounded up to
+/// 4 bytes, `height` of them (the last one may go without its padding). A header whose array
+/// cannot be in the file (a bit flip made the height 1,107,296,208 in a 9 KB file) is
+/// `corrupt`: its size is not the picture's. Compressed (RLE, JPEG, PNG) arrays have no fixed
+/// size and are not checked; a truncated uncompressed one is refused like a lying header,
+/// because the two cannot be told apart.
+fn check_bmp_pixels_fit(
+    width: u32,
+    height: u32,
+    bits: u16,
+    compression: u32,
+    available: u64,
+) -> Result<(), ExtractError> {
+    if !matches!(compression, BI_RGB | BI_BITFIELDS | BI_ALPHABITFIELDS) {
+        return Ok(());
+    }
+    let row_bits = u128::from(width) * u128::from(bits);
+    let stride = row_bits.div_ceil(32) * 4;
+    let needed = stride * u128::from(height.saturating_sub(1)) + row_bits.div_ceil(8);
+    if needed > u128::from(available) {
+        return Err(ExtractError::corrupt(
+            "BMP",
+            format!(
+                "{width}×{height} pixels of {bits} bits need {needed} bytes; the file has {available} after its headers"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The largest side a HEIF primary image can have: what its codec can code in one picture,
+/// times the tiles of a `grid` (at most 256 a side: the grid's rows and columns are 8-bit).
+/// HEVC's largest picture (level 6.2, MaxLumaPs 35,651,584) has sides of at most
+/// √(8 × MaxLumaPs) = 16,888 (H.265 §A.4.1); AV1's frame size fields are 16-bit (65,536);
+/// anything else (JPEG in HEIF) 65,535. An `ispe` beyond that describes no picture the file
+/// can hold.
+fn heif_max_side(format: &str, grid_tiles: Option<u32>) -> u32 {
+    let picture = match format {
+        "heic" => 16_888,
+        "avif" => 65_536,
+        _ => 65_535,
+    };
+    picture * grid_tiles.unwrap_or(1).clamp(1, 256)
+}
+
 /// HEIC and AVIF: the primary item's properties (`ispe`, `pixi`, `irot`/`imir`), from the
 /// ISO-BMFF `meta` box; no decoder is needed.
 fn read_heif(source: &mut dyn ReadSeek) -> Result<Header, ExtractError> {
     let heif = super::isobmff::read_heif(source)?;
+    let max_side = heif_max_side(heif.format, heif.grid_tile_count);
+    if heif.width > max_side || heif.height > max_side {
+        return Err(ExtractError::corrupt(
+            "HEIF",
+            format!(
+                "its primary image is {}×{}, beyond the {max_side} pixels a side its codec can code",
+                heif.width, heif.height
+            ),
+        ));
+    }
     let channels = heif.channels.unwrap_or(3);
     Ok(Header {
         format: heif.format,
@@ -413,6 +573,52 @@ mod tests {
         png.extend_from_slice(b"\0\0\0\0IDAT\x35\xaf\x06\x1e");
         let m = image(png).unwrap();
         assert_eq!((m["width"].as_u64(), m["color_type"].as_str()), (Some(30000), Some("rgba")));
+    }
+
+    fn fixture(path: &str) -> Vec<u8> {
+        let path = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Mutants whose headers claim what the file cannot hold (issue 10's campaign), beside the
+    /// fixtures they were made from, which still read.
+    #[test]
+    fn sizes_the_file_cannot_back_are_corrupt() {
+        for name in [
+            "hostile/mutant_bmp_height_1.1e9.bmp",
+            "hostile/mutant_heic_height_2.4e9.heic",
+            "hostile/mutant_webp_canvas_height_16.7e6.webp",
+            "hostile/mutant_webp_canvas_width_6.3e6.webp",
+        ] {
+            let result = image(fixture(name));
+            assert!(matches!(result, Err(ExtractError::Corrupt(_))), "{name}: {result:?}");
+        }
+        for name in [
+            "image/bmp_bottom_up.bmp",
+            "image/bmp_top_down.bmp",
+            "image/heic_basic.heic",
+            "image/webp_lossy_alpha.webp",
+            "image/webp_animated_3frames.webp",
+        ] {
+            assert!(image(fixture(name)).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_uncompressed_bmp_must_hold_its_pixels() {
+        let bmp = fixture("image/bmp_bottom_up.bmp");
+        // 48 rows of 64 × 3 bytes: one byte short is a picture the file does not hold.
+        assert!(matches!(image(bmp[..bmp.len() - 1].to_vec()), Err(ExtractError::Corrupt(_))));
+        assert!(check_bmp_pixels_fit(3, 2, 24, BI_RGB, 12 + 9).is_ok(), "the last row unpadded");
+        assert!(check_bmp_pixels_fit(3, 2, 24, BI_RGB, 12 + 8).is_err());
+        assert!(check_bmp_pixels_fit(u32::MAX, u32::MAX, 32, 1, 10).is_ok(), "RLE is not checked");
+    }
+
+    #[test]
+    fn heif_sides_are_bounded_by_the_codec_and_the_grid() {
+        assert_eq!(heif_max_side("heic", None), 16_888);
+        assert_eq!(heif_max_side("heic", Some(4)), 4 * 16_888);
+        assert_eq!(heif_max_side("avif", Some(100_000)), 256 * 65_536);
     }
 
     fn crc32(bytes: &[u8]) -> u32 {
