@@ -210,6 +210,21 @@ HOSTILE = {
     'mutant_wav_channels_53761.wav': dict(
         policy='fail', kinds={'corrupt'},
         why='mu-law fmt: 53,761 channels in 1-byte frames.'),
+    'mutant_jpeg_precision_74.jpg': dict(
+        policy='fail', kinds={'corrupt'},
+        why='APP0 turned SOF0: a frame header of 74-bit samples (ITU T.81: 2 to 16).'),
+    'mutant_au_channels_1048576.au': dict(
+        policy='fail', kinds={'corrupt'},
+        why='AU header of 1,048,576 channels (ffprobe: "Invalid number of channels").'),
+    'mutant_caf_bits_114.caf': dict(
+        policy='fail', kinds={'corrupt'},
+        why='ALAC CAF whose description says 114-bit samples.'),
+    'mutant_heic_pixi_bits_255.heic': dict(
+        policy='fail', kinds={'corrupt'},
+        why='pixi of 255 bits a channel: HEVC codes 16 at most.'),
+    'mutant_tiff_tag_count_8e6.tif': dict(
+        policy='fail', kinds={'corrupt'},
+        why='a 2,200-byte TIFF whose TileOffsets declares 8,388,608 values (the tiff crate reserved them).'),
     'empty.bin': dict(policy='fail', kinds={'unsupported_type', 'corrupt'},
                       why='0 bytes: nothing to identify (file: "empty"; exiftool: "File is empty").'),
     'empty.mp4': dict(policy='fail', kinds={'unsupported_type', 'corrupt'},

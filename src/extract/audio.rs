@@ -67,8 +67,36 @@ pub fn extract(source: &mut dyn ReadSeek, format: Format) -> Result<Extracted, E
         }
         other => return Err(ExtractError::Unsupported(format!("{other:?} files are not audio"))),
     };
+    let beyond = |what: String| Err(ExtractError::corrupt(container.display_name(), what));
+    if let Some(rate) = metadata.sample_rate.filter(|&rate| rate > MAX_SAMPLE_RATE) {
+        return beyond(format!(
+            "it declares {rate} Hz, beyond the {MAX_SAMPLE_RATE} Hz of any PCM rate in use"
+        ));
+    }
+    if let Some(channels) = metadata.channels.filter(|&channels| channels > MAX_CHANNELS) {
+        return beyond(format!(
+            "it declares {channels} channels, beyond the {MAX_CHANNELS} any production uses"
+        ));
+    }
+    if let Some(bits) = metadata.bits_per_sample.filter(|&bits| bits > MAX_BITS_PER_SAMPLE) {
+        return beyond(format!(
+            "it declares {bits}-bit samples; none is wider than {MAX_BITS_PER_SAMPLE} bits"
+        ));
+    }
     Ok(Extracted::new(DataType::Audio, container.mime_type(), metadata))
 }
+
+/// The highest sample rate a file we read can honestly have: 768 kHz, twice DXD's 352.8 kHz
+/// and the top rate of studio converters. Formats whose header has no redundancy to check a
+/// rate against (AU, AIFF, an ADPCM WAV) would otherwise report whatever a damaged header
+/// says (536,878,912 Hz from one flipped bit of an 8 kHz AU file): `corrupt` instead.
+const MAX_SAMPLE_RATE: u32 = 768_000;
+/// The most channels a file we read can honestly have: Opus and Vorbis stop at 255, object-based
+/// productions (ADM BWF, 128 objects) and 7th-order ambisonics (64) stay below 256. AU and CAF
+/// headers have nothing to check a count against (1,048,576 channels from a flipped bit).
+const MAX_CHANNELS: u32 = 256;
+/// No sample is wider than a 64-bit float (114 from a flipped bit of an ALAC CAF).
+const MAX_BITS_PER_SAMPLE: u32 = 64;
 
 /// The containers this module names, with the MIME type each is published under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1775,6 +1803,21 @@ mod tests {
     }
 
     #[test]
+    fn rates_and_channel_counts_no_file_has_are_corrupt_whatever_the_container() {
+        // Found by bench/mutate.py: a bit flip of au_mulaw_8000_mono.au's rate (offset 16).
+        let mut au = fixture("au_mulaw_8000_mono.au");
+        au[16..20].copy_from_slice(&536_878_912u32.to_be_bytes());
+        assert!(is_corrupt(&extract_bytes(&au)));
+        au[16..20].copy_from_slice(&768_000u32.to_be_bytes());
+        assert_eq!(metadata(&au).sample_rate, Some(768_000));
+        // Channels (offset 20): 1,048,576 from a huge length field; 256 is the most allowed.
+        au[20..24].copy_from_slice(&1_048_576u32.to_be_bytes());
+        assert!(is_corrupt(&extract_bytes(&au)));
+        au[20..24].copy_from_slice(&256u32.to_be_bytes());
+        assert!(!is_corrupt(&extract_bytes(&au)));
+    }
+
+    #[test]
     fn wav_compressed_without_fact_has_no_duration_rather_than_a_guess() {
         let gsm = wav(0x31, 1, 8000, 0, 650, 650);
         let m = metadata(&gsm);
@@ -1902,8 +1945,10 @@ mod tests {
         assert!(is_corrupt(&extract_bytes(&aiff(None, 0, 8000, 16, RATE_8000, 100))), "0 channels");
         assert!(is_corrupt(&extract_bytes(&aiff(None, 0xffff, 8000, 16, RATE_8000, 100))), "-1 channels");
         assert!(is_corrupt(&extract_bytes(&aiff(None, 1, 8000, 16, [0; 10], 100))), "0 Hz");
-        // 20000 channels of 32-bit samples overflow a u16 frame size in symphonia's reader.
-        let wide = metadata(&aiff(None, 20_000, 1, 32, RATE_8000, 80_000));
+        // 20000 channels of 32-bit samples overflow a u16 frame size in symphonia's reader;
+        // read without overflow, they are beyond what any production has (256).
+        assert!(is_corrupt(&extract_bytes(&aiff(None, 20_000, 1, 32, RATE_8000, 80_000))), "20000 channels");
+        let wide = metadata(&aiff(None, 256, 1, 32, RATE_8000, 80_000));
         assert_eq!(wide.duration_seconds, Some(1.0 / 8000.0));
         let mut no_comm = aiff(None, 1, 8000, 16, RATE_8000, 100);
         no_comm[12..16].copy_from_slice(b"JUNK");

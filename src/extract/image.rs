@@ -167,6 +167,11 @@ fn read_jpeg(reader: &mut Source) -> Result<Header, ExtractError> {
             let mut sof = [0u8; 6];
             reader.read_exact(&mut sof)?;
             let (precision, components) = (sof[0], sof[5]);
+            // ITU T.81 allows 8 and 12 bits (2 to 16 in lossless coding): anything else is a
+            // damaged frame header, not a bit depth.
+            if !(2..=16).contains(&precision) {
+                return Err(corrupt("the frame header's sample precision is not 2 to 16 bits"));
+            }
             let color_type = match components {
                 1 => "gray",
                 3 => "rgb",
@@ -261,7 +266,8 @@ const WEBP_MAX_CHUNKS: usize = 100_000;
 
 /// An extended WebP's canvas (its `VP8X` chunk) must be backed by its frames. A still image's
 /// canvas is its one bitstream's size: libwebp refuses a file where they differ ("image size
-/// coherency"). An animation's frames lie on the canvas at offsets and may leave transparent
+/// coherency"). An animation's frames lie inside the canvas at offsets (the container
+/// specification's rule, checked here: frames are not decoded), and may leave transparent
 /// borders (libwebp's encoder crops a frame to what changes), but a canvas side beyond both
 /// the largest side one frame can have and the extent of every frame is drawn by nothing: a
 /// bit flip of a 64×48 animation's canvas to 6,357,056 wide. Either contradiction is `corrupt`.
@@ -289,6 +295,13 @@ fn check_webp_canvas(
             b"ANMF" => {
                 let (x, y) = (u24(&body[0..3]) * 2, u24(&body[3..6]) * 2);
                 let (w, h) = (u24(&body[6..9]) + 1, u24(&body[9..12]) + 1);
+                // The container specification: a frame lies inside the canvas; and its
+                // bitstream cannot be larger than a VP8/VP8L frame.
+                if x + w > width || y + h > height || w > WEBP_MAX_FRAME_SIDE || h > WEBP_MAX_FRAME_SIDE {
+                    return Err(corrupt(format!(
+                        "a {w}×{h} frame at ({x}, {y}) does not fit its {width}×{height} canvas"
+                    )));
+                }
                 extent = (extent.0.max(x + w), extent.1.max(y + h));
             }
             b"VP8 " if body[3..6] == [0x9d, 0x01, 0x2a] && still.is_none() => {
@@ -334,7 +347,20 @@ fn read_fourcc(reader: &mut Source, offset: u64) -> std::io::Result<[u8; 4]> {
 /// TIFF: the first page's size and colour; every page is counted by walking the IFD chain.
 fn read_tiff(reader: &mut Source) -> Result<Header, ExtractError> {
     let corrupt = |e| ExtractError::corrupt("TIFF", e);
-    let mut decoder = tiff::decoder::Decoder::new(reader).map_err(corrupt)?;
+    // The crate bounds a tag's values by its decoding buffer (256 MiB by default), and
+    // reserves them by the declared count before reading: a 2 KB file whose TileOffsets count
+    // was flipped made the child allocate over 32 MiB. No pixel is decoded here, so the only
+    // buffers are tag values, and those cannot be larger than the file.
+    let file_len = reader.seek(SeekFrom::End(0))?;
+    // The crate reads the first IFD before it takes limits: its counts are checked here.
+    check_first_tiff_ifd(reader, file_len)?;
+    reader.seek(SeekFrom::Start(0))?;
+    let file_len = usize::try_from(file_len).unwrap_or(usize::MAX);
+    let mut limits = tiff::decoder::Limits::default();
+    limits.decoding_buffer_size = limits.decoding_buffer_size.min(file_len);
+    limits.ifd_value_size = limits.ifd_value_size.min(file_len);
+    limits.intermediate_buffer_size = limits.intermediate_buffer_size.min(file_len);
+    let mut decoder = tiff::decoder::Decoder::new(reader).map_err(corrupt)?.with_limits(limits);
     let (width, height) = decoder.dimensions().map_err(corrupt)?;
     let colortype = decoder.colortype().map_err(corrupt)?;
     let orientation = decoder
@@ -369,6 +395,68 @@ fn read_tiff(reader: &mut Source) -> Result<Header, ExtractError> {
         bit_depth: colortype.bit_depth(),
         color_type,
     })
+}
+
+/// Refuses a first IFD with a tag whose values (count × type size) are longer than the file:
+/// the `tiff` crate reserves them by the declared count before reading. Classic TIFF (12-byte
+/// entries of 32-bit counts, after a 16-bit entry count) and BigTIFF (20-byte entries of
+/// 64-bit counts, after a 64-bit entry count).
+fn check_first_tiff_ifd(reader: &mut Source, file_len: u64) -> Result<(), ExtractError> {
+    let mut read_at = |offset: u64, len: u64| -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(len as usize);
+        reader.seek(SeekFrom::Start(offset))?;
+        (&mut *reader).take(len).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let header = read_at(0, 16)?;
+    let got = header.len();
+    if got < 8 {
+        return Ok(()); // the crate says what is wrong with a header this short
+    }
+    let big_endian = header[..2] == *b"MM";
+    let u16_at = |b: &[u8]| {
+        if big_endian { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) }
+    };
+    let u32_at = |b: &[u8]| {
+        u32::from_be_bytes(if big_endian { [b[0], b[1], b[2], b[3]] } else { [b[3], b[2], b[1], b[0]] })
+    };
+    let u64_at = |b: &[u8]| {
+        let (high, low) = if big_endian { (&b[..4], &b[4..8]) } else { (&b[4..8], &b[..4]) };
+        (u64::from(u32_at(high)) << 32) | u64::from(u32_at(low))
+    };
+    let bigtiff = u16_at(&header[2..4]) == 43;
+    if bigtiff && got < 16 {
+        return Ok(());
+    }
+    let (ifd, entry_len, count_len) =
+        if bigtiff { (u64_at(&header[8..16]), 20, 8) } else { (u64::from(u32_at(&header[4..8])), 12, 2) };
+    let count_field = read_at(ifd, count_len)?;
+    if count_field.len() < count_len as usize {
+        return Ok(());
+    }
+    let entries = if bigtiff { u64_at(&count_field) } else { u64::from(u16_at(&count_field)) };
+    let entries_start = ifd + count_len;
+    for index in 0..entries.min(file_len / entry_len) {
+        let entry = read_at(entries_start + index * entry_len, entry_len)?;
+        if entry.len() < entry_len as usize {
+            break;
+        }
+        let (tag, kind) = (u16_at(&entry[0..2]), u16_at(&entry[2..4]));
+        let count = if bigtiff { u64_at(&entry[4..12]) } else { u64::from(u32_at(&entry[4..8])) };
+        let size = match kind {
+            3 | 8 => 2,
+            4 | 9 | 11 | 13 => 4,
+            5 | 10 | 12 | 16..=18 => 8,
+            _ => 1,
+        };
+        if count.saturating_mul(size) > file_len {
+            return Err(ExtractError::corrupt(
+                "TIFF",
+                format!("tag {tag} declares {count} values, more than the {file_len}-byte file holds"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// BMP: `image`'s header parser (it validates the DIB header variants and takes the absolute
@@ -501,6 +589,13 @@ fn read_heif(source: &mut dyn ReadSeek) -> Result<Header, ExtractError> {
             ),
         ));
     }
+    // HEVC's and AV1's profiles code at most 16 bits a sample; `pixi` saying more is damage.
+    if let Some(bits) = heif.bits_per_channel.filter(|&bits| bits > 16) {
+        return Err(ExtractError::corrupt(
+            "HEIF",
+            format!("its pixi says {bits} bits a channel; its codec codes 16 at most"),
+        ));
+    }
     let channels = heif.channels.unwrap_or(3);
     Ok(Header {
         format: heif.format,
@@ -550,6 +645,15 @@ mod tests {
     }
 
     #[test]
+    fn jpeg_sample_precision_beyond_16_bits_is_corrupt() {
+        // Found by bench/mutate.py: a bit flip made jpeg_gray.jpg's precision 74.
+        let mut jpeg = fixture("image/jpeg_gray.jpg");
+        let sof = jpeg.windows(2).position(|w| w == [0xff, 0xc0]).expect("SOF0");
+        jpeg[sof + 4] = 74;
+        assert!(matches!(image(jpeg), Err(ExtractError::Corrupt(_))));
+    }
+
+    #[test]
     fn jpeg_without_frame_header_is_corrupt() {
         let err = image(vec![0xff, 0xd8, 0xff, 0xda, 0, 2]).unwrap_err();
         assert!(matches!(err, ExtractError::Corrupt(_)), "{err}");
@@ -589,6 +693,9 @@ mod tests {
             "hostile/mutant_heic_height_2.4e9.heic",
             "hostile/mutant_webp_canvas_height_16.7e6.webp",
             "hostile/mutant_webp_canvas_width_6.3e6.webp",
+            "hostile/mutant_jpeg_precision_74.jpg",
+            "hostile/mutant_heic_pixi_bits_255.heic",
+            "hostile/mutant_tiff_tag_count_8e6.tif",
         ] {
             let result = image(fixture(name));
             assert!(matches!(result, Err(ExtractError::Corrupt(_))), "{name}: {result:?}");
@@ -599,6 +706,11 @@ mod tests {
             "image/heic_basic.heic",
             "image/webp_lossy_alpha.webp",
             "image/webp_animated_3frames.webp",
+            "image/jpeg_gray.jpg",
+            "image/heic_irot90.heic",
+            "image/tiff_tiled_16x16.tif",
+            "image/tiff_multipage_3.tif",
+            "image/tiff_be_mm.tif",
         ] {
             assert!(image(fixture(name)).is_ok(), "{name}");
         }
