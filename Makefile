@@ -4,7 +4,7 @@
 CARGO ?= cargo
 FIXTURE_DIRS := fixtures/image fixtures/video fixtures/audio fixtures/pdf fixtures/dicom fixtures/text
 
-.PHONY: extract demo rabbitmq test lint golden fixtures references bench bench-fetch bench-e2e check-cargo
+.PHONY: extract demo rabbitmq test lint golden fixtures references bench bench-fetch bench-e2e bench-mutate check-cargo
 
 ## Extract metadata from every fixture and print one JSON line per file (no services needed).
 extract: check-cargo
@@ -64,6 +64,15 @@ bench-fetch: check-cargo
 bench-e2e: check-cargo rabbitmq
 	scripts/peers.sh start seaweedfs
 	set -a; . .peers/env; set +a; bench/e2e.sh
+
+## The mutation campaign (issue 10): MUTANTS (default 3000) seeded mutants of the fixtures through
+## `extract` in batches, counting outcome kinds, `internal`s, absurd values, hangs and peak RSS,
+## then again under the least cap (32 MiB); see BENCHMARKS.md. MUTATE_BIN picks the binary (debug by default).
+MUTANTS ?= 3000
+MUTATE_BIN ?= target/debug/asset-worker
+bench-mutate: check-cargo
+	$(CARGO) build --quiet
+	python3 bench/mutate.py --bin $(MUTATE_BIN) --count $(MUTANTS)
 
 check-cargo:
 	@command -v $(CARGO) >/dev/null || { echo "Rust is needed: curl https://sh.rustup.rs -sSf | sh -s -- -y (the version is pinned in rust-toolchain.toml)"; exit 1; }

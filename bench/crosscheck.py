@@ -204,6 +204,48 @@ HOSTILE = {
                                   'strict reader refuses the cycle.'),
     'wav_sample_rate_0.wav': dict(policy='fail', kinds={'corrupt'},
                                   why='fmt sample rate 0: no duration can be had.'),
+    'dicom_long_text_values.dcm': dict(
+        policy='succeed', data_type='dicom',
+        why='text values over 1 KiB (a 3,001-byte Manufacturer): read, each value cut at 1 KiB with a mark.'),
+    'mutant_dicom_deflated_corrupt_stream_1.dcm': dict(
+        policy='fail', kinds={'corrupt'},
+        why='bit flips in the deflated data set: it does not inflate (never retryable).'),
+    'mutant_dicom_deflated_corrupt_stream_2.dcm': dict(
+        policy='fail', kinds={'corrupt'},
+        why='the deflated data set spliced with other bytes: it does not inflate.'),
+    'mutant_bmp_height_1.1e9.bmp': dict(
+        policy='fail', kinds={'corrupt'},
+        why='uncompressed BMP claiming 64x1,107,296,208 in 9 KB: the pixels cannot be in the file.'),
+    'mutant_heic_height_2.4e9.heic': dict(
+        policy='fail', kinds={'corrupt'},
+        why='ispe height 2,399,141,936: beyond what HEVC (16,888 a side) in a grid can code.'),
+    'mutant_webp_canvas_height_16.7e6.webp': dict(
+        policy='fail', kinds={'corrupt'},
+        why='still VP8X canvas 64x16,777,008 over a 64x48 VP8 image (libwebp: size incoherent).'),
+    'mutant_webp_canvas_width_6.3e6.webp': dict(
+        policy='fail', kinds={'corrupt'},
+        why='animation canvas 6,357,056 wide over 64x48 frames.'),
+    'mutant_wav_rate_3.99e9.wav': dict(
+        policy='fail', kinds={'corrupt'},
+        why='PCM fmt: 3,992,985,408 Hz but a byte rate of 144,000 for 18-byte frames.'),
+    'mutant_wav_channels_53761.wav': dict(
+        policy='fail', kinds={'corrupt'},
+        why='mu-law fmt: 53,761 channels in 1-byte frames.'),
+    'mutant_jpeg_precision_74.jpg': dict(
+        policy='fail', kinds={'corrupt'},
+        why='APP0 turned SOF0: a frame header of 74-bit samples (ITU T.81: 2 to 16).'),
+    'mutant_au_channels_1048576.au': dict(
+        policy='fail', kinds={'corrupt'},
+        why='AU header of 1,048,576 channels (ffprobe: "Invalid number of channels").'),
+    'mutant_caf_bits_114.caf': dict(
+        policy='fail', kinds={'corrupt'},
+        why='ALAC CAF whose description says 114-bit samples.'),
+    'mutant_heic_pixi_bits_255.heic': dict(
+        policy='fail', kinds={'corrupt'},
+        why='pixi of 255 bits a channel: HEVC codes 16 at most.'),
+    'mutant_tiff_tag_count_8e6.tif': dict(
+        policy='fail', kinds={'corrupt'},
+        why='a 2,200-byte TIFF whose TileOffsets declares 8,388,608 values (the tiff crate reserved them).'),
     'empty.bin': dict(policy='fail', kinds={'unsupported_type', 'corrupt'},
                       why='0 bytes: nothing to identify (file: "empty"; exiftool: "File is empty").'),
     'empty.mp4': dict(policy='fail', kinds={'unsupported_type', 'corrupt'},

@@ -21,10 +21,13 @@ const JOBS_IN_FLIGHT_PER_CORE: usize = 16;
 /// then paid once per hundred jobs, while what a job could leave behind in a child (a heap a
 /// later exploit might read) is bounded to a hundred jobs of one worker.
 const DEFAULT_CHILD_MAX_JOBS: u32 = 100;
-/// The address space each parser child gets by default when no budget is set.
+/// The memory each parser child may parse in by default when no budget is set.
 const DEFAULT_CHILD_MEMORY_MB: u64 = 1024;
-/// The least address space a parser child can start in (the binary, its libraries, stacks).
-const MIN_CHILD_MEMORY_MB: u64 = 64;
+/// The least memory cap a parser child is given: room for a job's reads (windows of up to
+/// 8 MiB) and an ordinary parser's buffers, so that a valid file never fails by the cap.
+/// The cap comes on top of the address space the child holds at start (its binary,
+/// libraries and thread arena: ~100 MiB in a debug build), which is not counted here.
+pub const MIN_CHILD_MEMORY_MB: u64 = 32;
 /// Retry delays: each is a queue on the broker, so their number is bounded; a day is longer
 /// than any blip worth waiting for.
 const MAX_RETRY_DELAYS: usize = 8;

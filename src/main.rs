@@ -73,8 +73,10 @@ enum Command {
         /// Wall-clock limit per file; the child reading it is killed after this.
         #[arg(long, default_value_t = 30_000, value_name = "MS", env = "ASSET_WORKER_EXTRACT_TIMEOUT_MS")]
         timeout_ms: u64,
-        /// Address-space limit per file's child process.
-        #[arg(long, default_value_t = 1024, value_name = "MIB")]
+        /// Memory a file's child process may parse in: address space on top of what the
+        /// child holds at start (at least 32 MiB).
+        #[arg(long, default_value_t = 1024, value_name = "MIB",
+              value_parser = clap::value_parser!(u64).range(asset_worker::config::MIN_CHILD_MEMORY_MB..))]
         memory_limit_mb: u64,
         /// Files read at once (default: one per core).
         #[arg(long, short = 'j', value_name = "N")]

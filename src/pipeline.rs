@@ -146,12 +146,10 @@ pub async fn extract_url(
 
 /// The error for a local file that can't be opened, named by what the user must fix.
 pub fn open_error(path: &Path, error: &std::io::Error) -> ErrorBody {
-    let kind = match error.kind() {
-        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-        std::io::ErrorKind::PermissionDenied => ErrorKind::AccessDenied,
-        _ => ErrorKind::Internal,
-    };
-    ErrorBody::new(kind, format!("cannot open {}: {error}", path.display()))
+    ErrorBody::new(
+        crate::access::local::path_error_kind(error),
+        format!("cannot open {}: {error}", path.display()),
+    )
 }
 
 /// The `stats` of a result (DESIGN §2).

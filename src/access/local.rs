@@ -11,7 +11,25 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use super::{AccessError, Fetchable, MintRequest, Provider};
-use crate::job::LocalSource;
+use crate::job::{ErrorKind, LocalSource};
+
+/// The category of a local path that cannot be resolved or opened, named for what must be
+/// fixed. A path that leads to no file is `not_found` whatever the reason: missing, a
+/// symbolic link loop (`ELOOP`), a file used as a folder (`ENOTDIR`), a name too long; trying
+/// again cannot help, so none of them may be a retryable `internal`. Unreadable is
+/// `access_denied`. Anything else (`EIO`, out of file descriptors) says nothing of the path:
+/// `internal`.
+pub fn path_error_kind(error: &io::Error) -> ErrorKind {
+    match error.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidFilename => {
+            ErrorKind::NotFound
+        }
+        io::ErrorKind::PermissionDenied => ErrorKind::AccessDenied,
+        // `io::ErrorKind::FilesystemLoop` is not stable yet.
+        _ if error.raw_os_error() == Some(libc::ELOOP) => ErrorKind::NotFound,
+        _ => ErrorKind::Internal,
+    }
+}
 
 /// Files under a root folder.
 #[derive(Debug, Clone)]
@@ -49,9 +67,11 @@ impl LocalAccess {
                 }
             }
         }
-        let resolved = self.root.join(relative).canonicalize().map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => AccessError::NotFound(format!("no file {key:?} under the local root")),
-            io::ErrorKind::PermissionDenied => {
+        let resolved = self.root.join(relative).canonicalize().map_err(|e| match path_error_kind(&e) {
+            ErrorKind::NotFound => {
+                AccessError::NotFound(format!("no file {key:?} under the local root: {e}"))
+            }
+            ErrorKind::AccessDenied => {
                 AccessError::AccessDenied(format!("the worker may not read {key:?} under the local root"))
             }
             _ => AccessError::Transient(format!("resolving {key:?} under the local root failed: {e}")),
@@ -112,6 +132,17 @@ mod tests {
     fn a_missing_file_is_not_found() {
         let (_dir, access) = root_with_files();
         assert!(matches!(access.resolve("sub/nope.txt"), Err(AccessError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_symbolic_link_loop_is_not_found_not_retried() {
+        let (dir, access) = root_with_files();
+        let root = dir.path().join("root");
+        std::os::unix::fs::symlink(root.join("loop-b"), root.join("loop-a")).unwrap();
+        std::os::unix::fs::symlink(root.join("loop-a"), root.join("loop-b")).unwrap();
+        let error = access.resolve("loop-a").unwrap_err();
+        assert!(matches!(error, AccessError::NotFound(_)), "{error}");
+        assert!(!error.kind().retryable());
     }
 
     #[test]

@@ -67,8 +67,36 @@ pub fn extract(source: &mut dyn ReadSeek, format: Format) -> Result<Extracted, E
         }
         other => return Err(ExtractError::Unsupported(format!("{other:?} files are not audio"))),
     };
+    let beyond = |what: String| Err(ExtractError::corrupt(container.display_name(), what));
+    if let Some(rate) = metadata.sample_rate.filter(|&rate| rate > MAX_SAMPLE_RATE) {
+        return beyond(format!(
+            "it declares {rate} Hz, beyond the {MAX_SAMPLE_RATE} Hz of any PCM rate in use"
+        ));
+    }
+    if let Some(channels) = metadata.channels.filter(|&channels| channels > MAX_CHANNELS) {
+        return beyond(format!(
+            "it declares {channels} channels, beyond the {MAX_CHANNELS} any production uses"
+        ));
+    }
+    if let Some(bits) = metadata.bits_per_sample.filter(|&bits| bits > MAX_BITS_PER_SAMPLE) {
+        return beyond(format!(
+            "it declares {bits}-bit samples; none is wider than {MAX_BITS_PER_SAMPLE} bits"
+        ));
+    }
     Ok(Extracted::new(DataType::Audio, container.mime_type(), metadata))
 }
+
+/// The highest sample rate a file we read can honestly have: 768 kHz, twice DXD's 352.8 kHz
+/// and the top rate of studio converters. Formats whose header has no redundancy to check a
+/// rate against (AU, AIFF, an ADPCM WAV) would otherwise report whatever a damaged header
+/// says (536,878,912 Hz from one flipped bit of an 8 kHz AU file): `corrupt` instead.
+const MAX_SAMPLE_RATE: u32 = 768_000;
+/// The most channels a file we read can honestly have: Opus and Vorbis stop at 255, object-based
+/// productions (ADM BWF, 128 objects) and 7th-order ambisonics (64) stay below 256. AU and CAF
+/// headers have nothing to check a count against (1,048,576 channels from a flipped bit).
+const MAX_CHANNELS: u32 = 256;
+/// No sample is wider than a 64-bit float (114 from a flipped bit of an ALAC CAF).
+const MAX_BITS_PER_SAMPLE: u32 = 64;
 
 /// The containers this module names, with the MIME type each is published under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -522,7 +550,50 @@ mod wav {
         if format.sample_rate == 0 {
             return Err(corrupt("its fmt chunk declares a sample rate of 0"));
         }
+        check_pcm_consistency(&format, u32_le(body, 8).unwrap_or(0), container)?;
         Ok(format)
+    }
+
+    /// In PCM-like formats (PCM, IEEE float, A-law, µ-law) the block align and the byte rate
+    /// are not free: a frame is one sample of each channel, a second is `sample_rate` frames.
+    /// Fields that disagree are a damaged header, and whichever of them we reported could be
+    /// the damaged one (a sample rate of 3,992,985,408 beside a byte rate of 144,000, 53,761
+    /// channels in 1-byte frames), so the file is `corrupt`. A zero block align (broken
+    /// writers; [`frame_count`] recomputes it) is let pass. Compressed formats have nominal
+    /// byte rates (ADPCM's is a round guess) and are not checked.
+    fn check_pcm_consistency(
+        format: &WaveFormat,
+        byte_rate: u32,
+        container: Container,
+    ) -> Result<(), ExtractError> {
+        let pcm_like = matches!(
+            format.format_tag,
+            WAVE_FORMAT_PCM | WAVE_FORMAT_IEEE_FLOAT | WAVE_FORMAT_ALAW | WAVE_FORMAT_MULAW
+        );
+        if !pcm_like || format.block_align == 0 {
+            return Ok(());
+        }
+        let (channels, block_align) = (format.channels, format.block_align);
+        let bytes_per_sample = block_align / channels;
+        if !block_align.is_multiple_of(channels) || bytes_per_sample < format.bits_per_sample.div_ceil(8) {
+            return Err(ExtractError::corrupt(
+                container.display_name(),
+                format!(
+                    "its fmt chunk declares {channels} channels of {} bits in frames of {block_align} bytes",
+                    format.bits_per_sample
+                ),
+            ));
+        }
+        if u64::from(byte_rate) != u64::from(format.sample_rate) * u64::from(block_align) {
+            return Err(ExtractError::corrupt(
+                container.display_name(),
+                format!(
+                    "its fmt chunk declares {} Hz in frames of {block_align} bytes but {byte_rate} bytes per second",
+                    format.sample_rate
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// How many sample frames `data_len` bytes of audio in `format` hold: exact for PCM-like
@@ -1711,6 +1782,42 @@ mod tests {
     }
 
     #[test]
+    fn wav_pcm_fields_that_disagree_are_corrupt() {
+        // The sample rate of wav_rate_3.99e9.wav: byte rate 144,000 says 8,000 Hz × 18 bytes.
+        let mut rate = wav(1, 6, 8000, 24, 1800, 1800);
+        rate[24..28].copy_from_slice(&3_992_985_408u32.to_le_bytes());
+        assert!(is_corrupt(&extract_bytes(&rate)), "byte rate ≠ rate × block align");
+        // 53,761 channels in 1-byte frames (wav_channels_53761.wav).
+        let mut channels = wav(7, 1, 8000, 8, 800, 800);
+        channels[22..24].copy_from_slice(&53_761u16.to_le_bytes());
+        assert!(is_corrupt(&extract_bytes(&channels)), "block align contradicts channels");
+        // 24-bit samples in 4-byte containers are consistent (ffmpeg names them by the container).
+        let mut padded = wav(1, 2, 8000, 24, 800, 800);
+        padded[28..32].copy_from_slice(&64_000u32.to_le_bytes());
+        padded[32..34].copy_from_slice(&8u16.to_le_bytes());
+        assert_eq!(metadata(&padded).sample_rate, Some(8000));
+        // ADPCM's byte rate is nominal: not checked.
+        let mut adpcm = wav(0x11, 1, 22050, 4, 1024, 1024);
+        adpcm[28..32].copy_from_slice(&16_000u32.to_le_bytes());
+        assert!(!is_corrupt(&extract_bytes(&adpcm)));
+    }
+
+    #[test]
+    fn rates_and_channel_counts_no_file_has_are_corrupt_whatever_the_container() {
+        // Found by bench/mutate.py: a bit flip of au_mulaw_8000_mono.au's rate (offset 16).
+        let mut au = fixture("au_mulaw_8000_mono.au");
+        au[16..20].copy_from_slice(&536_878_912u32.to_be_bytes());
+        assert!(is_corrupt(&extract_bytes(&au)));
+        au[16..20].copy_from_slice(&768_000u32.to_be_bytes());
+        assert_eq!(metadata(&au).sample_rate, Some(768_000));
+        // Channels (offset 20): 1,048,576 from a huge length field; 256 is the most allowed.
+        au[20..24].copy_from_slice(&1_048_576u32.to_be_bytes());
+        assert!(is_corrupt(&extract_bytes(&au)));
+        au[20..24].copy_from_slice(&256u32.to_be_bytes());
+        assert!(!is_corrupt(&extract_bytes(&au)));
+    }
+
+    #[test]
     fn wav_compressed_without_fact_has_no_duration_rather_than_a_guess() {
         let gsm = wav(0x31, 1, 8000, 0, 650, 650);
         let m = metadata(&gsm);
@@ -1838,8 +1945,10 @@ mod tests {
         assert!(is_corrupt(&extract_bytes(&aiff(None, 0, 8000, 16, RATE_8000, 100))), "0 channels");
         assert!(is_corrupt(&extract_bytes(&aiff(None, 0xffff, 8000, 16, RATE_8000, 100))), "-1 channels");
         assert!(is_corrupt(&extract_bytes(&aiff(None, 1, 8000, 16, [0; 10], 100))), "0 Hz");
-        // 20000 channels of 32-bit samples overflow a u16 frame size in symphonia's reader.
-        let wide = metadata(&aiff(None, 20_000, 1, 32, RATE_8000, 80_000));
+        // 20000 channels of 32-bit samples overflow a u16 frame size in symphonia's reader;
+        // read without overflow, they are beyond what any production has (256).
+        assert!(is_corrupt(&extract_bytes(&aiff(None, 20_000, 1, 32, RATE_8000, 80_000))), "20000 channels");
+        let wide = metadata(&aiff(None, 256, 1, 32, RATE_8000, 80_000));
         assert_eq!(wide.duration_seconds, Some(1.0 / 8000.0));
         let mut no_comm = aiff(None, 1, 8000, 16, RATE_8000, 100);
         no_comm[12..16].copy_from_slice(b"JUNK");

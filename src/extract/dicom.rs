@@ -104,6 +104,18 @@ const MAX_VALUES_PER_TAG: usize = 64;
 /// longer one is bulk data and is skipped, as if absent.
 const MAX_VALUE_BYTES: u32 = 1 << 20;
 
+/// The longest text value reported, in UTF-8 bytes. DICOM's own limits are 64 characters for
+/// UIDs and codes and 10,240 for long texts, but UT, UC and UR values are unbounded, and a
+/// result that grows with the file may pass the broker's message size (issue 10). A longer
+/// value is cut at a character boundary and ends with [`TRUNCATION_MARK`]: most of a long
+/// text is more use to a reader than nothing, and the mark says it is not all of it.
+const MAX_TEXT_BYTES: usize = 1024;
+/// What ends a text value cut at [`MAX_TEXT_BYTES`] (U+2026, three bytes in UTF-8).
+const TRUNCATION_MARK: &str = "\u{2026}";
+
+/// What a value of a data set of unknown size (deflated) reserves before its bytes arrive.
+const UNKNOWN_SIZE_RESERVE: u64 = 64 * 1024;
+
 /// Sequences nested deeper than this make a file corrupt. Real files nest a few levels (ten is
 /// a lot); the limit keeps hostile nesting from growing the reader's stack of open sequences.
 const MAX_SEQUENCE_DEPTH: usize = 64;
@@ -552,7 +564,11 @@ impl<'r> DataSetWalker<'r> {
 
     fn read_value(&mut self, header: &ElementHeader) -> Result<Vec<u8>, ExtractError> {
         self.check_length(header)?;
-        let mut bytes = Vec::with_capacity(header.length as usize);
+        // Reserved by what is there to read, never by the declared length alone: a deflated
+        // data set's size is unknown until it is inflated, so there the buffer grows as
+        // bytes arrive.
+        let left = self.size.map_or(UNKNOWN_SIZE_RESERVE, |size| size.saturating_sub(self.position));
+        let mut bytes = Vec::with_capacity(u64::from(header.length).min(left) as usize);
         (&mut self.source)
             .take(u64::from(header.length))
             .read_to_end(&mut bytes)
@@ -661,11 +677,20 @@ fn trim_padding(text: &str) -> &str {
     text.trim_matches(|c: char| c == ' ' || c == '\0')
 }
 
+/// A text value as reported: at most [`MAX_TEXT_BYTES`] of it, then [`TRUNCATION_MARK`].
+fn capped(text: &str) -> String {
+    if text.len() <= MAX_TEXT_BYTES {
+        return text.to_owned();
+    }
+    let cut = (0..=MAX_TEXT_BYTES).rev().find(|&at| text.is_char_boundary(at)).unwrap_or(0);
+    format!("{}{TRUNCATION_MARK}", &text[..cut])
+}
+
 fn text(values: &RootValues, tag: Tag) -> Option<String> {
     let (_, value) = values.get(&tag)?;
     let text = value.to_str();
     let trimmed = trim_padding(&text);
-    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+    (!trimmed.is_empty()).then(|| capped(trimmed))
 }
 
 /// A single integer value, binary (US, UL) or text (IS).
@@ -736,7 +761,7 @@ fn text_json(text: &str, vr: VR) -> Json {
             .filter(|n| n.is_finite())
             .and_then(serde_json::Number::from_f64)
             .map_or(Json::Null, Json::Number),
-        _ => Json::String(text.to_owned()),
+        _ => Json::String(capped(text)),
     }
 }
 
@@ -784,6 +809,27 @@ mod tests {
 
     fn assert_corrupt(result: Result<Json, ExtractError>) {
         assert!(matches!(result, Err(ExtractError::Corrupt(_))), "{result:?}");
+    }
+
+    #[test]
+    fn text_values_are_cut_at_1_kib_with_a_mark() {
+        let m = metadata_of(
+            std::fs::read(format!(
+                "{}/fixtures/hostile/dicom_long_text_values.dcm",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        // 'x' then 1500 'é': byte 1024 is inside an 'é', so the cut is at 1023.
+        let manufacturer = m["tags"]["Manufacturer"].as_str().unwrap();
+        assert_eq!(manufacturer.len(), 1023 + TRUNCATION_MARK.len());
+        assert!(manufacturer.starts_with("xé") && manufacturer.ends_with("é\u{2026}"), "{manufacturer}");
+        assert_eq!(m["tags"]["SoftwareVersions"][0], "1.0");
+        assert_eq!(m["tags"]["SoftwareVersions"][1], format!("{}\u{2026}", "v".repeat(1024)));
+        assert_eq!(m["series_instance_uid"], format!("{}\u{2026}", "1".repeat(1024)));
+        assert_eq!(m["modality"], "CT", "short values are whole");
+        assert_eq!(capped(&"a".repeat(1024)), "a".repeat(1024), "1 KiB exactly is not cut");
     }
 
     #[test]

@@ -167,6 +167,11 @@ fn read_jpeg(reader: &mut Source) -> Result<Header, ExtractError> {
             let mut sof = [0u8; 6];
             reader.read_exact(&mut sof)?;
             let (precision, components) = (sof[0], sof[5]);
+            // ITU T.81 allows 8 and 12 bits (2 to 16 in lossless coding): anything else is a
+            // damaged frame header, not a bit depth.
+            if !(2..=16).contains(&precision) {
+                return Err(corrupt("the frame header's sample precision is not 2 to 16 bits"));
+            }
             let color_type = match components {
                 1 => "gray",
                 3 => "rgb",
@@ -231,11 +236,17 @@ fn read_gif(reader: &mut Source) -> Result<Header, ExtractError> {
 
 /// WebP: lossy, lossless and extended (alpha, animation, EXIF) files.
 fn read_webp(reader: &mut Source) -> Result<Header, ExtractError> {
-    let mut decoder = image_webp::WebPDecoder::new(reader).map_err(|e| ExtractError::corrupt("WebP", e))?;
+    let mut decoder =
+        image_webp::WebPDecoder::new(&mut *reader).map_err(|e| ExtractError::corrupt("WebP", e))?;
     let (width, height) = decoder.dimensions();
     let has_alpha = decoder.has_alpha();
     let frame_count = if decoder.is_animated() { decoder.num_frames() } else { 1 };
     let exif = decoder.exif_metadata().ok().flatten();
+    let animated = decoder.is_animated();
+    drop(decoder);
+    if read_fourcc(reader, 12)? == *b"VP8X" {
+        check_webp_canvas(reader, width, height, animated)?;
+    }
     Ok(Header {
         format: "webp",
         mime: "image/webp",
@@ -248,10 +259,108 @@ fn read_webp(reader: &mut Source) -> Result<Header, ExtractError> {
     })
 }
 
+/// The largest side a single VP8 or VP8L frame can have (a 14-bit field).
+const WEBP_MAX_FRAME_SIDE: u32 = 16_384;
+/// More chunks than a WebP file has (an animation has one per frame): a bound on the walk.
+const WEBP_MAX_CHUNKS: usize = 100_000;
+
+/// An extended WebP's canvas (its `VP8X` chunk) must be backed by its frames. A still image's
+/// canvas is its one bitstream's size: libwebp refuses a file where they differ ("image size
+/// coherency"). An animation's frames lie inside the canvas at offsets (the container
+/// specification's rule, checked here: frames are not decoded), and may leave transparent
+/// borders (libwebp's encoder crops a frame to what changes), but a canvas side beyond both
+/// the largest side one frame can have and the extent of every frame is drawn by nothing: a
+/// bit flip of a 64×48 animation's canvas to 6,357,056 wide. Either contradiction is `corrupt`.
+fn check_webp_canvas(
+    reader: &mut Source,
+    width: u32,
+    height: u32,
+    animated: bool,
+) -> Result<(), ExtractError> {
+    let corrupt = |why: String| ExtractError::corrupt("WebP", why);
+    let (mut extent, mut still) = ((0u32, 0u32), None);
+    let mut at = 12u64;
+    for _ in 0..WEBP_MAX_CHUNKS {
+        let mut chunk = [0u8; 24];
+        reader.seek(SeekFrom::Start(at))?;
+        let mut got = Vec::with_capacity(chunk.len());
+        (&mut *reader).take(chunk.len() as u64).read_to_end(&mut got)?;
+        if got.len() < 8 {
+            break;
+        }
+        chunk[..got.len()].copy_from_slice(&got);
+        let body = &chunk[8..];
+        let u24 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], 0]);
+        match &chunk[..4] {
+            b"ANMF" => {
+                let (x, y) = (u24(&body[0..3]) * 2, u24(&body[3..6]) * 2);
+                let (w, h) = (u24(&body[6..9]) + 1, u24(&body[9..12]) + 1);
+                // The container specification: a frame lies inside the canvas; and its
+                // bitstream cannot be larger than a VP8/VP8L frame.
+                if x + w > width || y + h > height || w > WEBP_MAX_FRAME_SIDE || h > WEBP_MAX_FRAME_SIDE {
+                    return Err(corrupt(format!(
+                        "a {w}×{h} frame at ({x}, {y}) does not fit its {width}×{height} canvas"
+                    )));
+                }
+                extent = (extent.0.max(x + w), extent.1.max(y + h));
+            }
+            b"VP8 " if body[3..6] == [0x9d, 0x01, 0x2a] && still.is_none() => {
+                let side = |b: &[u8]| u32::from(u16::from_le_bytes([b[0], b[1]]) & 0x3fff);
+                still = Some((side(&body[6..8]), side(&body[8..10])));
+            }
+            b"VP8L" if body[0] == 0x2f && still.is_none() => {
+                let bits = u32::from_le_bytes([body[1], body[2], body[3], body[4]]);
+                still = Some(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1));
+            }
+            _ => {}
+        }
+        let len = u64::from(u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]));
+        at += 8 + len + (len & 1);
+    }
+    match (animated, still) {
+        (false, Some(frame)) if frame != (width, height) => {
+            Err(corrupt(format!("its canvas is {width}×{height} but its image is {}×{}", frame.0, frame.1)))
+        }
+        (true, _)
+            if (width > WEBP_MAX_FRAME_SIDE && width > extent.0)
+                || (height > WEBP_MAX_FRAME_SIDE && height > extent.1) =>
+        {
+            Err(corrupt(format!(
+                "its canvas is {width}×{height} but its frames cover {}×{}",
+                extent.0, extent.1
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The four bytes at `offset` (zeros past the end).
+fn read_fourcc(reader: &mut Source, offset: u64) -> std::io::Result<[u8; 4]> {
+    let mut fourcc = [0u8; 4];
+    reader.seek(SeekFrom::Start(offset))?;
+    let mut got = Vec::with_capacity(4);
+    (&mut *reader).take(4).read_to_end(&mut got)?;
+    fourcc[..got.len()].copy_from_slice(&got);
+    Ok(fourcc)
+}
+
 /// TIFF: the first page's size and colour; every page is counted by walking the IFD chain.
 fn read_tiff(reader: &mut Source) -> Result<Header, ExtractError> {
     let corrupt = |e| ExtractError::corrupt("TIFF", e);
-    let mut decoder = tiff::decoder::Decoder::new(reader).map_err(corrupt)?;
+    // The crate bounds a tag's values by its decoding buffer (256 MiB by default), and
+    // reserves them by the declared count before reading: a 2 KB file whose TileOffsets count
+    // was flipped made the child allocate over 32 MiB. No pixel is decoded here, so the only
+    // buffers are tag values, and those cannot be larger than the file.
+    let file_len = reader.seek(SeekFrom::End(0))?;
+    // The crate reads the first IFD before it takes limits: its counts are checked here.
+    check_first_tiff_ifd(reader, file_len)?;
+    reader.seek(SeekFrom::Start(0))?;
+    let file_len = usize::try_from(file_len).unwrap_or(usize::MAX);
+    let mut limits = tiff::decoder::Limits::default();
+    limits.decoding_buffer_size = limits.decoding_buffer_size.min(file_len);
+    limits.ifd_value_size = limits.ifd_value_size.min(file_len);
+    limits.intermediate_buffer_size = limits.intermediate_buffer_size.min(file_len);
+    let mut decoder = tiff::decoder::Decoder::new(reader).map_err(corrupt)?.with_limits(limits);
     let (width, height) = decoder.dimensions().map_err(corrupt)?;
     let colortype = decoder.colortype().map_err(corrupt)?;
     let orientation = decoder
@@ -288,15 +397,85 @@ fn read_tiff(reader: &mut Source) -> Result<Header, ExtractError> {
     })
 }
 
+/// Refuses a first IFD with a tag whose values (count × type size) are longer than the file:
+/// the `tiff` crate reserves them by the declared count before reading. Classic TIFF (12-byte
+/// entries of 32-bit counts, after a 16-bit entry count) and BigTIFF (20-byte entries of
+/// 64-bit counts, after a 64-bit entry count).
+fn check_first_tiff_ifd(reader: &mut Source, file_len: u64) -> Result<(), ExtractError> {
+    let mut read_at = |offset: u64, len: u64| -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(len as usize);
+        reader.seek(SeekFrom::Start(offset))?;
+        (&mut *reader).take(len).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let header = read_at(0, 16)?;
+    let got = header.len();
+    if got < 8 {
+        return Ok(()); // the crate says what is wrong with a header this short
+    }
+    let big_endian = header[..2] == *b"MM";
+    let u16_at = |b: &[u8]| {
+        if big_endian { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) }
+    };
+    let u32_at = |b: &[u8]| {
+        u32::from_be_bytes(if big_endian { [b[0], b[1], b[2], b[3]] } else { [b[3], b[2], b[1], b[0]] })
+    };
+    let u64_at = |b: &[u8]| {
+        let (high, low) = if big_endian { (&b[..4], &b[4..8]) } else { (&b[4..8], &b[..4]) };
+        (u64::from(u32_at(high)) << 32) | u64::from(u32_at(low))
+    };
+    let bigtiff = u16_at(&header[2..4]) == 43;
+    if bigtiff && got < 16 {
+        return Ok(());
+    }
+    let (ifd, entry_len, count_len) =
+        if bigtiff { (u64_at(&header[8..16]), 20, 8) } else { (u64::from(u32_at(&header[4..8])), 12, 2) };
+    let count_field = read_at(ifd, count_len)?;
+    if count_field.len() < count_len as usize {
+        return Ok(());
+    }
+    let entries = if bigtiff { u64_at(&count_field) } else { u64::from(u16_at(&count_field)) };
+    let entries_start = ifd + count_len;
+    for index in 0..entries.min(file_len / entry_len) {
+        let entry = read_at(entries_start + index * entry_len, entry_len)?;
+        if entry.len() < entry_len as usize {
+            break;
+        }
+        let (tag, kind) = (u16_at(&entry[0..2]), u16_at(&entry[2..4]));
+        let count = if bigtiff { u64_at(&entry[4..12]) } else { u64::from(u32_at(&entry[4..8])) };
+        let size = match kind {
+            3 | 8 => 2,
+            4 | 9 | 11 | 13 => 4,
+            5 | 10 | 12 | 16..=18 => 8,
+            _ => 1,
+        };
+        if count.saturating_mul(size) > file_len {
+            return Err(ExtractError::corrupt(
+                "TIFF",
+                format!("tag {tag} declares {count} values, more than the {file_len}-byte file holds"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// BMP: `image`'s header parser (it validates the DIB header variants and takes the absolute
 /// height of top-down files); bits per pixel from the DIB header itself.
 fn read_bmp(reader: &mut Source) -> Result<Header, ExtractError> {
     use image::ImageDecoder;
     // The DIB header's size fields: i32 width/height at 18/22 (u16 at 18/20 in the 12-byte
     // core header). A zero side is refused here, before `image` calls it "too large".
-    let mut dib = [0u8; 16];
-    reader.seek(SeekFrom::Start(14))?;
-    reader.read_exact(&mut dib)?;
+    let mut file_header = [0u8; 14];
+    reader.seek(SeekFrom::Start(0))?;
+    reader.read_exact(&mut file_header)?;
+    // Up to the compression field (offset 30); a 12-byte core header has none.
+    let mut dib = Vec::with_capacity(20);
+    (&mut *reader).take(20).read_to_end(&mut dib)?;
+    let dib_read = dib.len();
+    dib.resize(20, 0);
+    if dib_read < 16 {
+        return Err(ExtractError::corrupt("BMP", "the file ends inside its DIB header"));
+    }
     let core_header = u32::from_le_bytes([dib[0], dib[1], dib[2], dib[3]]) == 12;
     let zero_side = if core_header {
         dib[4..6] == [0, 0] || dib[6..8] == [0, 0]
@@ -319,6 +498,15 @@ fn read_bmp(reader: &mut Source) -> Result<Header, ExtractError> {
     } else {
         u16::from_le_bytes([dib[14], dib[15]])
     };
+    let compression = if core_header || dib_read < 20 {
+        BI_RGB
+    } else {
+        u32::from_le_bytes([dib[16], dib[17], dib[18], dib[19]])
+    };
+    let pixels_at =
+        u64::from(u32::from_le_bytes([file_header[10], file_header[11], file_header[12], file_header[13]]));
+    let file_len = reader.seek(SeekFrom::End(0))?;
+    check_bmp_pixels_fit(width, height, bits, compression, file_len.saturating_sub(pixels_at))?;
     let (bit_depth, color_type) = match bits {
         1 | 2 | 4 | 8 => (bits as u8, "palette"),
         _ if has_alpha => (8, "rgba"),
@@ -337,10 +525,77 @@ fn read_bmp(reader: &mut Source) -> Result<Header, ExtractError> {
     })
 }
 
+/// BMP compression codes whose pixel array has a fixed size: none, and the bit-field masks.
+const BI_RGB: u32 = 0;
+const BI_BITFIELDS: u32 = 3;
+const BI_ALPHABITFIELDS: u32 = 6;
+
+/// An uncompressed BMP's pixel array has an exact size: rows of `width × bits` rounded up to
+/// 4 bytes, `height` of them (the last one may go without its padding). A header whose array
+/// cannot be in the file (a bit flip made the height 1,107,296,208 in a 9 KB file) is
+/// `corrupt`: its size is not the picture's. Compressed (RLE, JPEG, PNG) arrays have no fixed
+/// size and are not checked; a truncated uncompressed one is refused like a lying header,
+/// because the two cannot be told apart.
+fn check_bmp_pixels_fit(
+    width: u32,
+    height: u32,
+    bits: u16,
+    compression: u32,
+    available: u64,
+) -> Result<(), ExtractError> {
+    if !matches!(compression, BI_RGB | BI_BITFIELDS | BI_ALPHABITFIELDS) {
+        return Ok(());
+    }
+    let row_bits = u128::from(width) * u128::from(bits);
+    let stride = row_bits.div_ceil(32) * 4;
+    let needed = stride * u128::from(height.saturating_sub(1)) + row_bits.div_ceil(8);
+    if needed > u128::from(available) {
+        return Err(ExtractError::corrupt(
+            "BMP",
+            format!(
+                "{width}×{height} pixels of {bits} bits need {needed} bytes; the file has {available} after its headers"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The largest side a HEIF primary image can have: what its codec can code in one picture,
+/// times the tiles of a `grid` (at most 256 a side: the grid's rows and columns are 8-bit).
+/// HEVC's largest picture (level 6.2, MaxLumaPs 35,651,584) has sides of at most
+/// √(8 × MaxLumaPs) = 16,888 (H.265 §A.4.1); AV1's frame size fields are 16-bit (65,536);
+/// anything else (JPEG in HEIF) 65,535. An `ispe` beyond that describes no picture the file
+/// can hold.
+fn heif_max_side(format: &str, grid_tiles: Option<u32>) -> u32 {
+    let picture = match format {
+        "heic" => 16_888,
+        "avif" => 65_536,
+        _ => 65_535,
+    };
+    picture * grid_tiles.unwrap_or(1).clamp(1, 256)
+}
+
 /// HEIC and AVIF: the primary item's properties (`ispe`, `pixi`, `irot`/`imir`), from the
 /// ISO-BMFF `meta` box; no decoder is needed.
 fn read_heif(source: &mut dyn ReadSeek) -> Result<Header, ExtractError> {
     let heif = super::isobmff::read_heif(source)?;
+    let max_side = heif_max_side(heif.format, heif.grid_tile_count);
+    if heif.width > max_side || heif.height > max_side {
+        return Err(ExtractError::corrupt(
+            "HEIF",
+            format!(
+                "its primary image is {}×{}, beyond the {max_side} pixels a side its codec can code",
+                heif.width, heif.height
+            ),
+        ));
+    }
+    // HEVC's and AV1's profiles code at most 16 bits a sample; `pixi` saying more is damage.
+    if let Some(bits) = heif.bits_per_channel.filter(|&bits| bits > 16) {
+        return Err(ExtractError::corrupt(
+            "HEIF",
+            format!("its pixi says {bits} bits a channel; its codec codes 16 at most"),
+        ));
+    }
     let channels = heif.channels.unwrap_or(3);
     Ok(Header {
         format: heif.format,
@@ -390,6 +645,15 @@ mod tests {
     }
 
     #[test]
+    fn jpeg_sample_precision_beyond_16_bits_is_corrupt() {
+        // Found by bench/mutate.py: a bit flip made jpeg_gray.jpg's precision 74.
+        let mut jpeg = fixture("image/jpeg_gray.jpg");
+        let sof = jpeg.windows(2).position(|w| w == [0xff, 0xc0]).expect("SOF0");
+        jpeg[sof + 4] = 74;
+        assert!(matches!(image(jpeg), Err(ExtractError::Corrupt(_))));
+    }
+
+    #[test]
     fn jpeg_without_frame_header_is_corrupt() {
         let err = image(vec![0xff, 0xd8, 0xff, 0xda, 0, 2]).unwrap_err();
         assert!(matches!(err, ExtractError::Corrupt(_)), "{err}");
@@ -413,6 +677,60 @@ mod tests {
         png.extend_from_slice(b"\0\0\0\0IDAT\x35\xaf\x06\x1e");
         let m = image(png).unwrap();
         assert_eq!((m["width"].as_u64(), m["color_type"].as_str()), (Some(30000), Some("rgba")));
+    }
+
+    fn fixture(path: &str) -> Vec<u8> {
+        let path = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Mutants whose headers claim what the file cannot hold (issue 10's campaign), beside the
+    /// fixtures they were made from, which still read.
+    #[test]
+    fn sizes_the_file_cannot_back_are_corrupt() {
+        for name in [
+            "hostile/mutant_bmp_height_1.1e9.bmp",
+            "hostile/mutant_heic_height_2.4e9.heic",
+            "hostile/mutant_webp_canvas_height_16.7e6.webp",
+            "hostile/mutant_webp_canvas_width_6.3e6.webp",
+            "hostile/mutant_jpeg_precision_74.jpg",
+            "hostile/mutant_heic_pixi_bits_255.heic",
+            "hostile/mutant_tiff_tag_count_8e6.tif",
+        ] {
+            let result = image(fixture(name));
+            assert!(matches!(result, Err(ExtractError::Corrupt(_))), "{name}: {result:?}");
+        }
+        for name in [
+            "image/bmp_bottom_up.bmp",
+            "image/bmp_top_down.bmp",
+            "image/heic_basic.heic",
+            "image/webp_lossy_alpha.webp",
+            "image/webp_animated_3frames.webp",
+            "image/jpeg_gray.jpg",
+            "image/heic_irot90.heic",
+            "image/tiff_tiled_16x16.tif",
+            "image/tiff_multipage_3.tif",
+            "image/tiff_be_mm.tif",
+        ] {
+            assert!(image(fixture(name)).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_uncompressed_bmp_must_hold_its_pixels() {
+        let bmp = fixture("image/bmp_bottom_up.bmp");
+        // 48 rows of 64 × 3 bytes: one byte short is a picture the file does not hold.
+        assert!(matches!(image(bmp[..bmp.len() - 1].to_vec()), Err(ExtractError::Corrupt(_))));
+        assert!(check_bmp_pixels_fit(3, 2, 24, BI_RGB, 12 + 9).is_ok(), "the last row unpadded");
+        assert!(check_bmp_pixels_fit(3, 2, 24, BI_RGB, 12 + 8).is_err());
+        assert!(check_bmp_pixels_fit(u32::MAX, u32::MAX, 32, 1, 10).is_ok(), "RLE is not checked");
+    }
+
+    #[test]
+    fn heif_sides_are_bounded_by_the_codec_and_the_grid() {
+        assert_eq!(heif_max_side("heic", None), 16_888);
+        assert_eq!(heif_max_side("heic", Some(4)), 4 * 16_888);
+        assert_eq!(heif_max_side("avif", Some(100_000)), 256 * 65_536);
     }
 
     fn crc32(bytes: &[u8]) -> u32 {

@@ -70,6 +70,9 @@ impl ExtractError {
             ExtractError::Io(e) if let Some(failed) = SourceFailed::from_io(e) => failed.0.kind,
             ExtractError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => ErrorKind::Corrupt,
             ExtractError::Io(e) if e.kind() == io::ErrorKind::InvalidData => ErrorKind::Corrupt,
+            // A `try_reserve` that failed (`read_to_end` under the memory cap): the cap, as
+            // when the allocator aborts the child; never a retryable `internal`.
+            ExtractError::Io(e) if e.kind() == io::ErrorKind::OutOfMemory => ErrorKind::TooLarge,
             ExtractError::Io(_) => ErrorKind::Internal,
         }
     }
@@ -80,6 +83,9 @@ impl ExtractError {
             ExtractError::Io(e) if let Some(failed) = SourceFailed::from_io(e) => failed.0.message.clone(),
             ExtractError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 "the file ends before its headers do (truncated)".to_owned()
+            }
+            ExtractError::Io(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                "reading this file needs more memory than the memory limit allows".to_owned()
             }
             other => other.to_string(),
         };
@@ -190,5 +196,18 @@ pub fn extract(source: &mut dyn ReadSeek, options: &ExtractOptions) -> Result<Ex
         Format::Pdf => pdf::extract(source),
         Format::Dicom => dicom::extract(source, options.dicom_tags.as_deref()),
         Format::Text => text::extract(source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_reservation_is_too_large_never_internal() {
+        // What `read_to_end` returns when `try_reserve` fails under the memory cap.
+        let error = ExtractError::Io(io::Error::from(io::ErrorKind::OutOfMemory));
+        assert_eq!(error.kind(), ErrorKind::TooLarge);
+        assert!(!error.to_body().retryable);
     }
 }

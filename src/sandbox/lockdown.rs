@@ -8,7 +8,8 @@
 //! allow-list of the system calls a parser needs: memory, reading and writing the two pipes it
 //! already holds, time, and its own CPU limit; anything else fails with `EPERM`. The address
 //! space cap is set just before seccomp (which then forbids changing it), once everything
-//! that allocates for the set-up is done.
+//! that allocates for the set-up is done, on top of the address space the child holds by then
+//! (see [`address_space_bytes`]).
 //!
 //! Landlock and seccomp are best effort where the kernel lacks them (an old kernel, a
 //! container runtime that forbids seccomp), and the child says which protections hold in its
@@ -29,7 +30,8 @@ pub struct Protections {
     pub landlock: String,
     /// The seccomp allow-list is installed on every thread.
     pub seccomp: bool,
-    /// The address-space cap (`RLIMIT_AS`), in bytes.
+    /// The memory cap, in bytes: the address space parsing may add to what the child holds
+    /// once locked down (`RLIMIT_AS` is the two together).
     pub memory_bytes: u64,
     /// Why a best-effort protection is missing, for the operator's log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -62,6 +64,9 @@ pub fn lock_down(memory_bytes: u64, start_watchdog: impl FnOnce()) -> Result<Pro
     rustix::thread::set_no_new_privs(true).map_err(|e| format!("could not set no_new_privs: {e}"))?;
     // Built before anything is locked: building allocates, and it may fail.
     let filter = syscall_filter();
+    // Opened before Landlock forbids opening it; read once the watchdog runs.
+    let status = std::fs::File::open("/proc/self/status")
+        .map_err(|e| format!("could not open /proc/self/status to measure the address space: {e}"))?;
     let landlock = match restrict_with_landlock() {
         Ok(status) => status,
         Err(why) => {
@@ -81,8 +86,8 @@ pub fn lock_down(memory_bytes: u64, start_watchdog: impl FnOnce()) -> Result<Pro
     };
     protections.notes.reserve(1);
     // From here on every allocation counts against the cap, and seccomp forbids moving it.
-    setrlimit(Resource::AS, memory_bytes, memory_bytes)
-        .map_err(|e| format!("could not set RLIMIT_AS: {e}"))?;
+    let limit = address_space_bytes(status)?.saturating_add(memory_bytes);
+    setrlimit(Resource::AS, limit, limit).map_err(|e| format!("could not set RLIMIT_AS: {e}"))?;
     match filter.and_then(|program| {
         seccompiler::apply_filter_all_threads(&program).map_err(|e| format!("not installed: {e}"))
     }) {
@@ -90,6 +95,27 @@ pub fn lock_down(memory_bytes: u64, start_watchdog: impl FnOnce()) -> Result<Pro
         Err(why) => protections.notes.push(format!("seccomp: {why}")),
     }
     Ok(protections)
+}
+
+/// The address space the process holds now (`VmSize`), which the memory cap comes on top of.
+///
+/// Why not the cap alone: a child holds ~100 MiB of address space before it reads a byte
+/// (debug build: the binary's 35 MiB of mappings, libraries, and 64 MiB that glibc reserves,
+/// `PROT_NONE`, for the arena of the watchdog thread's first allocation; a release build
+/// less). A cap below that made every fresh allocation fail, so that whether a file read
+/// depended on whether its parser happened to find room in the heap already mapped: a valid
+/// PNG succeeded or failed by the luck of the heap. On top of the start, the cap is what
+/// parsing may add, the same for every build.
+fn address_space_bytes(mut status: std::fs::File) -> Result<u64, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    status.read_to_string(&mut text).map_err(|e| format!("could not read /proc/self/status: {e}"))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|value| value.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| "/proc/self/status has no VmSize".to_owned())
 }
 
 /// Sets the CPU-time backstop for the next job: `seconds` more than the CPU time used so far.
@@ -188,4 +214,17 @@ fn syscall_filter() -> Result<seccompiler::BpfProgram, String> {
         SeccompFilter::new(rules, SeccompAction::Errno(libc::EPERM as u32), SeccompAction::Allow, arch)
             .map_err(|e| e.to_string())?;
     seccompiler::BpfProgram::try_from(filter).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_space_at_start_is_measured() {
+        let status = std::fs::File::open("/proc/self/status").unwrap();
+        let bytes = address_space_bytes(status).unwrap();
+        // A test binary maps itself and its libraries: megabytes, not nothing, not terabytes.
+        assert!((1 << 20..1 << 40).contains(&bytes), "{bytes}");
+    }
 }

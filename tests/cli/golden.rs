@@ -83,6 +83,23 @@ fn a_missing_file_is_reported_not_fatal() {
     assert_eq!(answers[1]["status"], "succeeded");
 }
 
+/// A symbolic link loop is a path that leads to no file: `not_found`, never a retryable
+/// `internal` (retrying cannot break the loop).
+#[test]
+fn a_symlink_loop_is_a_path_error_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("loop-a.png"), dir.path().join("loop-b.png"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    let output = extract(&[a.to_str().unwrap(), "fixtures/image/png_rgb8.png"]);
+    assert_eq!(output.status.code(), Some(1));
+    let answers = lines(&output);
+    assert_eq!(answers[0]["error"]["kind"], "not_found", "{}", answers[0]);
+    assert_eq!(answers[0]["error"]["retryable"], false);
+    assert!(answers[0]["error"]["message"].as_str().unwrap().contains("symbolic links"), "{}", answers[0]);
+    assert_eq!(answers[1]["status"], "succeeded");
+}
+
 #[test]
 fn names_do_not_decide_the_type() {
     let output = extract(&["fixtures/hostile/png-named.jpg", "fixtures/hostile/text-named.mp4"]);
