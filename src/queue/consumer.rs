@@ -55,9 +55,10 @@ use tokio::sync::{RwLock, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::publisher::{ConfirmedPublisher, Destination};
+use super::publisher::{ConfirmedPublisher, Destination, Echo};
 use super::reconnect::Backoff;
 use super::topology::{self, Names};
+use super::trace::TraceContext;
 use super::{QueueError, connect};
 use crate::access::providers::Access;
 use crate::config::Settings;
@@ -414,7 +415,10 @@ async fn handle_delivery(
         Some(queue) if !queue.as_str().is_empty() => Destination::Queue(queue.as_str().to_owned()),
         _ => Destination::Exchange(context.names.results_exchange.clone()),
     };
-    let correlation_id = delivery.properties.correlation_id().as_ref().map(|id| id.as_str().to_owned());
+    let echo = Echo {
+        correlation_id: delivery.properties.correlation_id().as_ref().map(|id| id.as_str().to_owned()),
+        trace: TraceContext::from_headers(delivery.properties.headers().as_ref()),
+    };
     let job = match Job::parse(&delivery.data) {
         Ok(job) => job,
         Err(invalid) => {
@@ -423,7 +427,12 @@ async fn handle_delivery(
                 .clone()
                 .or_else(|| delivery.properties.message_id().as_ref().map(|id| id.as_str().to_owned()))
                 .filter(|id| !id.is_empty());
-            tracing::warn!(job_id = job_id.as_deref().unwrap_or("-"), problem = %invalid, "invalid job, dead-lettered");
+            tracing::warn!(
+                job_id = job_id.as_deref().unwrap_or("-"),
+                trace_id = echo.trace.as_ref().map(|trace| trace.trace_id.as_str()),
+                problem = %invalid,
+                "invalid job, dead-lettered"
+            );
             telemetry::job_answered(None, Some(ErrorKind::InvalidJob), &Default::default());
             let _settling = link.settling.read().await;
             if let Some(job_id) = job_id {
@@ -435,9 +444,7 @@ async fn handle_delivery(
                 );
                 // The job is dead-lettered whether or not its answer gets out: a delivery that
                 // can never succeed must not come back.
-                if let Some(error) =
-                    send_result(&link, &result, &destination, correlation_id.as_deref()).await.problem()
-                {
+                if let Some(error) = send_result(&link, &result, &destination, &echo).await.problem() {
                     tracing::error!(job_id = %result.job_id, error = %error, "the invalid_job result was not published");
                 }
             }
@@ -447,7 +454,9 @@ async fn handle_delivery(
         }
     };
     // Every line logged for this job, here and in the pipeline's task, carries its ids.
-    let span = tracing::info_span!("job", job_id = %job.job_id, asset_id = %job.asset_id);
+    // … and the trace the backend started, when its message carried one.
+    let trace_id = echo.trace.as_ref().map(|trace| trace.trace_id.as_str());
+    let span = tracing::info_span!("job", job_id = %job.job_id, asset_id = %job.asset_id, trace_id);
     async move {
         let previous_attempts = previous_attempts(delivery.properties.headers());
         let processed = run_job(&job, &context).await;
@@ -472,7 +481,7 @@ async fn handle_delivery(
         let error_kind = result.outcome.error.as_ref().map(|error| error.kind);
         let settlement = match settlement {
             Settlement::AckAfterPublish => {
-                match send_result(&link, &result, &destination, correlation_id.as_deref()).await {
+                match send_result(&link, &result, &destination, &echo).await {
                     Sent::Confirmed => {
                         let data_type = result.outcome.data_type.or(job.data_type);
                         telemetry::job_answered(data_type, error_kind, &result.stats);
@@ -573,13 +582,8 @@ impl Sent {
 /// Publishes a result on the session's publisher. A dead publisher ends the session; when
 /// the broker closed its channel refusing a message, the result is sent again alone, which
 /// tells whether it is this one that the broker refuses (see the publisher module).
-async fn send_result(
-    link: &SessionLink,
-    result: &JobResult,
-    destination: &Destination,
-    correlation_id: Option<&str>,
-) -> Sent {
-    let error = match link.publisher.publish_result(result, destination, correlation_id).await {
+async fn send_result(link: &SessionLink, result: &JobResult, destination: &Destination, echo: &Echo) -> Sent {
+    let error = match link.publisher.publish_result(result, destination, echo).await {
         Ok(()) => return Sent::Confirmed,
         Err(error @ QueueError::Publish { .. }) => return Sent::NotTaken(error),
         Err(error) => error,
@@ -591,7 +595,7 @@ async fn send_result(
     if !refused {
         return Sent::SessionLost;
     }
-    match ConfirmedPublisher::publish_alone(&link.connection, result, destination, correlation_id).await {
+    match ConfirmedPublisher::publish_alone(&link.connection, result, destination, echo).await {
         Ok(()) => Sent::Confirmed,
         Err(error @ QueueError::MessageRefused { .. }) => Sent::Unpublishable(error),
         Err(error @ QueueError::Publish { .. }) => Sent::NotTaken(error),

@@ -1,6 +1,7 @@
 //! AMQP, the worker's only door to the platform: the topology of DESIGN §2
 //! ([`topology`]), results published with publisher confirms ([`publisher`]), and the
-//! consumer loop that runs jobs and applies the ack policy ([`consumer`]).
+//! consumer loop that runs jobs and applies the ack policy ([`consumer`]), carrying each job's
+//! W3C trace context through to its result ([`trace`]).
 //!
 //! Every name derives from `ASSET_WORKER_QUEUE_PREFIX`, so tests and tenants share a broker
 //! without seeing each other's messages.
@@ -9,6 +10,7 @@ pub mod consumer;
 pub mod publisher;
 pub mod reconnect;
 pub mod topology;
+pub mod trace;
 
 use lapin::{Connection, ConnectionProperties};
 use secrecy::ExposeSecret;

@@ -15,6 +15,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection};
 
 use super::QueueError;
+use super::trace::TraceContext;
 use crate::job::JobResult;
 
 /// AMQP `delivery_mode` that makes the broker keep a message across restarts.
@@ -25,6 +26,14 @@ const PERSISTENT: u8 = 2;
 #[derive(Clone)]
 pub struct ConfirmedPublisher {
     channel: Channel,
+}
+
+/// What a result carries back from its job's message: the caller's `correlation_id` (for
+/// RPC-style callers) and the job's trace, continued ([`TraceContext::result_headers`]).
+#[derive(Debug, Clone, Default)]
+pub struct Echo {
+    pub correlation_id: Option<String>,
+    pub trace: Option<TraceContext>,
 }
 
 /// Where a message goes: an exchange, or a queue by name through the default exchange
@@ -52,23 +61,26 @@ impl ConfirmedPublisher {
         Ok(ConfirmedPublisher { channel })
     }
 
-    /// Publishes a job's result; `correlation_id` is echoed from the job for RPC-style callers.
+    /// Publishes a job's result, with what it echoes of the job's message.
     pub async fn publish_result(
         &self,
         result: &JobResult,
         destination: &Destination,
-        correlation_id: Option<&str>,
+        echo: &Echo,
     ) -> Result<(), QueueError> {
         let body = serde_json::to_vec(result).map_err(|e| QueueError::Publish {
             destination: destination.to_string(),
             problem: format!("the result does not serialise: {e}"),
         })?;
         let mut properties = json_properties(Some(&result.job_id));
-        if let Some(correlation_id) = correlation_id {
+        if let Some(correlation_id) = &echo.correlation_id {
             // Echoed from the job's own properties, so it fits a short string already.
-            if let Ok(correlation_id) = lapin::types::ShortString::try_new(correlation_id) {
+            if let Ok(correlation_id) = lapin::types::ShortString::try_new(correlation_id.as_str()) {
                 properties = properties.with_correlation_id(correlation_id);
             }
+        }
+        if let Some(trace) = &echo.trace {
+            properties = properties.with_headers(trace.result_headers());
         }
         self.publish(destination, &body, properties).await
     }
@@ -80,7 +92,7 @@ impl ConfirmedPublisher {
         connection: &Connection,
         result: &JobResult,
         destination: &Destination,
-        correlation_id: Option<&str>,
+        echo: &Echo,
     ) -> Result<(), QueueError> {
         let alone = ConfirmedPublisher::open(connection).await.map_err(|error| match error {
             QueueError::Broker(source) => {
@@ -88,7 +100,7 @@ impl ConfirmedPublisher {
             }
             other => other,
         })?;
-        let published = alone.publish_result(result, destination, correlation_id).await;
+        let published = alone.publish_result(result, destination, echo).await;
         alone.close().await;
         published
     }

@@ -631,3 +631,80 @@ fn the_broker_delivers_the_last_attempt_the_worker_counts_on() {
     }
     assert_eq!(prefix.message_count("process.dead"), 1, "dead-lettered once the budget is spent");
 }
+
+/// The backend's trace runs through the worker (W3C Trace Context, OpenTelemetry's messaging
+/// conventions): a job published with `traceparent` and `tracestate` headers is logged with its
+/// trace id, and its result comes back in the same trace, as a child of the worker's own span,
+/// with the `tracestate` passed on.
+#[test]
+fn a_jobs_trace_is_logged_and_continued_on_its_result() {
+    use lapin::options::{BasicGetOptions, BasicPublishOptions};
+    use lapin::types::{AMQPValue, LongString};
+
+    let prefix = Prefix::new("trace");
+    let worker = prefix.spawn_worker(1);
+    assert!(
+        super::wait_until(Duration::from_secs(30), || worker.log().contains("consuming")),
+        "{}",
+        worker.log()
+    );
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let job_parent = "00f067aa0ba902b7";
+    let job = serde_json::json!({"schema": 1, "job_id": "traced-1", "asset_id": "a",
+        "source": {"provider": "local", "key": "image/png_rgb8.png"}});
+    let (process, results) = (format!("{}.process", prefix.name), format!("{}.results", prefix.name));
+    let result = broker_at(&prefix.amqp_url(), |channel| async move {
+        let mut headers = FieldTable::default();
+        let parent = format!("00-{trace_id}-{job_parent}-01");
+        headers.insert("traceparent".into(), AMQPValue::LongString(LongString::from(parent)));
+        headers.insert("tracestate".into(), AMQPValue::LongString(LongString::from("backend=7")));
+        let properties = lapin::BasicProperties::default().with_headers(headers);
+        channel
+            .basic_publish(
+                "".into(),
+                process.as_str().into(),
+                BasicPublishOptions::default(),
+                job.to_string().as_bytes(),
+                properties,
+            )
+            .await?
+            .await?;
+        let started = Instant::now();
+        loop {
+            let options = BasicGetOptions { no_ack: true };
+            if let Some(message) = channel.basic_get(results.as_str().into(), options).await? {
+                return Ok(Some(message.delivery));
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let result = result.unwrap_or_else(|| panic!("no result:\n{}", worker.log()));
+    let body: Value = serde_json::from_slice(&result.data).unwrap();
+    assert_eq!(
+        (body["job_id"].as_str(), body["status"].as_str()),
+        (Some("traced-1"), Some("succeeded")),
+        "{body}"
+    );
+    let header = |name: &str| {
+        let headers = result.properties.headers().clone().unwrap_or_default();
+        match headers.inner().get(name) {
+            Some(AMQPValue::LongString(text)) => String::from_utf8_lossy(text.as_bytes()).into_owned(),
+            other => panic!("result header {name}: {other:?}"),
+        }
+    };
+    let traceparent = header("traceparent");
+    let fields: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!((fields[0], fields[1], fields[3]), ("00", trace_id, "01"), "{traceparent}");
+    assert!(fields[2].len() == 16 && fields[2] != job_parent, "the worker's own span: {traceparent}");
+    assert_eq!(header("tracestate"), "backend=7");
+    let done = worker
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["message"] == "job done")
+        .unwrap_or_else(|| panic!("{}", worker.log()));
+    assert_eq!(done["span"]["trace_id"], trace_id, "{done}");
+}
