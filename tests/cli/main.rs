@@ -1,6 +1,7 @@
 //! Integration tests of the `asset-worker` binary: every test runs the real binary as a user
 //! would, over the committed fixtures. One test binary, one module per capability.
 
+mod check;
 mod delegated;
 mod deploy;
 mod fetch;
