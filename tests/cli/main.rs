@@ -2,6 +2,7 @@
 //! would, over the committed fixtures. One test binary, one module per capability.
 
 mod check;
+mod customer_kit;
 mod delegated;
 mod deploy;
 mod fetch;
