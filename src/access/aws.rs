@@ -954,6 +954,23 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_session_serves_while_young_enough_and_long_enough() {
+        let worker = SdkConfig::builder().behavior_version(BehaviorVersion::latest()).build();
+        let credentials = aws_sdk_s3::config::Credentials::new("AKID", "secret", None, None, "test");
+        let now = SystemTime::now();
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        let session = |age: Duration, life: Duration| Session {
+            s3: s3_client(&worker, &S3AccessSettings::default(), "eu-central-1", credentials.clone()),
+            assumed_at: now - age,
+            expires_at: now + life,
+        };
+        // A one-hour session, 10 minutes needed, re-assumed at 15 minutes of age.
+        assert!(session(minutes(14), minutes(46)).serves(now, minutes(10), minutes(15)));
+        assert!(!session(minutes(15), minutes(45)).serves(now, minutes(10), minutes(15)), "too old");
+        assert!(!session(minutes(1), minutes(9)).serves(now, minutes(10), minutes(15)), "too short");
+    }
+
+    #[test]
     fn sts_errors_become_categories_an_admin_can_act_on() {
         let s = source();
         let kind = |code: Option<&str>, status| sts_service_failure(code, Some("the message"), status, &s);

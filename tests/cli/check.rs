@@ -170,3 +170,22 @@ fn check_warns_when_the_trust_policy_does_not_require_the_external_id() {
     assert_eq!(job["external_id"], "any-id-at-all");
     assert!(job["policy"].as_str().is_some_and(|p| p.contains("s3:GetObject")), "{job}");
 }
+
+/// GCS: the preflight goes to the signed URL's host too. fake-gcs-server answers every origin
+/// (`Access-Control-Allow-Origin: *`; it keeps no bucket CORS rules), so this shows the GCS
+/// path end to end and a check that passes: readable, nothing to warn of, exit 0. The GCS
+/// `cors.json` a refusal prints is tested beside the setup script (customer_kit.rs).
+#[test]
+fn a_gcs_check_that_passes_exits_0_with_its_preflight() {
+    let endpoint = peer("GCS_ENDPOINT");
+    let object = super::delegated::gcs_fixture(&endpoint);
+    let run = Worker::gcs_at(&endpoint).run(&["check", &object, "--origin", "https://app.example"]);
+    run.assert_exit(0);
+    let answer = run.answer();
+    assert_eq!(answer["status"], "succeeded", "{answer}");
+    assert_eq!(answer["cors"]["allowed"], true);
+    assert_eq!(answer["cors"]["allow_origin"], "*");
+    assert_eq!(answer["scope"]["get_object"], true);
+    assert_eq!(answer["external_id_enforced"], Value::Null);
+    assert_eq!(answer["warnings"], json!([]));
+}
