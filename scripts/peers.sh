@@ -172,7 +172,13 @@ answers() {
     esac
 }
 
-healthy() { alive "$1" && answers "$1"; }
+# bootstrapped NAME: moto was set up by this version of bootstrap_moto (a moto started by an
+# older one lacks identities the tests now use, and is started anew).
+bootstrapped() {
+    [[ $1 != moto ]] || grep -q MOTO_ADMIN_ACCESS_KEY_ID "$STATE/moto.env" 2>/dev/null
+}
+
+healthy() { alive "$1" && answers "$1" && bootstrapped "$1"; }
 
 # wait_up NAME START_TIME: until the peer answers; on failure, its log tail and exit 1.
 wait_up() {
@@ -318,10 +324,12 @@ start_moto() {
 }
 
 # bootstrap_moto ENDPOINT: with auth still off, create the worker's base identity (IAM user
-# `worker`, allowed sts:AssumeRole) and the customer's role, whose trust policy requires the
-# ExternalId; then turn IAM auth on (POST /moto-api/reset-auth 0). From then on every request
-# must be SigV4-signed by a key moto knows and be allowed by IAM, and AssumeRole is checked
-# against the trust policy, the sts:ExternalId condition included. Prints shell lines.
+# `worker`, allowed sts:AssumeRole), the customer's role, whose trust policy requires the
+# ExternalId, and the customer's admin (IAM user `customer-admin`, allowed everything: tests
+# create roles, buckets and CloudFormation stacks as the customer would); then turn IAM auth
+# on (POST /moto-api/reset-auth 0). From then on every request must be SigV4-signed by a key
+# moto knows and be allowed by IAM, and AssumeRole is checked against the trust policy, the
+# sts:ExternalId condition included. Prints shell lines.
 bootstrap_moto() {
     "$PY" - "$1" "$MOTO_ROLE_ARN" "$MOTO_EXTERNAL_ID" <<'EOF'
 import json, sys, urllib.request
@@ -344,12 +352,19 @@ iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps({
 iam.put_role_policy(RoleName=role_name, PolicyName="read-objects", PolicyDocument=json.dumps({
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::*/*"}]}))
+iam.create_user(UserName="customer-admin")
+iam.put_user_policy(UserName="customer-admin", PolicyName="everything", PolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+admin = iam.create_access_key(UserName="customer-admin")["AccessKey"]
 # (text/plain: moto reads the raw body, which a form content type would hide)
 urllib.request.urlopen(urllib.request.Request(ep + "/moto-api/reset-auth", data=b"0", method="POST",
                                               headers={"Content-Type": "text/plain"}))
 print(f"export ASSET_WORKER_TEST_MOTO_ACCESS_KEY_ID={key['AccessKeyId']}")
 print(f"export ASSET_WORKER_TEST_MOTO_SECRET_ACCESS_KEY={key['SecretAccessKey']}")
 print(f"export ASSET_WORKER_TEST_MOTO_USER_ARN={user_arn}")
+print(f"export ASSET_WORKER_TEST_MOTO_ADMIN_ACCESS_KEY_ID={admin['AccessKeyId']}")
+print(f"export ASSET_WORKER_TEST_MOTO_ADMIN_SECRET_ACCESS_KEY={admin['SecretAccessKey']}")
 EOF
 }
 

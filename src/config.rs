@@ -96,6 +96,14 @@ pub struct Settings {
     /// Lifetime of an assumed-role session (STS allows 900 s to 12 h; a role's own maximum may be
     /// 1 h). A URL lives at most this minus a minute, so it must exceed the display TTL.
     pub session_duration_seconds: u64,
+    /// The oldest an assumed-role session may be and still sign a new URL; older ones are
+    /// replaced by a new AssumeRole. Bounds how long this worker keeps minting after a
+    /// customer removes the platform from the role's trust policy (STS does not end the
+    /// sessions it issued). docs/CUSTOMER-SETUP.md states it to customers.
+    pub session_max_age_seconds: u64,
+    /// The platform's web origin (`https://app.example`) whose browsers show assets:
+    /// `asset-worker check` sends that origin's CORS preflight to the bucket.
+    pub display_origin: Option<String>,
     /// Wall-clock limit of one extraction in a parser child.
     pub extract_timeout_ms: u64,
     /// Objects larger than this are refused before any byte is read.
@@ -143,6 +151,8 @@ impl Default for Settings {
             url_ttl_seconds: 300,
             display_url_ttl_seconds: 900,
             session_duration_seconds: 3600,
+            session_max_age_seconds: 900,
+            display_origin: None,
             extract_timeout_ms: 30_000,
             max_object_bytes: 1 << 40,
             max_fetch_bytes: 4 << 30,
@@ -274,6 +284,14 @@ impl Settings {
                 ),
             ));
         }
+        if self.session_max_age_seconds == 0 {
+            return Err(invalid("session_max_age_seconds", "must be at least 1".into()));
+        }
+        if let Some(origin) = &self.display_origin
+            && let Err(problem) = crate::access::cors::check_origin(origin)
+        {
+            return Err(invalid("display_origin", problem));
+        }
         if !self.temp_dir.is_absolute() {
             return Err(invalid(
                 "temp_dir",
@@ -348,6 +366,31 @@ mod tests {
             jail.set_env("ASSET_WORKER_CONCURRENCY", "many");
             let message = Settings::load(None).unwrap_err().to_string();
             assert!(message.contains("CONCURRENCY") && message.contains("ASSET_WORKER_"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sessions_are_re_assumed_every_15_minutes_unless_configured() {
+        assert_eq!(Settings::default().session_max_age_seconds, 900);
+        Jail::expect_with(|jail| {
+            jail.set_env("ASSET_WORKER_SESSION_MAX_AGE_SECONDS", "60");
+            jail.set_env("ASSET_WORKER_DISPLAY_ORIGIN", "https://app.example");
+            let settings = Settings::load(None).expect("valid");
+            assert_eq!(settings.session_max_age_seconds, 60);
+            assert_eq!(settings.display_origin.as_deref(), Some("https://app.example"));
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("ASSET_WORKER_SESSION_MAX_AGE_SECONDS", "0");
+            let message = Settings::load(None).unwrap_err().to_string();
+            assert!(message.contains("ASSET_WORKER_SESSION_MAX_AGE_SECONDS"), "{message}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("ASSET_WORKER_DISPLAY_ORIGIN", "https://app.example/labeling");
+            let message = Settings::load(None).unwrap_err().to_string();
+            assert!(message.contains("ASSET_WORKER_DISPLAY_ORIGIN"), "{message}");
             Ok(())
         });
     }

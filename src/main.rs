@@ -107,10 +107,16 @@ enum Command {
         access: AccessArgs,
     },
     /// Verify an integration: can the role be assumed (or the account signed as), is the
-    /// object readable, and if not, the error a job would get. Exit 0 if readable.
+    /// object readable, and if not, the error a job would get; does the role require its
+    /// ExternalId, may it list the bucket, and (with --origin) would a browser on the
+    /// platform's page be allowed by the bucket's CORS. Exit 0 if readable and no warning.
     Check {
         /// s3://BUCKET/KEY or gs://BUCKET/OBJECT.
         object: String,
+        /// The platform's web origin (https://HOST) to send the bucket a CORS preflight from
+        /// (default ASSET_WORKER_DISPLAY_ORIGIN; none: no CORS check).
+        #[arg(long, value_name = "ORIGIN")]
+        origin: Option<String>,
         #[command(flatten)]
         access: AccessArgs,
     },
@@ -185,7 +191,7 @@ fn main() -> ExitCode {
             run_extract(cli.config, paths, access, run, memory_limit_mb, child_max_jobs)
         }
         Command::Sign { object, ttl_seconds, access } => run_sign(cli.config, &object, ttl_seconds, &access),
-        Command::Check { object, access } => run_check(cli.config, &object, &access),
+        Command::Check { object, origin, access } => run_check(cli.config, &object, origin, &access),
         Command::Run => run_worker(cli.config),
         Command::Enqueue { objects, local, data_type, access } => {
             run_enqueue(cli.config, &objects, &local, data_type, &access)
@@ -281,12 +287,22 @@ fn run_sign(
     }
 }
 
-fn run_check(config: Option<PathBuf>, object: &str, access: &AccessArgs) -> anyhow::Result<bool> {
+fn run_check(
+    config: Option<PathBuf>,
+    object: &str,
+    origin: Option<String>,
+    access: &AccessArgs,
+) -> anyhow::Result<bool> {
+    if let Some(origin) = &origin {
+        asset_worker::access::cors::check_origin(origin)
+            .map_err(|problem| anyhow::anyhow!("--origin {problem}"))?;
+    }
     let (settings, runtime, providers, source) = remote_object(config, object, access)?;
+    let origin = origin.or_else(|| settings.display_origin.clone());
     let fetch = asset_worker::fetch::FetchSettings::from_settings(&settings);
-    let answer = runtime.block_on(check(&providers, object, &source, &fetch));
+    let answer = runtime.block_on(check(&providers, object, &source, &fetch, origin.as_deref()));
     println!("{}", serde_json::to_string(&answer)?);
-    Ok(answer.error.is_none())
+    Ok(answer.passed())
 }
 
 fn run_worker(config: Option<PathBuf>) -> anyhow::Result<bool> {

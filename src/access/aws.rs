@@ -9,6 +9,12 @@
 //! [`REFRESH_MARGIN`] plus the URL's lifetime remains, so a URL never outlives its credentials
 //! (AWS rejects a presigned URL whose session has expired, whatever its `X-Amz-Expires`).
 //!
+//! A session is also renewed once it is older than `session_max_age`
+//! (`ASSET_WORKER_SESSION_MAX_AGE_SECONDS`, 15 minutes by default), however long STS let it
+//! live: a customer who removes the platform from the role's trust policy ends new sessions,
+//! but STS does not end the ones it already issued. Re-assuming every 15 minutes is what
+//! bounds how long this worker keeps minting after that (docs/CUSTOMER-SETUP.md).
+//!
 //! **Audit trail**: a session is named after the job that *opened* it (`asset-worker-{job_id}`),
 //! so in the customer's CloudTrail the GETs of later jobs that reused it carry the first job's
 //! id. The session name identifies a session, not every job that used it (DESIGN §7).
@@ -75,7 +81,13 @@ pub struct S3AccessSettings {
     /// `DurationSeconds` of each AssumeRole (900 s at least). A URL can live at most this long
     /// minus [`EXPIRY_MARGIN`]: raise it for long display URLs.
     pub session_duration: Duration,
+    /// A cached session older than this is not used for a new URL: the role is assumed again,
+    /// so a trust the customer withdrew stops new URLs within this time.
+    pub session_max_age: Duration,
 }
+
+/// The default of `session_max_age`: the 15 minutes `docs/CUSTOMER-SETUP.md` promises.
+pub const DEFAULT_SESSION_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 impl Default for S3AccessSettings {
     fn default() -> Self {
@@ -85,6 +97,7 @@ impl Default for S3AccessSettings {
             force_path_style: false,
             url_ttl: Duration::from_secs(5 * 60),
             session_duration: Duration::from_secs(15 * 60),
+            session_max_age: DEFAULT_SESSION_MAX_AGE,
         }
     }
 }
@@ -100,6 +113,13 @@ impl S3AccessSettings {
                 min.as_secs(),
                 max.as_secs()
             )));
+        }
+        if self.session_max_age.is_zero() {
+            return Err(AccessError::Misconfigured(
+                "the S3 session maximum age is 0 s (ASSET_WORKER_SESSION_MAX_AGE_SECONDS); it must be \
+                 at least 1 s"
+                    .into(),
+            ));
         }
         if self.url_ttl.is_zero() || self.url_ttl > MAX_URL_TTL {
             return Err(AccessError::Misconfigured(format!(
@@ -130,6 +150,8 @@ impl S3AccessSettings {
 struct Session {
     s3: aws_sdk_s3::Client,
     expires_at: SystemTime,
+    /// When STS granted it (this worker's clock), for `session_max_age`.
+    assumed_at: SystemTime,
 }
 
 impl fmt::Debug for Session {
@@ -142,6 +164,13 @@ impl Session {
     /// How long the credentials still work, as far as this worker's clock can tell.
     fn remaining(&self, now: SystemTime) -> Duration {
         self.expires_at.duration_since(now).unwrap_or(Duration::ZERO)
+    }
+
+    /// Whether a new URL may still come from this session: it has life enough for the URL
+    /// (`needed`) and is younger than `max_age`.
+    fn serves(&self, now: SystemTime, needed: Duration, max_age: Duration) -> bool {
+        let age = now.duration_since(self.assumed_at).unwrap_or(Duration::ZERO);
+        self.remaining(now) >= needed && age < max_age
     }
 }
 
@@ -251,11 +280,11 @@ impl S3Access {
         let needed = life_needed(ttl, self.settings.session_duration);
         if !fresh
             && let Some(session) = cached.as_ref()
-            && session.remaining(SystemTime::now()) >= needed
+            && session.serves(SystemTime::now(), needed, self.settings.session_max_age)
         {
             return Ok(session.clone());
         }
-        let session = self.assume_role(source, external_id, job_id).await?;
+        let session = self.assume_role(source, Some(external_id), &session_name(job_id), true).await?;
         *cached = Some(session.clone());
         Ok(session)
     }
@@ -294,22 +323,26 @@ impl S3Access {
             .clone()
     }
 
-    /// AssumeRole with the job's role and ExternalId, narrowed to GetObject on the bucket.
+    /// AssumeRole on the job's role as `session_name`. A job's session always has the
+    /// ExternalId and is `narrowed` to GetObject on the bucket; `check`'s probes leave out one
+    /// or the other to see what the customer's policies alone allow.
     async fn assume_role(
         &self,
         source: &S3Source,
-        external_id: &str,
-        job_id: &str,
+        external_id: Option<&str>,
+        session_name: &str,
+        narrowed: bool,
     ) -> Result<Session, AccessError> {
         let duration = i32::try_from(self.settings.session_duration.as_secs()).unwrap_or(i32::MAX);
+        let assumed_at = SystemTime::now();
         let answer = self
             .sts_client(&source.region)
             .assume_role()
             .role_arn(&source.role_arn)
-            .role_session_name(session_name(job_id))
-            .external_id(external_id)
+            .role_session_name(session_name)
+            .set_external_id(external_id.map(str::to_owned))
             .duration_seconds(duration)
-            .policy(session_policy(&source.bucket))
+            .set_policy(narrowed.then(|| session_policy(&source.bucket)))
             .send()
             .await
             .map_err(|err| {
@@ -334,7 +367,47 @@ impl S3Access {
             Some(expires_at),
             "asset-worker AssumeRole",
         );
-        Ok(Session { s3: s3_client(&self.worker, &self.settings, &source.region, credentials), expires_at })
+        Ok(Session {
+            s3: s3_client(&self.worker, &self.settings, &source.region, credentials),
+            expires_at,
+            assumed_at,
+        })
+    }
+
+    /// Whether the role refuses a session without the ExternalId, as its trust policy must
+    /// (`Condition: StringEquals sts:ExternalId`): without it, anyone who learns the role's ARN
+    /// and can get the platform to act for them could read this customer's bucket (the
+    /// confused deputy). `Ok(false)` means STS granted a session without it; that session is
+    /// not used. For `asset-worker check`, after the job's own AssumeRole has succeeded.
+    pub async fn external_id_enforced(&self, source: &S3Source, job_id: &str) -> Result<bool, AccessError> {
+        validate_source(source)?;
+        let name = session_name(&format!("{job_id}-no-external-id"));
+        match self.assume_role(source, None, &name, true).await {
+            Ok(_) => Ok(false),
+            Err(AccessError::AccessDenied(_)) => Ok(true),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Whether the customer's policies alone (no session policy) let the role list the job's
+    /// bucket: more than the platform needs (GetObject). One ListObjectsV2 of at most one key;
+    /// nothing is written. For `asset-worker check`.
+    pub async fn may_list_bucket(&self, source: &S3Source, job_id: &str) -> Result<bool, AccessError> {
+        let external_id = validate_source(source)?;
+        let name = session_name(&format!("{job_id}-scope"));
+        let session = self.assume_role(source, Some(external_id), &name, false).await?;
+        match session.s3.list_objects_v2().bucket(&source.bucket).max_keys(1).send().await {
+            Ok(_) => Ok(true),
+            Err(err) => match err.raw_response().map(|raw| raw.status().as_u16()) {
+                Some(403) => Ok(false),
+                Some(404) => Err(AccessError::NotFound(format!("bucket {} does not exist", source.bucket))),
+                _ => Err(AccessError::Transient(format!(
+                    "listing s3://{} to check the role's scope failed: {}",
+                    source.bucket,
+                    causes(&err)
+                ))),
+            },
+        }
     }
 }
 
@@ -704,8 +777,9 @@ fn head_failure(
         )),
         (403, _) => AccessError::AccessDenied(format!(
             "the role {} may not read {object}: its policy (and the bucket policy, and the KMS key \
-             policy if the object is encrypted with one) must allow s3:GetObject on arn:aws:s3:::{}/*",
-            source.role_arn, source.bucket
+             policy if the object is encrypted with one) must allow s3:GetObject on arn:aws:s3:::{}/{} \
+             (or on a prefix or bucket wildcard that covers it)",
+            source.role_arn, source.bucket, source.key
         )),
         (404, _) => {
             AccessError::NotFound(format!("{object} does not exist (no such key, or no such bucket)"))
@@ -877,6 +951,23 @@ mod tests {
         // A URL as long as the session cannot be served in full; a fresh session must still do.
         assert_eq!(life_needed(minutes(15), minutes(15)), minutes(10));
         assert_eq!(life_needed(minutes(15), minutes(60)), minutes(20));
+    }
+
+    #[test]
+    fn a_cached_session_serves_while_young_enough_and_long_enough() {
+        let worker = SdkConfig::builder().behavior_version(BehaviorVersion::latest()).build();
+        let credentials = aws_sdk_s3::config::Credentials::new("AKID", "secret", None, None, "test");
+        let now = SystemTime::now();
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        let session = |age: Duration, life: Duration| Session {
+            s3: s3_client(&worker, &S3AccessSettings::default(), "eu-central-1", credentials.clone()),
+            assumed_at: now - age,
+            expires_at: now + life,
+        };
+        // A one-hour session, 10 minutes needed, re-assumed at 15 minutes of age.
+        assert!(session(minutes(14), minutes(46)).serves(now, minutes(10), minutes(15)));
+        assert!(!session(minutes(15), minutes(45)).serves(now, minutes(10), minutes(15)), "too old");
+        assert!(!session(minutes(1), minutes(9)).serves(now, minutes(10), minutes(15)), "too short");
     }
 
     #[test]

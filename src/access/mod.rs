@@ -7,6 +7,7 @@
 //! by accident.
 
 pub mod aws;
+pub mod cors;
 pub mod gcs;
 pub mod local;
 pub mod providers;

@@ -33,6 +33,7 @@ impl Access {
                 force_path_style: settings.s3_force_path_style,
                 url_ttl: Duration::from_secs(settings.url_ttl_seconds.max(settings.display_url_ttl_seconds)),
                 session_duration: Duration::from_secs(settings.session_duration_seconds),
+                session_max_age: Duration::from_secs(settings.session_max_age_seconds),
             },
             &settings.region,
         )

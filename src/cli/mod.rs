@@ -284,7 +284,9 @@ pub async fn sign(
 }
 
 /// `check`'s answer: whether a job for this object would succeed in reaching it, and if not,
-/// the error it would get.
+/// the error it would get; then what else would hurt the customer (`warnings`): a trust policy
+/// without the ExternalId condition, a role that may do more than read objects, a bucket whose
+/// CORS rules keep the platform's page from showing the asset. Passed: readable, no warning.
 #[derive(Debug, Serialize)]
 pub struct CheckAnswer {
     pub source: String,
@@ -294,14 +296,65 @@ pub struct CheckAnswer {
     pub size_bytes: Option<u64>,
     pub content_type: Option<String>,
     pub error: Option<ErrorBody>,
+    /// S3: whether the role refuses a session without the ExternalId (null: not tried,
+    /// because the role could not be assumed at all, or not S3).
+    pub external_id_enforced: Option<bool>,
+    /// What the delegation allows, as far as could be tried without writing anything.
+    pub scope: Scope,
+    /// The browser's preflight from `--origin`, when one was given.
+    pub cors: Option<CorsReport>,
+    /// What the customer's admin should change, even where the object is readable.
+    pub warnings: Vec<Warning>,
 }
 
-/// Verifies an integration: delegation first, then the object itself.
+impl CheckAnswer {
+    /// Whether the integration is as it should be: the object is readable and nothing warns.
+    pub fn passed(&self) -> bool {
+        self.status == Status::Succeeded && self.warnings.is_empty()
+    }
+
+    fn warn(&mut self, kind: &'static str, message: String) {
+        self.warnings.push(Warning { kind, message });
+    }
+}
+
+/// The platform needs GetObject, and nothing more.
+#[derive(Debug, Default, Serialize)]
+pub struct Scope {
+    /// The object could be read (HEAD through the job's own session); null when unknown.
+    pub get_object: Option<bool>,
+    /// The role, without the platform's session policy, may list the bucket (S3).
+    pub list_bucket: Option<bool>,
+}
+
+/// A CORS preflight's outcome and, when it failed, the bucket configuration that fixes it.
+#[derive(Debug, Serialize)]
+pub struct CorsReport {
+    #[serde(flatten)]
+    pub preflight: crate::access::cors::Preflight,
+    /// S3's `CORSConfiguration` JSON or GCS's `cors.json`, for this origin.
+    pub configuration: Option<serde_json::Value>,
+    /// The command that applies `configuration` (saved as cors.json).
+    pub apply: Option<String>,
+}
+
+/// One thing to fix: `kind` for programs, `message` for the admin (it names the fix).
+#[derive(Debug, Serialize)]
+pub struct Warning {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// Verifies an integration: delegation first, then the object itself, then the guards
+/// (ExternalId required, scope) and, with `origin`, the bucket's CORS for the display page.
+/// Nothing is written anywhere: every probe is an AssumeRole, a HEAD, a one-key list or an
+/// OPTIONS.
 pub async fn check(
     access: &Access,
     shown: &str,
     source: &Source,
     fetch: &crate::fetch::FetchSettings,
+    origin: Option<&str>,
 ) -> CheckAnswer {
     let mut answer = CheckAnswer {
         source: shown.to_owned(),
@@ -310,6 +363,10 @@ pub async fn check(
         size_bytes: None,
         content_type: None,
         error: None,
+        external_id_enforced: None,
+        scope: Scope::default(),
+        cors: None,
+        warnings: Vec::new(),
     };
     let job_id = format!("check-{}", std::process::id());
     let request = MintRequest::new(job_id.clone(), std::time::Duration::from_secs(300));
@@ -321,7 +378,7 @@ pub async fn check(
         }
     };
     answer.access_granted = true;
-    let object = match (source, minted) {
+    let object = match (source, &minted) {
         // S3 answers a HEAD with what a GET would get, and tells a wrong region apart.
         (Source::S3(s3), _) => access
             .s3()
@@ -332,14 +389,17 @@ pub async fn check(
         (_, crate::access::Fetchable::Url(url)) => {
             let fetch = crate::fetch::FetchSettings { block_bytes: 4096, ..fetch.clone() };
             match crate::fetch::Fetcher::new(&fetch) {
-                Ok(fetcher) => {
-                    fetcher.remote(url).open().await.map(|size| (Some(size), None)).map_err(|e| e.to_body())
-                }
+                Ok(fetcher) => fetcher
+                    .remote(url.clone())
+                    .open()
+                    .await
+                    .map(|size| (Some(size), None))
+                    .map_err(|e| e.to_body()),
                 Err(error) => Err(error.to_body()),
             }
         }
         (_, crate::access::Fetchable::File(path)) => {
-            std::fs::metadata(&path).map(|meta| (Some(meta.len()), None)).map_err(|e| open_error(&path, &e))
+            std::fs::metadata(path).map(|meta| (Some(meta.len()), None)).map_err(|e| open_error(path, &e))
         }
     };
     match object {
@@ -347,8 +407,112 @@ pub async fn check(
             answer.status = Status::Succeeded;
             answer.size_bytes = size_bytes;
             answer.content_type = content_type;
+            answer.scope.get_object = Some(true);
         }
-        Err(error) => answer.error = Some(error),
+        Err(error) => {
+            if error.kind == ErrorKind::AccessDenied {
+                answer.scope.get_object = Some(false);
+            }
+            answer.error = Some(error);
+        }
+    }
+    if let Source::S3(s3) = source {
+        check_s3_guards(access.s3(), s3, &job_id, &mut answer).await;
+    }
+    if let (Some(origin), crate::access::Fetchable::Url(url)) = (origin, &minted) {
+        check_cors(source, url, origin, &mut answer).await;
     }
     answer
+}
+
+/// The confused-deputy guard and the scope of an S3 role.
+async fn check_s3_guards(
+    s3: &crate::access::aws::S3Access,
+    source: &S3Source,
+    job_id: &str,
+    answer: &mut CheckAnswer,
+) {
+    let role = &source.role_arn;
+    match s3.external_id_enforced(source, job_id).await {
+        Ok(enforced) => answer.external_id_enforced = Some(enforced),
+        Err(error) => answer.warn(
+            "external_id_unchecked",
+            format!("whether {role} requires its ExternalId could not be checked: {error}"),
+        ),
+    }
+    if answer.external_id_enforced == Some(false) {
+        answer.warn(
+            "external_id_not_required",
+            format!(
+                "the role {role} can be assumed WITHOUT an ExternalId: its trust policy lacks the condition \
+                 that stops another customer of the platform from naming this role (the confused deputy). \
+                 Fix: add \"Condition\": {{\"StringEquals\": {{\"sts:ExternalId\": \"<your ExternalId>\"}}}} to \
+                 the trust policy's statement that allows the platform's account sts:AssumeRole \
+                 (deploy/customer/aws/ does)"
+            ),
+        );
+    }
+    match s3.may_list_bucket(source, job_id).await {
+        Ok(may_list) => answer.scope.list_bucket = Some(may_list),
+        Err(error) => answer.warn(
+            "scope_unchecked",
+            format!("whether {role} may list bucket {} could not be checked: {error}", source.bucket),
+        ),
+    }
+    if answer.scope.list_bucket == Some(true) {
+        answer.warn(
+            "broader_than_needed",
+            format!(
+                "the role {role} may list bucket {bucket} (s3:ListBucket): the platform only needs \
+                 s3:GetObject on the objects it reads. Fix: remove s3:ListBucket on arn:aws:s3:::{bucket} \
+                 from the role's policies",
+                bucket = source.bucket
+            ),
+        );
+    }
+}
+
+/// Sends the browser's preflight for the minted URL; if the origin would be refused, the
+/// bucket configuration to apply and the command that applies it.
+async fn check_cors(source: &Source, url: &crate::access::SignedUrl, origin: &str, answer: &mut CheckAnswer) {
+    let preflight = match crate::access::cors::preflight(url, origin).await {
+        Ok(preflight) => preflight,
+        Err(error) => {
+            answer.warn("cors_unchecked", format!("the CORS preflight from {origin} failed: {error}"));
+            return;
+        }
+    };
+    let mut report = CorsReport { preflight, configuration: None, apply: None };
+    if !report.preflight.allowed {
+        let (bucket, configuration, apply) = match source {
+            Source::Gcs(gcs) => (
+                &gcs.bucket,
+                crate::access::cors::gcs_configuration(origin),
+                format!("gcloud storage buckets update gs://{} --cors-file=cors.json", gcs.bucket),
+            ),
+            Source::S3(s3) => (
+                &s3.bucket,
+                crate::access::cors::s3_configuration(origin),
+                format!(
+                    "aws s3api put-bucket-cors --bucket {} --cors-configuration file://cors.json",
+                    s3.bucket
+                ),
+            ),
+            Source::Local(_) => return,
+        };
+        answer.warn(
+            "cors_refused",
+            format!(
+                "a browser on {origin} would be refused the asset: bucket {bucket} answered its preflight \
+                 with HTTP {} and Access-Control-Allow-Origin {:?}. Fix: save `cors.configuration` as \
+                 cors.json and run `{apply}` (it replaces the bucket's CORS rules: add this rule to any \
+                 the bucket already has)",
+                report.preflight.http_status,
+                report.preflight.allow_origin.as_deref().unwrap_or("(none)")
+            ),
+        );
+        report.configuration = Some(configuration);
+        report.apply = Some(apply);
+    }
+    answer.cors = Some(report);
 }

@@ -3,6 +3,8 @@
 
 mod broker;
 mod broker_faults;
+mod check;
+mod customer_kit;
 mod delegated;
 mod deploy;
 mod fetch;

@@ -101,6 +101,59 @@ impl Seaweed {
         self.upload(key, body);
     }
 
+    /// Creates `bucket` (a test's own), if it does not exist yet.
+    pub fn create_bucket(&self, bucket: &str) {
+        self.runtime.block_on(async {
+            if let Err(err) = self.s3.create_bucket().bucket(bucket).send().await {
+                let exists = err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists());
+                assert!(exists, "creating bucket {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(&err));
+            }
+        });
+    }
+
+    /// Sets `bucket`'s CORS rules to `configuration`, in S3's JSON shape (`{"CORSRules": […]}`,
+    /// as `aws s3api put-bucket-cors` takes it).
+    pub fn put_cors(&self, bucket: &str, configuration: &serde_json::Value) {
+        use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+        let strings = |rule: &serde_json::Value, field: &str| -> Option<Vec<String>> {
+            rule[field]
+                .as_array()
+                .map(|values| values.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+        };
+        let rules = configuration["CORSRules"].as_array().expect("CORSRules").iter().map(|rule| {
+            CorsRule::builder()
+                .set_allowed_origins(strings(rule, "AllowedOrigins"))
+                .set_allowed_methods(strings(rule, "AllowedMethods"))
+                .set_allowed_headers(strings(rule, "AllowedHeaders"))
+                .set_expose_headers(strings(rule, "ExposeHeaders"))
+                .set_max_age_seconds(rule["MaxAgeSeconds"].as_i64().map(|n| n as i32))
+                .build()
+                .expect("a CORS rule")
+        });
+        let cors = CorsConfiguration::builder().set_cors_rules(Some(rules.collect())).build().expect("CORS");
+        self.runtime.block_on(async {
+            self.s3.put_bucket_cors().bucket(bucket).cors_configuration(cors).send().await.unwrap_or_else(
+                |e| panic!("CORS of {bucket}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)),
+            );
+        });
+    }
+
+    /// Uploads `bytes` under `key` of `bucket` (a test's own, not the shared one).
+    pub fn upload_to(&self, bucket: &str, key: &str, bytes: Vec<u8>) {
+        self.runtime.block_on(async {
+            self.s3
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(ByteStream::from(bytes))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("upload {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+        });
+    }
+
     /// A GET of `key` presigned with the admin's own keys, living `ttl`.
     pub fn presign(&self, key: &str, ttl: Duration) -> SignedUrl {
         let request = self.runtime.block_on(async {
@@ -128,6 +181,20 @@ pub fn moto_assumed_role(session_name: &str) -> serde_json::Value {
         .into_iter()
         .find(|session| session["session_name"] == session_name)
         .unwrap_or_else(|| panic!("moto has no assumed role named {session_name}"))
+}
+
+/// The customer's admin in moto (`tests/peers/moto_admin.py`, run with the peers' venv python:
+/// buckets, roles, CloudFormation stacks); its JSON answer. Panics with its stderr on failure.
+pub fn moto_admin(args: &[&str]) -> serde_json::Value {
+    let script = std::path::PathBuf::from(peer("PEERS_SCRIPT"));
+    let root = script.parent().and_then(Path::parent).expect("scripts/peers.sh sits in the repository");
+    let output = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(super::root().join("tests/peers/moto_admin.py"))
+        .args(args)
+        .output()
+        .expect("the peers' venv python runs");
+    assert!(output.status.success(), "moto_admin.py {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("moto_admin.py prints JSON")
 }
 
 /// `rabbitmqctl`, where RabbitMQ's packages put it.

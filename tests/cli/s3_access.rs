@@ -195,7 +195,7 @@ fn moto_source(bucket: &str) -> S3Source {
 }
 
 /// The AssumeRole requests moto recorded, as their decoded form fields.
-fn recorded_assume_roles() -> Vec<Vec<(String, String)>> {
+pub fn recorded_assume_roles() -> Vec<Vec<(String, String)>> {
     let recording = std::fs::read_to_string(peer("MOTO_RECORDING")).unwrap();
     recording
         .lines()
@@ -214,7 +214,7 @@ fn recorded_assume_roles() -> Vec<Vec<(String, String)>> {
         .collect()
 }
 
-fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
@@ -409,4 +409,40 @@ fn nothing_the_provider_says_contains_a_signature_or_a_secret() {
             assert!(!text.contains(secret.as_str()), "a secret in: {text}");
         }
     }
+}
+
+/// A customer who removes the platform from the role's trust policy ends new sessions, not
+/// the ones STS already issued: the worker re-assumes a session once it is older than its
+/// maximum age (`ASSET_WORKER_SESSION_MAX_AGE_SECONDS`, 900 s by default), however long STS
+/// let it live, so that it stops minting within that time (docs/CUSTOMER-SETUP.md).
+#[test]
+fn a_session_older_than_its_maximum_age_is_assumed_again() {
+    assert_eq!(S3AccessSettings::default().session_max_age, Duration::from_secs(900));
+    let marker = unique("max-age");
+    let settings = S3AccessSettings {
+        sts_endpoint: Some(peer("MOTO_ENDPOINT")),
+        session_max_age: Duration::from_secs(2),
+        ..S3AccessSettings::default()
+    };
+    let provider =
+        S3Access::new(settings, identity(peer("MOTO_ACCESS_KEY_ID"), peer("MOTO_SECRET_ACCESS_KEY")))
+            .unwrap();
+    let rt = runtime();
+    let source = moto_source("bucket-m");
+    let credential = |url: &SignedUrl| query_param(url.expose(), "X-Amz-Credential").unwrap().to_owned();
+    let first = minted(rt.block_on(provider.mint(&source, &request(&format!("{marker}-1")))));
+    let young = minted(rt.block_on(provider.mint(&source, &request(&format!("{marker}-2")))));
+    assert_eq!(assume_roles_named(&marker), 1, "a young session is reused");
+    assert_eq!(credential(&first), credential(&young));
+
+    std::thread::sleep(Duration::from_millis(2100));
+    let old = minted(rt.block_on(provider.mint(&source, &request(&format!("{marker}-3")))));
+    assert_eq!(assume_roles_named(&marker), 2, "a session past its maximum age is replaced");
+    assert_ne!(credential(&first), credential(&old));
+    // The session STS granted still had most of its 15 minutes: only the age made it go.
+    let form = recorded_assume_roles()
+        .into_iter()
+        .find(|form| field(form, "RoleSessionName") == Some(&format!("asset-worker-{marker}-3")))
+        .expect("the third job opened the new session");
+    assert_eq!(field(&form, "DurationSeconds"), Some("900"));
 }
