@@ -70,6 +70,11 @@ pub struct Settings {
     /// last delay serves every later one). Each delay is a retry queue of its own
     /// (`{prefix}.retry.{N}s`) whose messages expire back into the process queue.
     pub retry_delays_seconds: Vec<u64>,
+    /// The queues a job's `reply_to` may name (a prefix; unset: `{queue_prefix}.reply.`).
+    /// RabbitMQ's direct reply-to (`amq.rabbitmq.reply-to…`) is always allowed. Without a bound
+    /// a job could make the worker publish into any queue of the vhost, its own process queue
+    /// included.
+    pub reply_to_prefix: Option<String>,
     /// On SIGTERM, how long in-flight jobs may run before they are handed back to the queue.
     /// Keep the pod's `terminationGracePeriodSeconds` above it.
     pub drain_timeout_seconds: u64,
@@ -138,6 +143,7 @@ impl Default for Settings {
             // An STS or storage blip heals in seconds, an outage in minutes: 4 retries span
             // about 13 minutes before the job is answered `transient`.
             retry_delays_seconds: vec![5, 30, 120, 600],
+            reply_to_prefix: None,
             drain_timeout_seconds: 30,
             job_timeout_seconds: 120,
             http_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
@@ -243,6 +249,9 @@ impl Settings {
         if self.job_timeout_seconds == 0 {
             return Err(invalid("job_timeout_seconds", "must be at least 1".into()));
         }
+        if self.reply_to_prefix.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("reply_to_prefix", "is empty: it would allow any queue".into()));
+        }
         if self.delivery_limit == 0 {
             return Err(invalid("delivery_limit", "must be at least 1".into()));
         }
@@ -324,6 +333,11 @@ impl Settings {
     /// Parser children at once.
     pub fn pool_size(&self) -> usize {
         self.pool_size.unwrap_or_else(cores)
+    }
+
+    /// The prefix a job's `reply_to` queue must have.
+    pub fn reply_to_prefix(&self) -> String {
+        self.reply_to_prefix.clone().unwrap_or_else(|| format!("{}.reply.", self.queue_prefix))
     }
 
     /// The memory the parser children share, in MiB.

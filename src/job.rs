@@ -262,6 +262,10 @@ pub enum InvalidJobReason {
     MissingExternalId,
     #[error("the job does not match schema {JOB_SCHEMA}: {0}")]
     Malformed(String),
+    #[error(
+        "the job's reply_to {0:?} is outside ASSET_WORKER_REPLY_TO_PREFIX (and not RabbitMQ's direct reply-to): the worker publishes only where it is told it may"
+    )]
+    ReplyToRefused(String),
 }
 
 impl Job {
@@ -427,6 +431,10 @@ pub struct JobResult {
     #[serde(flatten)]
     pub outcome: Outcome,
     pub stats: crate::pipeline::Stats,
+    /// The job's `reply_to` queue, when no queue by that name took the answer (its caller went
+    /// away) and it came to the results exchange instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to_unroutable: Option<String>,
     /// Which attempt at the job this answer comes from (1 unless earlier ones failed
     /// transiently and were retried, or the job was redelivered after a worker was lost).
     pub attempt: u64,
@@ -481,6 +489,7 @@ impl JobResult {
             asset_id,
             outcome,
             stats: crate::pipeline::Stats::default(),
+            reply_to_unroutable: None,
             attempt: 1,
             worker: worker.clone(),
             processed_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),

@@ -80,6 +80,8 @@ pub mod metric {
     /// 1 for each protection the parser children reported as holding, else 0 (`protection`:
     /// no_new_privs, not_dumpable, no_core_files, landlock, seccomp).
     pub const CHILD_PROTECTION: &str = "asset_worker_child_protection";
+    /// Answers whose job's `reply_to` queue did not exist, sent to the results exchange instead.
+    pub const REPLIES_UNROUTABLE: &str = "asset_worker_replies_unroutable_total";
     /// Connections to the health and metrics endpoints closed on arrival: the cap was reached.
     pub const HTTP_REFUSED: &str = "asset_worker_http_connections_refused_total";
 }
@@ -207,6 +209,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_gauge!(
         metric::CHILD_PROTECTION,
         "1 for each protection the parser children reported as holding, by protection."
+    );
+    metrics::describe_counter!(
+        metric::REPLIES_UNROUTABLE,
+        "Answers whose job's reply_to queue did not exist, sent to the results exchange instead."
     );
     metrics::describe_counter!(
         metric::HTTP_REFUSED,

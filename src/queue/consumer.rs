@@ -62,7 +62,7 @@ use super::trace::TraceContext;
 use super::{QueueError, connect};
 use crate::access::providers::Access;
 use crate::config::Settings;
-use crate::job::{ErrorBody, ErrorKind, Job, JobResult, WorkerInfo};
+use crate::job::{ErrorBody, ErrorKind, InvalidJob, InvalidJobReason, Job, JobResult, WorkerInfo};
 use crate::pipeline::{Pipeline, Processed, process_source};
 use crate::telemetry::{self, Readiness, metric};
 
@@ -95,7 +95,12 @@ struct JobContext {
     worker: WorkerInfo,
     delivery_limit: u32,
     retry_delays_seconds: Vec<u64>,
+    /// What a job's `reply_to` must start with.
+    reply_to_prefix: String,
 }
+
+/// RabbitMQ's direct reply-to: the queue name a caller's `reply_to` carries when it uses it.
+const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
 /// Deliveries taken but not yet acked, nacked or rejected: what shutdown hands back.
 type Unsettled = Arc<Mutex<HashMap<DeliveryTag, Acker>>>;
@@ -163,6 +168,7 @@ pub async fn run(
         worker: WorkerInfo::current(&settings.region),
         delivery_limit: settings.delivery_limit,
         retry_delays_seconds: settings.retry_delays_seconds.clone(),
+        reply_to_prefix: settings.reply_to_prefix(),
         names: Names::new(&settings.queue_prefix),
     });
     let readiness = parts.readiness;
@@ -411,15 +417,27 @@ async fn handle_delivery(
     unsettled: Unsettled,
 ) {
     let _in_flight = InFlight::start();
-    let destination = match delivery.properties.reply_to() {
-        Some(queue) if !queue.as_str().is_empty() => Destination::Queue(queue.as_str().to_owned()),
-        _ => Destination::Exchange(context.names.results_exchange.clone()),
+    let results_exchange = Destination::Exchange(context.names.results_exchange.clone());
+    let reply_to = delivery.properties.reply_to().as_ref().map(|queue| queue.as_str().to_owned());
+    let reply_to = reply_to.filter(|queue| !queue.is_empty());
+    let reply_allowed =
+        |queue: &str| queue.starts_with(&context.reply_to_prefix) || queue.starts_with(DIRECT_REPLY_TO);
+    let destination = match &reply_to {
+        Some(queue) if reply_allowed(queue) => Destination::Queue(queue.clone()),
+        _ => results_exchange.clone(),
     };
     let echo = Echo {
         correlation_id: delivery.properties.correlation_id().as_ref().map(|id| id.as_str().to_owned()),
         trace: TraceContext::from_headers(delivery.properties.headers().as_ref()),
     };
-    let job = match Job::parse(&delivery.data) {
+    let parsed = Job::parse(&delivery.data).and_then(|job| match &reply_to {
+        Some(queue) if !reply_allowed(queue) => Err(InvalidJob {
+            job_id: Some(job.job_id),
+            reason: InvalidJobReason::ReplyToRefused(queue.clone()),
+        }),
+        _ => Ok(job),
+    });
+    let job = match parsed {
         Ok(job) => job,
         Err(invalid) => {
             let job_id = invalid
@@ -436,7 +454,7 @@ async fn handle_delivery(
             telemetry::job_answered(None, Some(ErrorKind::InvalidJob), &Default::default());
             let _settling = link.settling.read().await;
             if let Some(job_id) = job_id {
-                let result = JobResult::failed(
+                let mut result = JobResult::failed(
                     job_id,
                     None,
                     ErrorBody::new(ErrorKind::InvalidJob, invalid.to_string()),
@@ -444,7 +462,8 @@ async fn handle_delivery(
                 );
                 // The job is dead-lettered whether or not its answer gets out: a delivery that
                 // can never succeed must not come back.
-                if let Some(error) = send_result(&link, &result, &destination, &echo).await.problem() {
+                let sent = send_answer(&link, &mut result, &destination, &results_exchange, &echo).await;
+                if let Some(error) = sent.problem() {
                     tracing::error!(job_id = %result.job_id, error = %error, "the invalid_job result was not published");
                 }
             }
@@ -481,7 +500,7 @@ async fn handle_delivery(
         let error_kind = result.outcome.error.as_ref().map(|error| error.kind);
         let settlement = match settlement {
             Settlement::AckAfterPublish => {
-                match send_result(&link, &result, &destination, &echo).await {
+                match send_answer(&link, &mut result, &destination, &results_exchange, &echo).await {
                     Sent::Confirmed => {
                         let data_type = result.outcome.data_type.or(job.data_type);
                         telemetry::job_answered(data_type, error_kind, &result.stats);
@@ -534,7 +553,7 @@ async fn handle_delivery(
                         );
                         Some(Settlement::RetryLater)
                     }
-                    Err(error @ QueueError::Publish { .. }) => {
+                    Err(error @ (QueueError::Publish { .. } | QueueError::Unroutable { .. })) => {
                         tracing::error!(%error, "the job could not be put in its retry queue; it goes back to the queue now");
                         Some(Settlement::Requeue)
                     }
@@ -585,7 +604,9 @@ impl Sent {
 async fn send_result(link: &SessionLink, result: &JobResult, destination: &Destination, echo: &Echo) -> Sent {
     let error = match link.publisher.publish_result(result, destination, echo).await {
         Ok(()) => return Sent::Confirmed,
-        Err(error @ QueueError::Publish { .. }) => return Sent::NotTaken(error),
+        Err(error @ (QueueError::Publish { .. } | QueueError::Unroutable { .. })) => {
+            return Sent::NotTaken(error);
+        }
         Err(error) => error,
     };
     let refused = matches!(error, QueueError::MessageRefused { .. });
@@ -598,8 +619,30 @@ async fn send_result(link: &SessionLink, result: &JobResult, destination: &Desti
     match ConfirmedPublisher::publish_alone(&link.connection, result, destination, echo).await {
         Ok(()) => Sent::Confirmed,
         Err(error @ QueueError::MessageRefused { .. }) => Sent::Unpublishable(error),
-        Err(error @ QueueError::Publish { .. }) => Sent::NotTaken(error),
+        Err(error @ (QueueError::Publish { .. } | QueueError::Unroutable { .. })) => Sent::NotTaken(error),
         Err(_) => Sent::SessionLost,
+    }
+}
+
+/// Sends a job's answer to `destination`; when that is the job's `reply_to` and no queue by
+/// that name takes it (its caller went away), to the results exchange instead, with
+/// `reply_to_unroutable` naming the queue: an answer is not lost for want of its caller, nor
+/// its job sent round until the delivery limit dead-letters it unanswered.
+async fn send_answer(
+    link: &SessionLink,
+    result: &mut JobResult,
+    destination: &Destination,
+    results_exchange: &Destination,
+    echo: &Echo,
+) -> Sent {
+    match (send_result(link, result, destination, echo).await, destination) {
+        (Sent::NotTaken(QueueError::Unroutable { .. }), Destination::Queue(queue)) => {
+            tracing::warn!(reply_to = %queue, "no queue takes the job's reply_to; its answer goes to the results exchange");
+            metrics::counter!(metric::REPLIES_UNROUTABLE).increment(1);
+            result.reply_to_unroutable = Some(queue.clone());
+            send_result(link, result, results_exchange, echo).await
+        }
+        (sent, _) => sent,
     }
 }
 

@@ -53,6 +53,10 @@ pub enum QueueError {
     /// it is not confirmed, so the caller must not ack; another attempt may succeed.
     #[error("publishing to {destination}: {problem}")]
     Publish { destination: String, problem: String },
+    /// The broker took the message but no queue would (`mandatory`, returned): a `reply_to`
+    /// queue that does not exist (its caller went away), an exchange with no queue bound.
+    #[error("publishing to {destination}: no queue takes it (returned unroutable)")]
+    Unroutable { destination: String },
     /// The broker closed the publishing channel refusing a message (406 PRECONDITION_FAILED:
     /// larger than its `max_message_size`). Every publish pending on that channel fails with
     /// this same error, so it may be this message or one beside it:

@@ -134,7 +134,7 @@ impl ConfirmedPublisher {
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(_)) => {
-                Err(failed("no queue is bound to take it (returned unroutable)".into()))
+                Err(QueueError::Unroutable { destination: destination.to_string() })
             }
             Confirmation::Nack(_) => Err(failed("the broker refused it (nack)".into())),
             Confirmation::NotRequested => Err(failed("the channel is not in confirm mode".into())),

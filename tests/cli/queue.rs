@@ -632,47 +632,27 @@ fn the_broker_delivers_the_last_attempt_the_worker_counts_on() {
     assert_eq!(prefix.message_count("process.dead"), 1, "dead-lettered once the budget is spent");
 }
 
-/// The backend's trace runs through the worker (W3C Trace Context, OpenTelemetry's messaging
-/// conventions): a job published with `traceparent` and `tracestate` headers is logged with its
-/// trace id, and its result comes back in the same trace, as a child of the worker's own span,
-/// with the `tracestate` passed on.
-#[test]
-fn a_jobs_trace_is_logged_and_continued_on_its_result() {
+/// Publishes `job` to the prefix's process queue with `properties`, then waits (60 s at most)
+/// for one message on `queue`: what a backend calling the worker sees.
+fn publish_and_take(
+    prefix: &Prefix,
+    job: &Value,
+    properties: lapin::BasicProperties,
+    queue: &str,
+) -> Option<lapin::message::Delivery> {
     use lapin::options::{BasicGetOptions, BasicPublishOptions};
-    use lapin::types::{AMQPValue, LongString};
-
-    let prefix = Prefix::new("trace");
-    let worker = prefix.spawn_worker(1);
-    assert!(
-        super::wait_until(Duration::from_secs(30), || worker.log().contains("consuming")),
-        "{}",
-        worker.log()
-    );
-    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let job_parent = "00f067aa0ba902b7";
-    let job = serde_json::json!({"schema": 1, "job_id": "traced-1", "asset_id": "a",
-        "source": {"provider": "local", "key": "image/png_rgb8.png"}});
-    let (process, results) = (format!("{}.process", prefix.name), format!("{}.results", prefix.name));
-    let result = broker_at(&prefix.amqp_url(), |channel| async move {
-        let mut headers = FieldTable::default();
-        let parent = format!("00-{trace_id}-{job_parent}-01");
-        headers.insert("traceparent".into(), AMQPValue::LongString(LongString::from(parent)));
-        headers.insert("tracestate".into(), AMQPValue::LongString(LongString::from("backend=7")));
-        let properties = lapin::BasicProperties::default().with_headers(headers);
+    let (process, queue, body) = (format!("{}.process", prefix.name), queue.to_owned(), job.to_string());
+    broker_at(&prefix.amqp_url(), |channel| async move {
+        let options = BasicPublishOptions::default();
         channel
-            .basic_publish(
-                "".into(),
-                process.as_str().into(),
-                BasicPublishOptions::default(),
-                job.to_string().as_bytes(),
-                properties,
-            )
+            .basic_publish("".into(), process.as_str().into(), options, body.as_bytes(), properties)
             .await?
             .await?;
         let started = Instant::now();
         loop {
-            let options = BasicGetOptions { no_ack: true };
-            if let Some(message) = channel.basic_get(results.as_str().into(), options).await? {
+            if let Some(message) =
+                channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await?
+            {
                 return Ok(Some(message.delivery));
             }
             if started.elapsed() > Duration::from_secs(60) {
@@ -680,8 +660,42 @@ fn a_jobs_trace_is_logged_and_continued_on_its_result() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    });
-    let result = result.unwrap_or_else(|| panic!("no result:\n{}", worker.log()));
+    })
+}
+
+/// A worker that says it is consuming.
+fn consuming_worker(prefix: &Prefix) -> Worker {
+    let worker = prefix.spawn_worker(1);
+    let consuming = super::wait_until(Duration::from_secs(30), || worker.log().contains("consuming"));
+    assert!(consuming, "{}", worker.log());
+    worker
+}
+
+fn local_job(job_id: &str) -> Value {
+    serde_json::json!({"schema": 1, "job_id": job_id, "asset_id": "a",
+        "source": {"provider": "local", "key": "image/png_rgb8.png"}})
+}
+
+/// The backend's trace runs through the worker (W3C Trace Context, OpenTelemetry's messaging
+/// conventions): a job published with `traceparent` and `tracestate` headers is logged with its
+/// trace id, and its result comes back in the same trace, as a child of the worker's own span,
+/// with the `tracestate` passed on.
+#[test]
+fn a_jobs_trace_is_logged_and_continued_on_its_result() {
+    use lapin::types::{AMQPValue, LongString};
+
+    let prefix = Prefix::new("trace");
+    let worker = consuming_worker(&prefix);
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let job_parent = "00f067aa0ba902b7";
+    let mut headers = FieldTable::default();
+    let parent = format!("00-{trace_id}-{job_parent}-01");
+    headers.insert("traceparent".into(), AMQPValue::LongString(LongString::from(parent)));
+    headers.insert("tracestate".into(), AMQPValue::LongString(LongString::from("backend=7")));
+    let properties = lapin::BasicProperties::default().with_headers(headers);
+    let results = format!("{}.results", prefix.name);
+    let result = publish_and_take(&prefix, &local_job("traced-1"), properties, &results)
+        .unwrap_or_else(|| panic!("no result:\n{}", worker.log()));
     let body: Value = serde_json::from_slice(&result.data).unwrap();
     assert_eq!(
         (body["job_id"].as_str(), body["status"].as_str()),
@@ -707,4 +721,62 @@ fn a_jobs_trace_is_logged_and_continued_on_its_result() {
         .find(|line| line["message"] == "job done")
         .unwrap_or_else(|| panic!("{}", worker.log()));
     assert_eq!(done["span"]["trace_id"], trace_id, "{done}");
+}
+
+/// A job's `reply_to`: the caller's queue gets the answer (with its `correlation_id`); a queue
+/// that no longer exists (the caller went away) sends the answer to the results exchange,
+/// naming the queue, and the job is acked rather than sent round until the delivery limit
+/// dead-letters it unanswered; a queue outside `ASSET_WORKER_REPLY_TO_PREFIX` (here the
+/// worker's own process queue) is refused as `invalid_job` and nothing is published there.
+#[test]
+fn a_reply_goes_to_its_caller_or_to_the_results_exchange_saying_why() {
+    use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+
+    let prefix = Prefix::new("replyto");
+    let worker = consuming_worker(&prefix);
+    let results = format!("{}.results", prefix.name);
+    let caller = format!("{}.reply.caller-1", prefix.name);
+    let declared = caller.clone();
+    broker_at(&prefix.amqp_url(), |channel| async move {
+        channel
+            .queue_declare(declared.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+            .await
+    });
+    let reply = |job_id: &str, reply_to: &str, queue: &str| {
+        let properties = lapin::BasicProperties::default()
+            .with_reply_to(reply_to.into())
+            .with_correlation_id(job_id.into());
+        let message = publish_and_take(&prefix, &local_job(job_id), properties, queue)
+            .unwrap_or_else(|| panic!("nothing on {queue} for {job_id}:\n{}", worker.log()));
+        let body: Value = serde_json::from_slice(&message.data).unwrap();
+        assert_eq!(body["job_id"], job_id, "{body}");
+        (body, message.properties)
+    };
+
+    let (answer, properties) = reply("to-caller", &caller, &caller);
+    assert_eq!(answer["status"], "succeeded", "{answer}");
+    assert_eq!(properties.correlation_id().as_ref().map(|id| id.as_str()), Some("to-caller"));
+    assert!(answer.get("reply_to_unroutable").is_none(), "{answer}");
+
+    let gone = format!("{}.reply.gone", prefix.name);
+    let (answer, _) = reply("caller-gone", &gone, &results);
+    assert_eq!(
+        (answer["status"].as_str(), answer["reply_to_unroutable"].as_str()),
+        (Some("succeeded"), Some(gone.as_str())),
+        "{answer}"
+    );
+
+    let process = format!("{}.process", prefix.name);
+    let (answer, _) = reply("into-the-process-queue", &process, &results);
+    assert_eq!(answer["error"]["kind"], "invalid_job", "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains("ASSET_WORKER_REPLY_TO_PREFIX"),
+        "{answer}"
+    );
+    assert_eq!(prefix.message_count("process.dead"), 1, "the refused job is dead-lettered");
+    assert_eq!(prefix.message_count("process"), 0, "and nothing was published into the process queue");
+    assert!(prefix.results(1, 2).is_empty(), "one answer each:\n{}", worker.log());
+    broker_at(&prefix.amqp_url(), |channel| async move {
+        channel.queue_delete(caller.as_str().into(), QueueDeleteOptions::default()).await
+    });
 }
