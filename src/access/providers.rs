@@ -34,7 +34,7 @@ impl Access {
                 url_ttl: Duration::from_secs(settings.url_ttl_seconds.max(settings.display_url_ttl_seconds)),
                 session_duration: Duration::from_secs(settings.session_duration_seconds),
             },
-            &settings.region,
+            settings.aws_region(),
         )
         .await?;
         let local = settings.local_root.as_deref().map(LocalAccess::new).transpose()?;

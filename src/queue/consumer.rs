@@ -92,7 +92,11 @@ impl Session {
     pub async fn open(settings: &Settings, names: &Names) -> Result<Session, QueueError> {
         let connection = connect(settings).await?;
         let channel = connection.create_channel().await?;
-        topology::declare(&channel, names, settings.delivery_limit).await?;
+        if settings.declare_topology {
+            topology::declare(&channel, names, settings.delivery_limit).await?;
+        } else {
+            topology::check(&channel, names).await?;
+        }
         let publisher = ConfirmedPublisher::open(&connection).await?;
         let prefetch = u16::try_from(settings.concurrency).unwrap_or(u16::MAX);
         channel.basic_qos(prefetch, BasicQosOptions::default()).await?;

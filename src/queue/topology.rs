@@ -94,6 +94,28 @@ pub async fn declare(channel: &Channel, names: &Names, delivery_limit: u32) -> R
     Ok(())
 }
 
+/// Checks that the topology's exchanges and queues exist, declaring nothing: passive
+/// declares, which need no `configure` right, for a broker where an operator pre-declared
+/// them (`ASSET_WORKER_DECLARE_TOPOLOGY=false`, deploy/rabbitmq/definitions.json). Arguments
+/// are not compared; a missing object fails with its name.
+pub async fn check(channel: &Channel, names: &Names) -> Result<(), QueueError> {
+    let passive = ExchangeDeclareOptions { passive: true, ..ExchangeDeclareOptions::default() };
+    for exchange in [&names.dead_letter_exchange, &names.results_exchange] {
+        channel
+            .exchange_declare(exchange.as_str().into(), ExchangeKind::Fanout, passive, FieldTable::default())
+            .await
+            .map_err(|source| QueueError::Topology { name: format!("exchange {exchange}"), source })?;
+    }
+    let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+    for queue in [&names.process, &names.dead_letter_queue, &names.results_queue] {
+        channel
+            .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+            .await
+            .map_err(|source| QueueError::Topology { name: format!("queue {queue}"), source })?;
+    }
+    Ok(())
+}
+
 /// Quorum queues: replicated, and the only kind that counts deliveries (`x-delivery-count`),
 /// which the ack policy's retry budget relies on.
 fn quorum() -> FieldTable {
