@@ -1553,6 +1553,30 @@ fn dockerfile_stages() -> Vec<Vec<(String, String)>> {
     stages
 }
 
+/// The image a `FROM` line names (`IMAGE [AS name]`), with the global `ARG` defaults (before
+/// the first FROM) substituted, as a build without `--build-arg` would.
+fn dockerfile_image(from: &str) -> String {
+    let mut image = from.split_whitespace().next().unwrap_or_default().to_owned();
+    let stages = dockerfile_stages();
+    // Substituted in order, so an ARG may use the ones before it.
+    let mut args: Vec<(String, String)> = Vec::new();
+    for (keyword, rest) in &stages[0] {
+        if keyword == "ARG"
+            && let Some((name, default)) = rest.split_once('=')
+        {
+            let mut value = default.to_owned();
+            for (earlier, earlier_value) in &args {
+                value = value.replace(&format!("${{{earlier}}}"), earlier_value);
+            }
+            args.push((name.to_owned(), value));
+        }
+    }
+    for (name, value) in &args {
+        image = image.replace(&format!("${{{name}}}"), value);
+    }
+    image
+}
+
 /// The final stage's USER as (uid, gid).
 fn dockerfile_user() -> (u64, Option<u64>) {
     let stages = dockerfile_stages();
@@ -1629,8 +1653,28 @@ fn the_image_runs_the_worker_as_non_root_with_the_ca_roots() {
         pinned, channel,
         "{DOCKERFILE}: builds with Rust {pinned}, rust-toolchain.toml pins {channel}"
     );
-    let builder_from = &stages[1][0].1;
-    assert!(builder_from.starts_with("rust:${RUST_VERSION}-"), "{DOCKERFILE}: the builder is {builder_from}");
+    // Base images: fully qualified (podman and buildah have no implicit docker.io), the
+    // builder on the pinned toolchain.
+    let builder_from = dockerfile_image(&stages[1][0].1);
+    assert!(
+        builder_from.starts_with(&format!("docker.io/library/rust:{channel}-")),
+        "{DOCKERFILE}: the builder is {builder_from}"
+    );
+    for stage in &stages[1..] {
+        let image = dockerfile_image(&stage[0].1);
+        let registry = image.split('/').next().unwrap();
+        assert!(
+            image.contains('/') && (registry.contains('.') || registry.contains(':')),
+            "{DOCKERFILE}: FROM {image} is not qualified with its registry (docker.io/library/…)"
+        );
+    }
+    for service in ["rabbitmq", "seaweedfs"] {
+        let image = compose().service(service)["image"].as_str().unwrap().to_owned();
+        assert!(
+            image.starts_with("docker.io/"),
+            "{COMPOSE}: image {image} is not qualified with its registry"
+        );
+    }
 
     // The TLS stacks the lock file holds trust the system's roots: the image must carry them.
     #[derive(serde::Deserialize)]
@@ -1644,7 +1688,7 @@ fn the_image_runs_the_worker_as_non_root_with_the_ca_roots() {
         .map(|p| p.name.as_str())
         .filter(|name| ["rustls-native-certs", "rustls-platform-verifier", "openssl-probe"].contains(name))
         .collect();
-    let base = &last[0].1;
+    let base = &dockerfile_image(&last[0].1);
     if !native.is_empty() && !base.contains("distroless") {
         assert!(
             last.iter().any(|(keyword, rest)| keyword == "RUN" && rest.contains("ca-certificates")),
