@@ -1889,3 +1889,249 @@ fn the_compose_stack_starts_in_order_and_speaks_the_definitions() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The image, built and run here
+
+/// The image the test builds (deploy/image.sh, with the debug binary this test run built).
+const TEST_IMAGE: &str = "localhost/asset-worker:deploy-test";
+
+/// Why the image cannot be run here (then the test is skipped, saying so), or `None`.
+fn cannot_run_containers() -> Option<String> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if uid.as_deref() != Some("0") {
+        return Some(format!("not root (uid {uid:?}): mmdebstrap and podman's root storage need it"));
+    }
+    match Command::new("podman").arg("info").output() {
+        Err(e) => Some(format!("no podman ({e}): apt-get install podman buildah runc mmdebstrap")),
+        Ok(output) if !output.status.success() => {
+            Some(format!("podman cannot run here: {}", String::from_utf8_lossy(&output.stderr).trim()))
+        }
+        Ok(_) => None,
+    }
+}
+
+/// This process's soft and hard limit on `resource` ("Max open files"), from /proc.
+fn own_limit(resource: &str) -> String {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line =
+        limits.lines().find(|line| line.starts_with(resource)).unwrap_or_else(|| panic!("no {resource}"));
+    let fields: Vec<&str> = line[resource.len()..].split_whitespace().collect();
+    let number = |field: &str| if field == "unlimited" { "-1".to_owned() } else { field.to_owned() };
+    format!("{}:{}", number(fields[0]), number(fields[1]))
+}
+
+/// The podman flags every container of the test gets on this machine, and why:
+/// - `--runtime runc`: podman prefers crun when it is installed (Debian's podman recommends it),
+///   and crun refuses this machine's cgroups ("cgroups in hybrid mode not supported, drop all
+///   controllers from cgroupv2"); runc runs them.
+/// - `--ulimit nofile=…`: as root podman raises a container's RLIMIT_NOFILE to 1048576 by
+///   default, above this machine's hard limit (it is itself a container without
+///   CAP_SYS_RESOURCE): runc fails with `error setting rlimit type 7: operation not
+///   permitted`. The container gets this process's own limits instead.
+/// - `--ulimit nproc=4096`: likewise RLIMIT_NPROC (type 6), which runc could not set even to
+///   this process's own hard limit (96369 here: 32768 worked, 50000 did not). 4096 processes of
+///   uid 65532 is far above what the worker needs (its parser children and threads).
+fn podman_run_flags() -> Vec<String> {
+    vec![
+        "--runtime".into(),
+        "runc".into(),
+        "--ulimit".into(),
+        format!("nofile={}", own_limit("Max open files")),
+        "--ulimit".into(),
+        "nproc=4096:4096".into(),
+    ]
+}
+
+/// A container, removed when the test ends (passed or not).
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rm", "--force", "--time", "0", &self.0]).output();
+    }
+}
+
+fn podman(args: &[&str]) -> std::process::Output {
+    Command::new("podman").args(args).output().unwrap_or_else(|e| panic!("podman {args:?}: {e}"))
+}
+
+/// `GET path` on 127.0.0.1:`port`: the status and the body, or `None` while nothing answers.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// The image as the Deployment runs it: built by deploy/image.sh (the debug binary of this
+/// run, so CI does not build a release), run read-only with every capability dropped,
+/// no-new-privileges, uid 65532, a tmpfs temp dir of the emptyDir's size and the ConfigMap's
+/// environment, on the host's network to reach the machine's RabbitMQ. It must answer jobs,
+/// say `/readyz` 200 (and which protections its parser children hold in there), and exit 0 on
+/// SIGTERM within the grace period.
+#[test]
+fn the_image_runs_as_the_deployment_does() {
+    if let Some(why) = cannot_run_containers() {
+        eprintln!("SKIPPED the_image_runs_as_the_deployment_does: {why}");
+        return;
+    }
+    let started = Instant::now();
+    let build = Command::new(root().join("deploy/image.sh"))
+        .args(["--binary", env!("CARGO_BIN_EXE_asset-worker"), "--tag", TEST_IMAGE])
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "deploy/image.sh failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    let built_in = started.elapsed();
+    let flags = podman_run_flags();
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+
+    // The image's own configuration is the Dockerfile's.
+    let inspect = podman(&["image", "inspect", "--format", "{{json .Config}}", TEST_IMAGE]);
+    let config: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let (uid, gid) = dockerfile_user();
+    assert_eq!(config["User"], format!("{uid}:{}", gid.unwrap_or(uid)), "deploy/image.sh: USER");
+    assert_eq!(config["Entrypoint"], json!(["/usr/local/bin/asset-worker"]), "deploy/image.sh: ENTRYPOINT");
+    assert_eq!(config["Cmd"], json!(["run"]), "deploy/image.sh: CMD");
+
+    // Probe: can this machine run a container at all?
+    let mut probe = vec!["run", "--rm"];
+    probe.extend(&flag_refs);
+    probe.extend(["--entrypoint", "/bin/true", TEST_IMAGE]);
+    let probed = podman(&probe);
+    if !probed.status.success() {
+        eprintln!(
+            "SKIPPED the_image_runs_as_the_deployment_does: podman cannot run containers here: {}",
+            String::from_utf8_lossy(&probed.stderr).trim()
+        );
+        return;
+    }
+
+    // The jobs, through the machine's broker, under a prefix of this test's own; `enqueue`
+    // declares the topology as the operator would have, so the worker (DECLARE_TOPOLOGY=false,
+    // the ConfigMap's) only checks it.
+    let prefix = super::queue::Prefix::new("image");
+    let fixtures: Vec<std::path::PathBuf> = ["image", "video", "audio", "pdf", "dicom", "text"]
+        .iter()
+        .filter_map(|kind| {
+            super::fixture_files().into_iter().find(|f| f.starts_with(format!("fixtures/{kind}")))
+        })
+        .collect();
+    let keys: Vec<String> =
+        fixtures.iter().map(|f| f.strip_prefix("fixtures").unwrap().display().to_string()).collect();
+    let ids = prefix.enqueue_local(&keys.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // The ConfigMap's environment, pointed at this machine's broker and the test's prefix.
+    let kube = kube();
+    let mut env = kube.worker_env();
+    let broker = std::env::var("ASSET_WORKER_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    env.insert("ASSET_WORKER_AMQP_URL".into(), broker);
+    env.insert("ASSET_WORKER_QUEUE_PREFIX".into(), prefix.name.clone());
+    env.insert("ASSET_WORKER_HTTP_ADDR".into(), format!("127.0.0.1:{port}"));
+    env.insert("ASSET_WORKER_LOCAL_ROOT".into(), "/srv/fixtures".into());
+    let settings = settings_of("the image test's environment", &env);
+    let temp_dir = str_setting(&settings, "temp_dir").to_owned();
+    let volume = kube.pod_spec()["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["emptyDir"]["medium"] == "Memory")
+        .cloned()
+        .unwrap();
+    let tmpfs_bytes = quantity(DEPLOYMENT, &volume["emptyDir"]["sizeLimit"]) as u64;
+    let grace = kube.pod_spec()["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let env_file = tempfile::NamedTempFile::new().unwrap();
+    let lines: String = env.iter().map(|(key, value)| format!("{key}={value}\n")).collect();
+    std::fs::write(env_file.path(), lines).unwrap();
+
+    let name = format!("asset-worker-deploy-test-{}", std::process::id());
+    let container = Container(name.clone());
+    let fixtures_mount = format!("{}:/srv/fixtures:ro", root().join("fixtures").display());
+    let tmpfs = format!("{temp_dir}:size={tmpfs_bytes},mode=1777");
+    let user = format!("{uid}:{}", gid.unwrap_or(uid));
+    let mut run = vec!["run", "--detach", "--name", &name];
+    run.extend(&flag_refs);
+    run.extend([
+        "--network",
+        "host",
+        "--read-only",
+        "--read-only-tmpfs=false",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--user",
+        &user,
+        "--tmpfs",
+        &tmpfs,
+        "--volume",
+        &fixtures_mount,
+        "--env-file",
+        env_file.path().to_str().unwrap(),
+        TEST_IMAGE,
+        "run",
+    ]);
+    let ran = podman(&run);
+    assert!(ran.status.success(), "podman run: {}", String::from_utf8_lossy(&ran.stderr));
+    let logs = || String::from_utf8_lossy(&podman(&["logs", &container.0]).stderr).into_owned();
+
+    // Ready, and saying which protections hold in here.
+    let mut readyz = None;
+    super::wait_until(Duration::from_secs(60), || {
+        readyz = http_get(port, READYZ_PATH);
+        readyz.as_ref().is_some_and(|(status, _)| *status == 200)
+    });
+    let (status, body) = readyz.unwrap_or_else(|| panic!("/readyz never answered:\n{}", logs()));
+    assert_eq!(status, 200, "/readyz: {body}\n{}", logs());
+    eprintln!("the image's /readyz: {}", body.trim().replace('\n', " | "));
+    let protections = body
+        .lines()
+        .find(|l| l.starts_with("parser children:"))
+        .unwrap_or_else(|| panic!("/readyz names no protections: {body}"));
+    for protection in ["landlock", "seccomp on", "no_new_privs on", "not dumpable on"] {
+        assert!(
+            protections.contains(protection),
+            "/readyz: {protection} does not hold in the container: {protections}"
+        );
+    }
+
+    // Every job answered, as the fixtures' reviewed answers say.
+    let results = super::queue::by_job_id(prefix.results(ids.len(), 120));
+    assert_eq!(results.len(), ids.len(), "results missing; the container's log:\n{}", logs());
+    for ((id, fixture), key) in ids.iter().zip(&fixtures).zip(&keys) {
+        let expected = super::queue::expected(fixture);
+        for field in ["status", "data_type", "metadata", "error"] {
+            assert_eq!(results[id][field], expected[field], "{field} of {key} from the image");
+        }
+    }
+
+    // SIGTERM, as the kubelet sends it: exit 0 within the grace period.
+    let stopping = Instant::now();
+    let killed = podman(&["kill", "--signal", "TERM", &container.0]);
+    assert!(killed.status.success(), "podman kill: {}", String::from_utf8_lossy(&killed.stderr));
+    let mut exit = None;
+    super::wait_until(Duration::from_secs(grace), || {
+        let state = podman(&["inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", &container.0]);
+        let text = String::from_utf8_lossy(&state.stdout).trim().to_owned();
+        exit = text.strip_prefix("false ").map(str::to_owned);
+        exit.is_some()
+    });
+    let exit = exit.unwrap_or_else(|| panic!("still running {grace} s after SIGTERM:\n{}", logs()));
+    assert_eq!(exit, "0", "exit status after SIGTERM:\n{}", logs());
+    eprintln!(
+        "image built in {:.1} s, stopped in {:.1} s (grace {grace} s)",
+        built_in.as_secs_f64(),
+        stopping.elapsed().as_secs_f64()
+    );
+}
