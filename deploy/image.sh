@@ -9,8 +9,8 @@
 #
 # The binary goes in with its debug info split off: the image gets `objcopy --strip-debug`
 # (function names kept for backtraces, line tables gone) with a debuglink, and the symbols
-# stay next to the root under target/image/ as asset-worker.debug (a build artifact, for
-# addr2line/gdb on a backtrace from production). Sizes: deploy/README.md.
+# stay under target/image/TAG/ as asset-worker.debug (a build artifact, for addr2line/gdb on a
+# backtrace from production). Sizes: deploy/README.md.
 #
 # The Debian root is cached at target/image/bookworm-slim.tar and rebuilt when older than
 # IMAGE_ROOT_MAX_AGE_DAYS (7; Debian's security updates) or when this script changes what goes
@@ -63,14 +63,17 @@ if [ ! -f "$root" ] || [ "$(cat "$root.key" 2>/dev/null)" != "$key" ] \
     echo "$key" > "$root.key"
 fi
 
-# Debug info out, stripped binary in.
-objcopy --only-keep-debug "$binary" "$out/asset-worker.debug"
-objcopy --strip-debug --add-gnu-debuglink="$out/asset-worker.debug" "$binary" "$out/asset-worker"
+# Debug info out, stripped binary in; the symbols stay per tag (the tests' debug build does not
+# overwrite the release's).
+artifacts="$out/$(printf '%s' "$tag" | tr '/:' '__')"
+mkdir -p "$artifacts"
+objcopy --only-keep-debug "$binary" "$artifacts/asset-worker.debug"
+objcopy --strip-debug --add-gnu-debuglink="$artifacts/asset-worker.debug" "$binary" "$artifacts/asset-worker"
 
 container=$(buildah from scratch)
 trap 'buildah rm "$container" >/dev/null 2>&1 || true' EXIT
 buildah add --quiet "$container" "$root" / >/dev/null
-buildah copy --quiet --chmod 0755 "$container" "$out/asset-worker" /usr/local/bin/asset-worker >/dev/null
+buildah copy --quiet --chmod 0755 "$container" "$artifacts/asset-worker" /usr/local/bin/asset-worker >/dev/null
 # As the Dockerfile's runtime stage (tests/cli/deploy.rs compares the two).
 buildah config \
     --user 65532:65532 \
