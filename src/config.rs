@@ -81,11 +81,20 @@ pub struct Settings {
     /// The most one job may take from delivery to answer: minting, fetching and extracting
     /// (a re-mint included). Past it the job is answered `timeout` and its child is killed.
     pub job_timeout_seconds: u64,
+    /// Declare the queues and exchanges at start (needs the `configure` right on them). False:
+    /// only check that they exist (passive declares), for a broker whose topology an operator
+    /// pre-declared, so that the worker's user needs no `configure` right (deploy/README.md).
+    pub declare_topology: bool,
     /// Health and metrics endpoint.
     pub http_addr: SocketAddr,
-    /// The region the worker runs in; STS and S3 are called at this region's endpoints unless
-    /// a job names its bucket's region.
+    /// The region the worker processes in, on any cloud: the value of its nodes'
+    /// `topology.kubernetes.io/region` label (`eu-central-1` on EKS, `europe-west3` on GKE).
+    /// Reported with every result; the Deployment pins its pods to it.
     pub region: String,
+    /// The AWS region the worker's own identity calls STS in, and the region of an `s3://`
+    /// object named on the command line without `--region`. Unset: `region`, which is right on
+    /// AWS; elsewhere, the AWS region nearest the worker (`eu-central-1` for `europe-west3`).
+    pub aws_region: Option<String>,
     /// Endpoint overrides for emulators, S3-compatible stores and VPC endpoints.
     pub s3_endpoint: Option<String>,
     pub s3_force_path_style: bool,
@@ -146,8 +155,10 @@ impl Default for Settings {
             reply_to_prefix: None,
             drain_timeout_seconds: 30,
             job_timeout_seconds: 120,
+            declare_topology: true,
             http_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             region: "eu-central-1".into(),
+            aws_region: None,
             s3_endpoint: None,
             s3_force_path_style: false,
             sts_endpoint: None,
@@ -216,8 +227,19 @@ impl Settings {
         if !region_ok {
             return Err(invalid(
                 "region",
-                format!("is {:?}; expected a region name like eu-central-1", self.region),
+                format!("is {:?}; expected a region name like eu-central-1 or europe-west3", self.region),
             ));
+        }
+        if !is_aws_region(self.aws_region()) {
+            let problem = match &self.aws_region {
+                Some(aws_region) => format!("is {aws_region:?}; expected an AWS region like eu-central-1"),
+                None => format!(
+                    "is unset and ASSET_WORKER_REGION {:?} is not an AWS region: set it to the AWS region \
+                     the worker calls STS in (the one nearest, e.g. eu-central-1)",
+                    self.region
+                ),
+            };
+            return Err(invalid("aws_region", problem));
         }
         if !self.queue_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             || self.queue_prefix.is_empty()
@@ -330,6 +352,11 @@ impl Settings {
         Ok(())
     }
 
+    /// The AWS region of the worker's own STS calls: `aws_region`, else `region`.
+    pub fn aws_region(&self) -> &str {
+        self.aws_region.as_deref().unwrap_or(&self.region)
+    }
+
     /// Parser children at once.
     pub fn pool_size(&self) -> usize {
         self.pool_size.unwrap_or_else(cores)
@@ -344,6 +371,17 @@ impl Settings {
     pub fn memory_budget_mb(&self) -> u64 {
         self.memory_budget_mb.unwrap_or(DEFAULT_CHILD_MEMORY_MB * self.pool_size() as u64)
     }
+}
+
+/// Whether `name` has the shape of an AWS region (`eu-central-1`, `us-gov-west-1`): two
+/// letters, words, a number. GKE's `europe-west3` has not, so a worker moved to another cloud
+/// without `ASSET_WORKER_AWS_REGION` stops at start instead of calling a nonexistent STS host.
+fn is_aws_region(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok()
 }
 
 #[cfg(test)]
@@ -407,6 +445,30 @@ mod tests {
             assert!(message.contains("ASSET_WORKER_DISPLAY_ORIGIN"), "{message}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_processing_region_may_be_any_cloud_s_but_sts_needs_an_aws_one() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ASSET_WORKER_REGION", "europe-west3");
+            let message = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                message.contains("ASSET_WORKER_AWS_REGION") && message.contains("europe-west3"),
+                "{message}"
+            );
+            jail.set_env("ASSET_WORKER_AWS_REGION", "eu-central-1");
+            let settings = Settings::load(None).expect("valid");
+            assert_eq!((settings.region.as_str(), settings.aws_region()), ("europe-west3", "eu-central-1"));
+            jail.set_env("ASSET_WORKER_AWS_REGION", "europe-west3");
+            assert!(Settings::load(None).unwrap_err().to_string().contains("ASSET_WORKER_AWS_REGION"));
+            Ok(())
+        });
+        for aws in ["eu-central-1", "eu-south-2", "us-gov-west-1", "cn-northwest-1", "il-central-1"] {
+            assert!(is_aws_region(aws), "{aws}");
+        }
+        for other in ["europe-west3", "westeurope", "eu-central", "eu--1", "EU-central-1"] {
+            assert!(!is_aws_region(other), "{other}");
+        }
     }
 
     #[test]

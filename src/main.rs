@@ -219,7 +219,7 @@ fn run_extract(
     let any_remote = paths.iter().any(|p| p.to_string_lossy().contains("://"));
     // Settings (endpoints, identities) matter only for objects: files need none.
     let settings = if any_remote { Some(Settings::load(config.as_deref())?) } else { None };
-    let region = settings.as_ref().map_or("eu-central-1", |s| s.region.as_str());
+    let region = settings.as_ref().map_or("eu-central-1", |s| s.aws_region());
     let inputs = parse_inputs(&paths, &access.flags(), region).map_err(anyhow::Error::msg)?;
     let runtime = runtime()?;
     let pool_settings = PoolSettings {
@@ -251,7 +251,7 @@ fn remote_object(
     access: &AccessArgs,
 ) -> anyhow::Result<(Settings, tokio::runtime::Runtime, Access, asset_worker::job::Source)> {
     let settings = Settings::load(config.as_deref())?;
-    let source = parse_remote(object, &access.flags(), &settings.region)
+    let source = parse_remote(object, &access.flags(), settings.aws_region())
         .unwrap_or_else(|| Err(format!("{object}: expected s3://BUCKET/KEY or gs://BUCKET/OBJECT")))
         .map_err(anyhow::Error::msg)?;
     let runtime = runtime()?;
@@ -342,7 +342,7 @@ fn run_enqueue(
     let bodies = if !objects.is_empty() || !local.is_empty() {
         let mut sources = Vec::with_capacity(objects.len());
         for object in objects {
-            let source = parse_remote(object, &access.flags(), &settings.region)
+            let source = parse_remote(object, &access.flags(), settings.aws_region())
                 .unwrap_or_else(|| Err(format!("{object}: expected s3://BUCKET/KEY or gs://BUCKET/OBJECT")))
                 .map_err(anyhow::Error::msg)?;
             sources.push((object.clone(), source));

@@ -223,7 +223,7 @@ impl S3Access {
     /// A provider whose identity comes from the SDK's standard chain: `AWS_ACCESS_KEY_ID`/…,
     /// web identity (EKS IRSA), ECS or EKS Pod Identity, the instance profile.
     ///
-    /// `home_region` (the worker's own, `ASSET_WORKER_REGION`) is the region of the worker's
+    /// `home_region` (the worker's own AWS region, `ASSET_WORKER_AWS_REGION`) is the region of the worker's
     /// own identity calls unless `AWS_REGION`/`AWS_DEFAULT_REGION` name one; without it the
     /// SDK would probe the instance metadata service for a region at every start.
     pub async fn from_environment(

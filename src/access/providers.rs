@@ -35,7 +35,7 @@ impl Access {
                 session_duration: Duration::from_secs(settings.session_duration_seconds),
                 session_max_age: Duration::from_secs(settings.session_max_age_seconds),
             },
-            &settings.region,
+            settings.aws_region(),
         )
         .await?;
         let local = settings.local_root.as_deref().map(LocalAccess::new).transpose()?;

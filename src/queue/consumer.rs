@@ -121,7 +121,12 @@ impl Session {
     pub async fn open(settings: &Settings, names: &Names) -> Result<Session, QueueError> {
         let connection = connect(settings).await?;
         let channel = connection.create_channel().await?;
-        topology::declare(&channel, names, settings.delivery_limit, &settings.retry_delays_seconds).await?;
+        if settings.declare_topology {
+            topology::declare(&channel, names, settings.delivery_limit, &settings.retry_delays_seconds)
+                .await?;
+        } else {
+            topology::check(&channel, names, &settings.retry_delays_seconds).await?;
+        }
         let publisher = ConfirmedPublisher::open(&connection).await?;
         let prefetch = u16::try_from(settings.concurrency).unwrap_or(u16::MAX);
         channel.basic_qos(prefetch, BasicQosOptions::default()).await?;

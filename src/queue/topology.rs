@@ -127,6 +127,31 @@ pub async fn declare(
     Ok(())
 }
 
+/// Checks that the topology's exchanges and queues exist, declaring nothing: passive
+/// declares, which need no `configure` right, for a broker where an operator pre-declared
+/// them (`ASSET_WORKER_DECLARE_TOPOLOGY=false`, deploy/rabbitmq/definitions.json). Arguments
+/// are not compared. A missing object (404) is reported with its name and retried like any
+/// failed session (an operator may be importing the definitions); only 406 stops the worker.
+pub async fn check(channel: &Channel, names: &Names, retry_delays_seconds: &[u64]) -> Result<(), QueueError> {
+    let passive = ExchangeDeclareOptions { passive: true, ..ExchangeDeclareOptions::default() };
+    for exchange in [&names.dead_letter_exchange, &names.results_exchange] {
+        channel
+            .exchange_declare(exchange.as_str().into(), ExchangeKind::Fanout, passive, FieldTable::default())
+            .await
+            .map_err(declaring(format!("exchange {exchange}")))?;
+    }
+    let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+    let retry_queues = retry_delays_seconds.iter().map(|delay| names.retry_queue(*delay));
+    let queues = [names.process.clone(), names.dead_letter_queue.clone(), names.results_queue.clone()];
+    for queue in queues.into_iter().chain(retry_queues) {
+        channel
+            .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+            .await
+            .map_err(declaring(format!("queue {queue}")))?;
+    }
+    Ok(())
+}
+
 /// The error of declaring `name`, by whether the broker refused it (406: exit) or the
 /// session failed under it (anything else: reconnect).
 fn declaring(name: String) -> impl FnOnce(lapin::Error) -> QueueError {

@@ -27,18 +27,27 @@ use sha2::{Digest, Sha256};
 
 use super::root;
 
-const K8S: &str = "deploy/k8s";
-const DEPLOYMENT: &str = "deploy/k8s/deployment.yaml";
-const KUSTOMIZATION: &str = "deploy/k8s/kustomization.yaml";
+const K8S: &str = "deploy/k8s/base";
+const DEPLOYMENT: &str = "deploy/k8s/base/deployment.yaml";
+const KUSTOMIZATION: &str = "deploy/k8s/base/kustomization.yaml";
 /// The Secrets the manifests read, with placeholder values; not applied.
-const SECRET_EXAMPLE: &str = "deploy/k8s/secret.example.yaml";
+const SECRET_EXAMPLE: &str = "deploy/k8s/base/secret.example.yaml";
 /// Manifests outside the kustomization on purpose: the Secrets' placeholders, and the
 /// PodMonitor that needs the Prometheus Operator.
-const NOT_IN_KUSTOMIZATION: [&str; 2] = [SECRET_EXAMPLE, "deploy/k8s/podmonitor.yaml"];
+const NOT_IN_KUSTOMIZATION: [&str; 3] = [SECRET_EXAMPLE, "deploy/k8s/base/podmonitor.yaml", PROMETHEUS_RULE];
+/// The alerts, an example for the Prometheus Operator (not in the kustomization).
+const PROMETHEUS_RULE: &str = "deploy/k8s/base/prometheusrule.yaml";
+/// The cloud overlays (rendered with `kubectl kustomize`): each sets the region once and adds
+/// the NetworkPolicy with its cloud's identity endpoint.
+const OVERLAYS: [(&str, Cloud); 2] =
+    [("deploy/k8s/overlays/eks", Cloud::Eks), ("deploy/k8s/overlays/gke", Cloud::Gke)];
 const COMPOSE: &str = "deploy/compose.yaml";
 const DOCKERFILE: &str = "deploy/Dockerfile";
 const DOCKERIGNORE: &str = ".dockerignore";
 const DEFINITIONS: &str = "deploy/rabbitmq/definitions.json";
+/// The compose broker's definitions: DEFINITIONS plus the development users' password hashes
+/// and an `admin` (the production file ships no password).
+const COMPOSE_DEFINITIONS: &str = "deploy/rabbitmq/compose-definitions.json";
 /// The one container of the worker's pod, and the compose service that runs it.
 const WORKER: &str = "asset-worker";
 const COMPOSE_WORKER: &str = "worker";
@@ -440,7 +449,11 @@ fn every_manifest_parses_and_the_kubernetes_ones_are_namespace_agnostic() {
             json_doc(file);
         } else if file.ends_with(".yaml") || file.ends_with(".yml") {
             for doc in yaml_docs(file) {
-                if doc.at(&["kind"]).is_string() && file.starts_with(K8S) && file != KUSTOMIZATION {
+                // Every Kubernetes object: the base's, the components' and the overlays'.
+                if doc.at(&["kind"]).is_string()
+                    && file.starts_with("deploy/k8s/")
+                    && !file.ends_with("/kustomization.yaml")
+                {
                     assert!(
                         doc.at(&["apiVersion"]).is_string(),
                         "{file}: a {} without apiVersion",
@@ -573,9 +586,24 @@ fn assert_selects(file: &str, selector: &Value, labels: &Value) {
     }
 }
 
+/// A job in flight at SIGTERM must be able to end with an answer inside the drain: a drain
+/// shorter than the job timeout hands long jobs back at every rollout, each time spending one
+/// of the job's deliveries. `origin` names the file for the message.
+fn assert_drain_outlasts_a_job(origin: &str, settings: &Value) {
+    let drain = u64_setting(settings, "drain_timeout_seconds");
+    let job = u64_setting(settings, "job_timeout_seconds");
+    assert!(
+        drain > job,
+        "{origin}: ASSET_WORKER_DRAIN_TIMEOUT_SECONDS {drain} is not above ASSET_WORKER_JOB_TIMEOUT_SECONDS {job}: \
+         a job in flight at SIGTERM would be handed back and burn a delivery"
+    );
+}
+
 #[test]
 fn shutdown_waits_longer_than_the_drain() {
     let kube = kube();
+    assert_drain_outlasts_a_job(DEPLOYMENT, kube_settings());
+    assert_drain_outlasts_a_job(COMPOSE, compose_settings());
     let drain = u64_setting(kube_settings(), "drain_timeout_seconds");
     let grace = kube.pod_spec()["terminationGracePeriodSeconds"].as_u64().unwrap_or_else(|| {
         panic!("{DEPLOYMENT}: no terminationGracePeriodSeconds (the default 30 s is no margin)")
@@ -629,18 +657,11 @@ fn the_pod_runs_as_non_root_on_a_read_only_root_without_capabilities() {
     assert_eq!(pod["enableServiceLinks"], false, "{DEPLOYMENT}: enableServiceLinks must be false");
     // Customers' bytes stay in the region the worker says it is in.
     let region = str_setting(kube_settings(), "region");
-    let terms = at(
-        pod,
-        &["affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms"],
+    assert_eq!(
+        pinned_regions(pod),
+        [json!([region])],
+        "{DEPLOYMENT}: the pods are not pinned to region {region}"
     );
-    let pinned = terms.as_array().into_iter().flatten().all(|term| {
-        term["matchExpressions"].as_array().into_iter().flatten().any(|e| {
-            e["key"] == "topology.kubernetes.io/region"
-                && e["operator"] == "In"
-                && e["values"] == json!([region])
-        })
-    });
-    assert!(pinned && terms.is_array(), "{DEPLOYMENT}: the pods are not pinned to region {region}");
 
     // The service account named for cloud identity exists, with its identity annotations.
     let account =
@@ -835,8 +856,8 @@ fn keda_scales_on_the_process_queue_counting_unacked_jobs() {
     let host = params.get("host").unwrap_or_else(|| panic!("{}: no host parameter", auth.file));
     let url = reqwest::Url::parse(host).unwrap_or_else(|e| panic!("{SECRET_EXAMPLE}: KEDA host {host}: {e}"));
     assert!(
-        url.scheme().starts_with("http"),
-        "{SECRET_EXAMPLE}: the KEDA host is not the management API (http)"
+        url.scheme() == "https",
+        "{SECRET_EXAMPLE}: the KEDA host is not the management API over TLS (https): its password would cross the network in clear"
     );
     let definitions = definitions();
     let vhost = definitions_vhost(&definitions);
@@ -861,6 +882,252 @@ fn keda_scales_on_the_process_queue_counting_unacked_jobs() {
     // And the worker's AMQP URL points at the same vhost.
     let amqp_url: AMQPUri = str_setting(settings, "amqp_url").parse().unwrap();
     assert_eq!(amqp_url.vhost, vhost, "{SECRET_EXAMPLE}: the worker's AMQP URL is for another vhost");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cloud overlays: region and network
+
+/// The cloud an overlay targets: what its workload identity needs from the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cloud {
+    /// IRSA (token file + STS over 443) or EKS Pod Identity (its node agent); never the
+    /// instance metadata service, which hands out the node's role.
+    Eks,
+    /// Workload Identity, served by the GKE metadata server at the metadata address.
+    Gke,
+}
+
+/// The cloud metadata address (AWS IMDS, GCE/GKE metadata server).
+const METADATA: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169, 254);
+/// EKS Pod Identity's node agent.
+const EKS_POD_IDENTITY_AGENT: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 170, 23);
+/// An address of a public cloud API or bucket (S3 in eu-central-1).
+const PUBLIC_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(52, 219, 170, 1);
+
+/// An overlay as `kubectl kustomize` renders it (what `kubectl apply -k` sends), with the
+/// placeholder Secrets of the base beside it.
+fn rendered(overlay: &str) -> Kube {
+    let output = Command::new("kubectl")
+        .args(["kustomize", root().join(overlay).to_str().unwrap()])
+        .output()
+        .unwrap_or_else(|e| panic!("kubectl (its built-in kustomize renders {overlay}): {e}"));
+    assert!(
+        output.status.success(),
+        "{overlay}: kubectl kustomize failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let values: Vec<Value> =
+        serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{overlay}: rendered YAML: {e}"));
+    let mut docs: Vec<Doc> =
+        values.into_iter().map(|value| Doc { file: overlay.to_owned(), value }).collect();
+    docs.extend(yaml_docs(SECRET_EXAMPLE));
+    Kube { docs }
+}
+
+/// The region values the pod's required node affinity allows, if every term pins one.
+fn pinned_regions(pod: &Value) -> Vec<Value> {
+    let terms = at(
+        pod,
+        &["affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms"],
+    );
+    terms
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|term| term["matchExpressions"].as_array().into_iter().flatten())
+        .filter(|e| e["key"] == "topology.kubernetes.io/region" && e["operator"] == "In")
+        .map(|e| e["values"].clone())
+        .collect()
+}
+
+/// An IPv4 CIDR ("10.0.0.0/8") as (network, prefix length); `None` for IPv6.
+fn ipv4_cidr(file: &str, cidr: &str) -> Option<(u32, u32)> {
+    let (address, length) = cidr.split_once('/').unwrap_or_else(|| panic!("{file}: {cidr} is not a CIDR"));
+    let address: std::net::Ipv4Addr = address.parse().ok()?;
+    Some((u32::from(address), length.parse().unwrap_or_else(|_| panic!("{file}: {cidr}"))))
+}
+
+fn in_cidr(file: &str, cidr: &str, ip: std::net::Ipv4Addr) -> bool {
+    ipv4_cidr(file, cidr).is_some_and(|(network, length)| {
+        let mask = if length == 0 { 0 } else { u32::MAX << (32 - length) };
+        u32::from(ip) & mask == network & mask
+    })
+}
+
+/// Whether the NetworkPolicy lets the worker open a TCP connection to `ip`:`port` outside the
+/// cluster's pods (ipBlocks, or a rule with no `to` at all).
+fn egress_allows(policy: &Doc, ip: std::net::Ipv4Addr, port: u16) -> bool {
+    policy.at(&["spec", "egress"]).as_array().into_iter().flatten().any(|rule| {
+        let ports = rule["ports"].as_array().cloned().unwrap_or_default();
+        let port_ok = ports.is_empty()
+            || ports.iter().any(|p| {
+                p["port"].as_u64() == Some(u64::from(port))
+                    && p["protocol"].as_str().unwrap_or("TCP") == "TCP"
+            });
+        let peers = rule["to"].as_array().cloned().unwrap_or_default();
+        let peer_ok = peers.is_empty()
+            || peers.iter().any(|peer| {
+                let block = &peer["ipBlock"];
+                block["cidr"].as_str().is_some_and(|cidr| in_cidr(&policy.file, cidr, ip))
+                    && !block["except"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|except| in_cidr(&policy.file, except.as_str().unwrap(), ip))
+            });
+        port_ok && peer_ok
+    })
+}
+
+#[test]
+fn each_cloud_overlay_pins_its_region_and_fences_the_network() {
+    let secret_url: AMQPUri =
+        kube().secret_value("asset-worker-amqp", "url", SECRET_EXAMPLE).parse().unwrap();
+    for (overlay, cloud) in OVERLAYS {
+        let kube = rendered(overlay);
+        let settings = settings_of(overlay, &kube.worker_env());
+        let pod = kube.pod_spec();
+
+        // Region: the processing region is the one the nodes are pinned to; on GKE, STS is
+        // called in an AWS region of its own (Settings::load refused a non-AWS one already).
+        let region = str_setting(&settings, "region");
+        assert_eq!(pinned_regions(pod), [json!([region])], "{overlay}: the pods are not pinned to {region}");
+        let aws_region = settings["aws_region"].as_str();
+        match cloud {
+            Cloud::Eks => assert!(
+                aws_region.is_none_or(|aws| aws == region),
+                "{overlay}: on EKS the AWS region is the region the nodes are in"
+            ),
+            Cloud::Gke => assert!(
+                aws_region.is_some_and(|aws| aws != region),
+                "{overlay}: a GKE region ({region}) needs ASSET_WORKER_AWS_REGION for STS"
+            ),
+        }
+
+        // Shutdown: a job in flight ends within the drain, the drain within the grace period.
+        assert_drain_outlasts_a_job(overlay, &settings);
+        let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+        let drain = u64_setting(&settings, "drain_timeout_seconds");
+        assert!(
+            grace > drain,
+            "{overlay}: terminationGracePeriodSeconds {grace} is not above the drain {drain}"
+        );
+
+        // NetworkPolicy: selects the worker, both directions.
+        let policy = kube.only("NetworkPolicy");
+        let labels = kube.deployment().at(&["spec", "template", "metadata", "labels"]);
+        assert_selects(overlay, policy.at(&["spec", "podSelector", "matchLabels"]), labels);
+        assert_eq!(
+            policy.at(&["spec", "policyTypes"]),
+            &json!(["Ingress", "Egress"]),
+            "{overlay}: the NetworkPolicy must restrict both directions"
+        );
+        // Ingress: the metrics port only, from the monitoring namespace only.
+        let port = http_port(&settings);
+        let ingress = policy.at(&["spec", "ingress"]).as_array().cloned().unwrap_or_default();
+        assert_eq!(ingress.len(), 1, "{overlay}: one ingress rule expected (metrics)");
+        assert_eq!(
+            ingress[0]["ports"],
+            json!([{"port": port, "protocol": "TCP"}]),
+            "{overlay}: ingress ports"
+        );
+        assert_eq!(
+            ingress[0]["from"],
+            json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]),
+            "{overlay}: ingress from elsewhere than the monitoring namespace"
+        );
+        // Egress: DNS, the broker's namespace on the AMQP URL's port, 443 anywhere public, and
+        // the metadata address only where the cloud's identity needs it.
+        let egress = policy.at(&["spec", "egress"]).as_array().cloned().unwrap_or_default();
+        let broker_namespace = secret_url.authority.host.split('.').nth(1).unwrap_or_default();
+        let broker = egress.iter().any(|rule| {
+            rule["to"].as_array().into_iter().flatten().any(|peer| {
+                peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == broker_namespace
+            }) && rule["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["port"].as_u64() == Some(u64::from(secret_url.authority.port)))
+        });
+        assert!(broker, "{overlay}: no egress to the broker ({SECRET_EXAMPLE}'s AMQP URL)");
+        let dns = egress.iter().any(|rule| {
+            ["UDP", "TCP"].iter().all(|protocol| {
+                rule["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["port"] == 53 && p["protocol"] == *protocol)
+            })
+        });
+        assert!(dns, "{overlay}: no egress to DNS (53 over UDP and TCP)");
+        assert!(egress_allows(policy, PUBLIC_ADDRESS, 443), "{overlay}: no HTTPS to cloud APIs and buckets");
+        assert!(!egress_allows(policy, PUBLIC_ADDRESS, 80), "{overlay}: plain HTTP to the internet allowed");
+        for rule in &egress {
+            for p in rule["ports"].as_array().into_iter().flatten() {
+                let allowed = [53, 443, 5671, 5672, 80, 988];
+                assert!(
+                    p["port"].as_u64().is_some_and(|port| allowed.contains(&port)),
+                    "{overlay}: egress to port {} is more than the worker needs",
+                    p["port"]
+                );
+            }
+        }
+        match cloud {
+            Cloud::Eks => {
+                for port in [80, 443] {
+                    assert!(
+                        !egress_allows(policy, METADATA, port),
+                        "{overlay}: the instance metadata service is reachable on {port} (the node's role)"
+                    );
+                }
+                assert!(
+                    egress_allows(policy, EKS_POD_IDENTITY_AGENT, 80),
+                    "{overlay}: EKS Pod Identity's agent is not reachable"
+                );
+            }
+            Cloud::Gke => assert!(
+                egress_allows(policy, METADATA, 80),
+                "{overlay}: Workload Identity needs the metadata server"
+            ),
+        }
+    }
+}
+
+/// The alerts read metrics the worker exports, outcomes it reports and the broker's name for
+/// the dead-letter queue.
+#[test]
+fn the_alerts_watch_what_the_worker_exports() {
+    use asset_worker::telemetry::metric;
+    let rules = yaml_docs(PROMETHEUS_RULE);
+    let rule = &rules[0];
+    let alerts: BTreeMap<&str, &str> = rule
+        .at(&["spec", "groups"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|group| group["rules"].as_array().into_iter().flatten())
+        .map(|r| (r["alert"].as_str().unwrap(), r["expr"].as_str().unwrap()))
+        .collect();
+    let names = Names::new(str_setting(kube_settings(), "queue_prefix"));
+    let vhost = definitions_vhost(&definitions()).to_owned();
+    let expect = |alert: &str, needles: &[&str]| {
+        let expr = alerts.get(alert).unwrap_or_else(|| panic!("{PROMETHEUS_RULE}: no alert {alert}"));
+        for needle in needles {
+            assert!(expr.contains(needle), "{PROMETHEUS_RULE}: {alert} does not use {needle}: {expr}");
+        }
+    };
+    let dead = format!("queue=\"{}\"", names.dead_letter_queue);
+    let vhost = format!("vhost=\"{vhost}\"");
+    expect("AssetWorkerDeadLettersGrowing", &[&dead, &vhost]);
+    let outcomes = format!(
+        "outcome=~\"{}|{}\"",
+        asset_worker::job::ErrorKind::Internal.as_str(),
+        asset_worker::job::ErrorKind::Timeout.as_str()
+    );
+    expect("AssetWorkerJobsFailing", &[metric::JOBS, &outcomes]);
+    expect("AssetWorkerNoReadyReplica", &[metric::READY]);
+    expect("AssetWorkerBrokerReconnectsFlapping", &[metric::RECONNECTS]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1009,33 +1276,23 @@ fn the_definitions_declare_what_the_topology_code_declares() {
     .into();
     assert_eq!(declared, expected, "{DEFINITIONS}: bindings differ from topology.rs's");
 
-    // The worker's user may touch exactly the names it uses: configure (declare) them all;
-    // write to the results exchange, to the default exchange (a job's reply_to) and to the
-    // DLX (RabbitMQ requires it to create a queue that dead-letters there), and to the queues
-    // it binds; read the queue it consumes and the exchanges it binds from.
+    // The worker's user may touch exactly what it uses, the topology being pre-declared (the
+    // manifests set ASSET_WORKER_DECLARE_TOPOLOGY=false: passive declares need no right):
+    // configure nothing; write to the results exchange and to the default exchange (a job's
+    // reply_to); read the queue it consumes, and not the results (its name is the results
+    // exchange's, which is why the worker binds nothing).
+    assert!(
+        !kube_settings()["declare_topology"].as_bool().unwrap(),
+        "{DEPLOYMENT}: ASSET_WORKER_DECLARE_TOPOLOGY must be false: {DEFINITIONS} grants no configure right"
+    );
     let amqp_url: AMQPUri = str_setting(compose_settings(), "amqp_url").parse().unwrap();
     let worker = amqp_url.authority.userinfo.username.as_str();
     let permission = definitions_permission(&definitions, worker, vhost);
     let n = &names;
-    // The retry queues dead-letter to the default exchange: declaring them takes configure
-    // and read on them (and write on amq.default, which replies need anyway).
-    let retry: Vec<&str> = retry_queues.iter().map(|(name, _)| name.as_str()).collect();
-    let with_retry = |names: &[&str]| names_pattern(&[names, &retry[..]].concat());
     let expected = [
-        (
-            "configure",
-            with_retry(&[&n.process, &n.dead_letter_exchange, &n.dead_letter_queue, &n.results_exchange]),
-        ),
-        (
-            "write",
-            names_pattern(&[
-                "amq.default",
-                &n.dead_letter_exchange,
-                &n.dead_letter_queue,
-                &n.results_exchange,
-            ]),
-        ),
-        ("read", with_retry(&[&n.process, &n.dead_letter_exchange, &n.results_exchange])),
+        ("configure", "^$".to_owned()),
+        ("write", names_pattern(&["amq.default", &n.results_exchange])),
+        ("read", names_pattern(&[&n.process])),
     ];
     for (right, pattern) in expected {
         assert_eq!(permission[right], pattern, "{DEFINITIONS}: the {right} permission of {worker}");
@@ -1074,7 +1331,9 @@ impl Drop for Imported {
 /// compares a re-declaration with what exists (queue arguments, exchange type and flags) and
 /// refuses any difference, and it checks the worker user's permissions on every operation.
 /// Imported under a vhost and user of this run's own (renamed; the password hash is the
-/// file's), so nothing of anyone else's is touched. Needs `rabbitmqctl` on this machine.
+/// compose file's development one), so nothing of anyone else's is touched. The declaration is
+/// made as the broker's own test user (granted the run's vhosts): the worker's user may not.
+/// Needs `rabbitmqctl` on this machine.
 #[test]
 fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
     // The broker's own tool comes with the broker every test here needs (DESIGN §6): without
@@ -1083,13 +1342,14 @@ fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
         .expect("rabbitmqctl (installed with rabbitmq-server; scripts/rabbitmq.sh)");
     let definitions = definitions();
     let vhost = definitions_vhost(&definitions).to_owned();
-    // The worker's user and password: the compose stack's AMQP URL.
+    // The worker's user and password: the compose stack's AMQP URL and its definitions.
     let compose_url: AMQPUri = str_setting(compose_settings(), "amqp_url").parse().unwrap();
     let (user, password) =
         (&compose_url.authority.userinfo.username, &compose_url.authority.userinfo.password);
+    let compose_definitions = json_doc(COMPOSE_DEFINITIONS);
     assert!(
-        password_matches(definitions_user(&definitions, user), password),
-        "{COMPOSE}: the password of {user} is not the one {DEFINITIONS} hashes"
+        password_matches(definitions_user(&compose_definitions, user), password),
+        "{COMPOSE}: the password of {user} is not the one {COMPOSE_DEFINITIONS} hashes"
     );
 
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
@@ -1104,7 +1364,7 @@ fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
     };
     let mut renamed = definitions.value.clone();
     renamed["vhosts"] = json!([{"name": with_topology}, {"name": empty}]);
-    let mut worker_user = definitions_user(&definitions, user).clone();
+    let mut worker_user = definitions_user(&compose_definitions, user).clone();
     worker_user["name"] = json!(run);
     renamed["users"] = json!([worker_user]);
     let mut permission = definitions_permission(&definitions, user, &vhost).clone();
@@ -1124,13 +1384,18 @@ fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
     let names = Names::new(str_setting(settings, "queue_prefix"));
     let delivery_limit = u32::try_from(u64_setting(settings, "delivery_limit")).unwrap();
     let retry_delays = Settings::default().retry_delays_seconds;
-    // The broker the other tests use (ASSET_WORKER_AMQP_URL, else 127.0.0.1:5672).
+    // The broker the other tests use (ASSET_WORKER_AMQP_URL, else 127.0.0.1:5672), whose user
+    // plays the operator here.
     let broker: AMQPUri = std::env::var("ASSET_WORKER_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
         .parse()
         .unwrap();
-    let url_of = |vhost: &str| {
-        format!("amqp://{run}:{password}@{}:{}/{vhost}", broker.authority.host, broker.authority.port)
+    let operator = &broker.authority.userinfo;
+    for vhost in [with_topology, empty] {
+        imported.ctl(&["set_permissions", "-p", vhost, &operator.username, ".*", ".*", ".*"]);
+    }
+    let url_of = |user: &str, password: &str, vhost: &str| {
+        format!("amqp://{user}:{password}@{}:{}/{vhost}", broker.authority.host, broker.authority.port)
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
@@ -1138,43 +1403,43 @@ fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
             let settings = Settings { amqp_url: url.into(), ..Settings::default() };
             asset_worker::queue::connect(&settings)
                 .await
-                .unwrap_or_else(|e| panic!("{DEFINITIONS}: the worker's user cannot connect: {e}"))
+                .unwrap_or_else(|e| panic!("{DEFINITIONS}: cannot connect: {e}"))
         };
+        let worker = connect(url_of(&run, password, with_topology)).await;
+        let admin = connect(url_of(&operator.username, &operator.password, with_topology)).await;
 
-        // 1. The imported topology is there (so what follows compares, not creates)…
-        let connection = connect(url_of(with_topology)).await;
-        let channel = connection.create_channel().await.unwrap();
-        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        let retry_queues = retry_delays.iter().map(|delay| names.retry_queue(*delay));
-        let queues = [names.process.clone(), names.dead_letter_queue.clone(), names.results_queue.clone()];
-        for queue in queues.into_iter().chain(retry_queues) {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let channel = connection.create_channel().await.unwrap();
-                match channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await {
-                    Ok(_) => break,
-                    Err(e) if Instant::now() > deadline => {
-                        panic!("{DEFINITIONS}: queue {queue} was not imported: {e}")
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                }
+        // 1. The imported topology is there (the import is asynchronous): what the worker checks
+        // at start with ASSET_WORKER_DECLARE_TOPOLOGY=false, with its own rights…
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match topology::check(&worker.create_channel().await.unwrap(), &names, &retry_delays).await {
+                Ok(()) => break,
+                Err(e) if Instant::now() > deadline => panic!("{DEFINITIONS}: not imported: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
         // …and the code's declaration is equivalent to it…
-        topology::declare(&channel, &names, delivery_limit, &retry_delays).await.unwrap_or_else(|e| {
-            panic!("{DEFINITIONS} differs from src/queue/topology.rs on a real broker: {e}")
-        });
+        topology::declare(&admin.create_channel().await.unwrap(), &names, delivery_limit, &retry_delays)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{DEFINITIONS} differs from src/queue/topology.rs on a real broker: {e}")
+            });
         // …which the broker does check: another delivery limit is refused.
-        let other = connection.create_channel().await.unwrap();
-        let refused = topology::declare(&other, &names, delivery_limit + 1, &retry_delays).await;
+        let refused = topology::declare(
+            &admin.create_channel().await.unwrap(),
+            &names,
+            delivery_limit + 1,
+            &retry_delays,
+        )
+        .await;
         assert!(
             refused.is_err(),
             "the broker accepted another x-delivery-limit: the comparison above proves nothing"
         );
 
-        // 2. The worker user can do its job there: take a job, dead-letter a bad one, publish
-        // results to the exchange and to a reply_to queue (through the default exchange).
-        let publisher = asset_worker::queue::publisher::ConfirmedPublisher::open(&connection).await.unwrap();
+        // 2. The worker user can do its job: take a job, dead-letter a bad one, publish results
+        // to the exchange and to a reply_to queue (through the default exchange).
+        let publisher = asset_worker::queue::publisher::ConfirmedPublisher::open(&worker).await.unwrap();
         let properties = asset_worker::queue::publisher::json_properties(Some("deploy-test"));
         use asset_worker::queue::publisher::Destination;
         for destination in [
@@ -1186,57 +1451,104 @@ fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
                 panic!("{DEFINITIONS}: the worker may not publish to {destination}: {e}")
             });
         }
-        let channel = connection.create_channel().await.unwrap();
+        let channel = worker.create_channel().await.unwrap();
         let job = channel
             .basic_get(names.process.as_str().into(), BasicGetOptions::default())
             .await
             .unwrap_or_else(|e| panic!("{DEFINITIONS}: the worker may not read {}: {e}", names.process))
             .expect("the job just published");
         job.delivery.acker.reject(BasicRejectOptions { requeue: false }).await.unwrap();
-        // The worker may not read the dead letters (operators do): count them instead.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let dead = channel
-                .queue_declare(names.dead_letter_queue.as_str().into(), passive, FieldTable::default())
-                .await
-                .unwrap();
-            if dead.message_count() == 1 {
-                break;
+        // The worker may read neither the dead letters nor the results (operators and the
+        // platform do): the operator counts them.
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let count = |queue: String, expected: u32| {
+            let admin = &admin;
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let channel = admin.create_channel().await.unwrap();
+                    let declared = channel
+                        .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                        .await
+                        .unwrap();
+                    if declared.message_count() == expected {
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{DEFINITIONS}: {queue} holds {} messages, not {expected}",
+                        declared.message_count()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
-            assert!(
-                Instant::now() < deadline,
-                "{DEFINITIONS}: a rejected job never reached {}",
-                names.dead_letter_queue
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        count(names.dead_letter_queue.clone(), 1).await;
+        count(names.results_queue.clone(), 2).await;
+        for queue in [&names.results_queue, &names.dead_letter_queue] {
+            let channel = worker.create_channel().await.unwrap();
+            let read = channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false }).await;
+            assert!(read.is_err(), "{DEFINITIONS}: the worker's user may read {queue}");
         }
-        for _ in 0..2 {
-            let result = channel
-                .basic_get(names.results_queue.as_str().into(), BasicGetOptions { no_ack: true })
-                .await
-                .unwrap();
-            assert!(result.is_some(), "{DEFINITIONS}: a result did not reach {}", names.results_queue);
-        }
-        // The permissions stop at the prefix's names.
-        let outside = Names::new("not-the-prefix");
-        let refused = topology::declare(
-            &connection.create_channel().await.unwrap(),
-            &outside,
-            delivery_limit,
-            &retry_delays,
-        )
-        .await;
-        assert!(refused.is_err(), "{DEFINITIONS}: the worker's user may declare queues of other prefixes");
-        let _ = connection.close(200, "deploy test done".into()).await;
 
-        // 3. Where nothing was imported, the worker's permissions suffice to create it all.
-        let connection = connect(url_of(empty)).await;
-        let channel = connection.create_channel().await.unwrap();
-        topology::declare(&channel, &names, delivery_limit, &retry_delays).await.unwrap_or_else(|e| {
-            panic!("{DEFINITIONS}: the worker's permissions cannot create the topology: {e}")
-        });
-        let _ = connection.close(200, "deploy test done".into()).await;
+        // 3. No configure right: the worker may declare nothing, of its prefix or another's…
+        for prefix_names in [names.clone(), Names::new("not-the-prefix")] {
+            let refused = topology::declare(
+                &worker.create_channel().await.unwrap(),
+                &prefix_names,
+                delivery_limit,
+                &retry_delays,
+            )
+            .await;
+            assert!(
+                refused.is_err(),
+                "{DEFINITIONS}: the worker's user may declare {} (it needs no configure right)",
+                prefix_names.process
+            );
+        }
+        let _ = worker.close(200, "deploy test done".into()).await;
+        let _ = admin.close(200, "deploy test done".into()).await;
+
+        // …and where nothing was pre-declared, its start-up check names what is missing.
+        let worker = connect(url_of(&run, password, empty)).await;
+        let missing = topology::check(&worker.create_channel().await.unwrap(), &names, &retry_delays).await;
+        let message = missing.expect_err("the check passed in an empty vhost").to_string();
+        assert!(message.contains(&names.dead_letter_exchange), "the check's error names nothing: {message}");
+        let _ = worker.close(200, "deploy test done".into()).await;
     });
+}
+
+/// The production definitions carry no usable password and no administrator; the compose
+/// broker's are the same plus development password hashes and an `admin`.
+#[test]
+fn the_shipped_definitions_hold_no_password_and_compose_adds_only_dev_users() {
+    let production = definitions();
+    let compose = json_doc(COMPOSE_DEFINITIONS);
+    for user in production.at(&["users"]).as_array().into_iter().flatten() {
+        assert_eq!(
+            user["password_hash"], "",
+            "{DEFINITIONS}: user {} has a password hash; set passwords on the broker (deploy/README.md)",
+            user["name"]
+        );
+        assert!(
+            !user["tags"].as_array().into_iter().flatten().any(|t| t == "administrator"),
+            "{DEFINITIONS}: user {} is an administrator",
+            user["name"]
+        );
+    }
+    let mut stripped = compose.value.clone();
+    let users = stripped["users"].as_array_mut().unwrap();
+    users.retain(|u| u["name"] != "admin");
+    for user in users.iter_mut() {
+        assert_ne!(user["password_hash"], "", "{COMPOSE_DEFINITIONS}: user {} cannot log in", user["name"]);
+        user["password_hash"] = json!("");
+    }
+    let admin_permission = |p: &Value| p["user"] == "admin";
+    stripped["permissions"].as_array_mut().unwrap().retain(|p| !admin_permission(p));
+    assert_eq!(
+        stripped, production.value,
+        "{COMPOSE_DEFINITIONS}: differs from {DEFINITIONS} beyond the users' hashes and `admin`"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1270,6 +1582,30 @@ fn dockerfile_stages() -> Vec<Vec<(String, String)>> {
         stages.last_mut().unwrap().push((keyword, rest.trim().to_owned()));
     }
     stages
+}
+
+/// The image a `FROM` line names (`IMAGE [AS name]`), with the global `ARG` defaults (before
+/// the first FROM) substituted, as a build without `--build-arg` would.
+fn dockerfile_image(from: &str) -> String {
+    let mut image = from.split_whitespace().next().unwrap_or_default().to_owned();
+    let stages = dockerfile_stages();
+    // Substituted in order, so an ARG may use the ones before it.
+    let mut args: Vec<(String, String)> = Vec::new();
+    for (keyword, rest) in &stages[0] {
+        if keyword == "ARG"
+            && let Some((name, default)) = rest.split_once('=')
+        {
+            let mut value = default.to_owned();
+            for (earlier, earlier_value) in &args {
+                value = value.replace(&format!("${{{earlier}}}"), earlier_value);
+            }
+            args.push((name.to_owned(), value));
+        }
+    }
+    for (name, value) in &args {
+        image = image.replace(&format!("${{{name}}}"), value);
+    }
+    image
 }
 
 /// The final stage's USER as (uid, gid).
@@ -1348,8 +1684,28 @@ fn the_image_runs_the_worker_as_non_root_with_the_ca_roots() {
         pinned, channel,
         "{DOCKERFILE}: builds with Rust {pinned}, rust-toolchain.toml pins {channel}"
     );
-    let builder_from = &stages[1][0].1;
-    assert!(builder_from.starts_with("rust:${RUST_VERSION}-"), "{DOCKERFILE}: the builder is {builder_from}");
+    // Base images: fully qualified (podman and buildah have no implicit docker.io), the
+    // builder on the pinned toolchain.
+    let builder_from = dockerfile_image(&stages[1][0].1);
+    assert!(
+        builder_from.starts_with(&format!("docker.io/library/rust:{channel}-")),
+        "{DOCKERFILE}: the builder is {builder_from}"
+    );
+    for stage in &stages[1..] {
+        let image = dockerfile_image(&stage[0].1);
+        let registry = image.split('/').next().unwrap();
+        assert!(
+            image.contains('/') && (registry.contains('.') || registry.contains(':')),
+            "{DOCKERFILE}: FROM {image} is not qualified with its registry (docker.io/library/…)"
+        );
+    }
+    for service in ["rabbitmq", "seaweedfs"] {
+        let image = compose().service(service)["image"].as_str().unwrap().to_owned();
+        assert!(
+            image.starts_with("docker.io/"),
+            "{COMPOSE}: image {image} is not qualified with its registry"
+        );
+    }
 
     // The TLS stacks the lock file holds trust the system's roots: the image must carry them.
     #[derive(serde::Deserialize)]
@@ -1363,7 +1719,7 @@ fn the_image_runs_the_worker_as_non_root_with_the_ca_roots() {
         .map(|p| p.name.as_str())
         .filter(|name| ["rustls-native-certs", "rustls-platform-verifier", "openssl-probe"].contains(name))
         .collect();
-    let base = &last[0].1;
+    let base = &dockerfile_image(&last[0].1);
     if !native.is_empty() && !base.contains("distroless") {
         assert!(
             last.iter().any(|(keyword, rest)| keyword == "RUN" && rest.contains("ca-certificates")),
@@ -1502,10 +1858,10 @@ fn the_compose_stack_starts_in_order_and_speaks_the_definitions() {
     });
     assert_eq!(
         definitions_mount.0.canonicalize().ok(),
-        root().join(DEFINITIONS).canonicalize().ok(),
-        "{COMPOSE}: RabbitMQ loads another definitions file than {DEFINITIONS}"
+        root().join(COMPOSE_DEFINITIONS).canonicalize().ok(),
+        "{COMPOSE}: RabbitMQ loads another definitions file than {COMPOSE_DEFINITIONS}"
     );
-    let definitions = definitions();
+    let definitions = json_doc(COMPOSE_DEFINITIONS);
     let url: AMQPUri = str_setting(settings, "amqp_url").parse().unwrap();
     assert_eq!(
         url.authority.host, "rabbitmq",
@@ -1563,4 +1919,250 @@ fn the_compose_stack_starts_in_order_and_speaks_the_definitions() {
             endpoint.to_ascii_uppercase()
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The image, built and run here
+
+/// The image the test builds (deploy/image.sh, with the debug binary this test run built).
+const TEST_IMAGE: &str = "localhost/asset-worker:deploy-test";
+
+/// Why the image cannot be run here (then the test is skipped, saying so), or `None`.
+fn cannot_run_containers() -> Option<String> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if uid.as_deref() != Some("0") {
+        return Some(format!("not root (uid {uid:?}): mmdebstrap and podman's root storage need it"));
+    }
+    match Command::new("podman").arg("info").output() {
+        Err(e) => Some(format!("no podman ({e}): apt-get install podman buildah runc mmdebstrap")),
+        Ok(output) if !output.status.success() => {
+            Some(format!("podman cannot run here: {}", String::from_utf8_lossy(&output.stderr).trim()))
+        }
+        Ok(_) => None,
+    }
+}
+
+/// This process's soft and hard limit on `resource` ("Max open files"), from /proc.
+fn own_limit(resource: &str) -> String {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line =
+        limits.lines().find(|line| line.starts_with(resource)).unwrap_or_else(|| panic!("no {resource}"));
+    let fields: Vec<&str> = line[resource.len()..].split_whitespace().collect();
+    let number = |field: &str| if field == "unlimited" { "-1".to_owned() } else { field.to_owned() };
+    format!("{}:{}", number(fields[0]), number(fields[1]))
+}
+
+/// The podman flags every container of the test gets on this machine, and why:
+/// - `--runtime runc`: podman prefers crun when it is installed (Debian's podman recommends it),
+///   and crun refuses this machine's cgroups ("cgroups in hybrid mode not supported, drop all
+///   controllers from cgroupv2"); runc runs them.
+/// - `--ulimit nofile=…`: as root podman raises a container's RLIMIT_NOFILE to 1048576 by
+///   default, above this machine's hard limit (it is itself a container without
+///   CAP_SYS_RESOURCE): runc fails with `error setting rlimit type 7: operation not
+///   permitted`. The container gets this process's own limits instead.
+/// - `--ulimit nproc=4096`: likewise RLIMIT_NPROC (type 6), which runc could not set even to
+///   this process's own hard limit (96369 here: 32768 worked, 50000 did not). 4096 processes of
+///   uid 65532 is far above what the worker needs (its parser children and threads).
+fn podman_run_flags() -> Vec<String> {
+    vec![
+        "--runtime".into(),
+        "runc".into(),
+        "--ulimit".into(),
+        format!("nofile={}", own_limit("Max open files")),
+        "--ulimit".into(),
+        "nproc=4096:4096".into(),
+    ]
+}
+
+/// A container, removed when the test ends (passed or not).
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rm", "--force", "--time", "0", &self.0]).output();
+    }
+}
+
+fn podman(args: &[&str]) -> std::process::Output {
+    Command::new("podman").args(args).output().unwrap_or_else(|e| panic!("podman {args:?}: {e}"))
+}
+
+/// `GET path` on 127.0.0.1:`port`: the status and the body, or `None` while nothing answers.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// The image as the Deployment runs it: built by deploy/image.sh (the debug binary of this
+/// run, so CI does not build a release), run read-only with every capability dropped,
+/// no-new-privileges, uid 65532, a tmpfs temp dir of the emptyDir's size and the ConfigMap's
+/// environment, on the host's network to reach the machine's RabbitMQ. It must answer jobs,
+/// say `/readyz` 200 (and which protections its parser children hold in there), and exit 0 on
+/// SIGTERM within the grace period.
+#[test]
+fn the_image_runs_as_the_deployment_does() {
+    if let Some(why) = cannot_run_containers() {
+        eprintln!("SKIPPED the_image_runs_as_the_deployment_does: {why}");
+        return;
+    }
+    let started = Instant::now();
+    let build = Command::new(root().join("deploy/image.sh"))
+        .args(["--binary", env!("CARGO_BIN_EXE_asset-worker"), "--tag", TEST_IMAGE])
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "deploy/image.sh failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    let built_in = started.elapsed();
+    let flags = podman_run_flags();
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+
+    // The image's own configuration is the Dockerfile's.
+    let inspect = podman(&["image", "inspect", "--format", "{{json .Config}}", TEST_IMAGE]);
+    let config: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let (uid, gid) = dockerfile_user();
+    assert_eq!(config["User"], format!("{uid}:{}", gid.unwrap_or(uid)), "deploy/image.sh: USER");
+    assert_eq!(config["Entrypoint"], json!(["/usr/local/bin/asset-worker"]), "deploy/image.sh: ENTRYPOINT");
+    assert_eq!(config["Cmd"], json!(["run"]), "deploy/image.sh: CMD");
+
+    // Probe: can this machine run a container at all?
+    let mut probe = vec!["run", "--rm"];
+    probe.extend(&flag_refs);
+    probe.extend(["--entrypoint", "/bin/true", TEST_IMAGE]);
+    let probed = podman(&probe);
+    if !probed.status.success() {
+        eprintln!(
+            "SKIPPED the_image_runs_as_the_deployment_does: podman cannot run containers here: {}",
+            String::from_utf8_lossy(&probed.stderr).trim()
+        );
+        return;
+    }
+
+    // The jobs, through the machine's broker, under a prefix of this test's own; `enqueue`
+    // declares the topology as the operator would have, so the worker (DECLARE_TOPOLOGY=false,
+    // the ConfigMap's) only checks it.
+    let prefix = super::queue::Prefix::new("image");
+    let fixtures: Vec<std::path::PathBuf> = ["image", "video", "audio", "pdf", "dicom", "text"]
+        .iter()
+        .filter_map(|kind| {
+            super::fixture_files().into_iter().find(|f| f.starts_with(format!("fixtures/{kind}")))
+        })
+        .collect();
+    let keys: Vec<String> =
+        fixtures.iter().map(|f| f.strip_prefix("fixtures").unwrap().display().to_string()).collect();
+    let ids = prefix.enqueue_local(&keys.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // The ConfigMap's environment, pointed at this machine's broker and the test's prefix.
+    let kube = kube();
+    let mut env = kube.worker_env();
+    let broker = std::env::var("ASSET_WORKER_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    env.insert("ASSET_WORKER_AMQP_URL".into(), broker);
+    env.insert("ASSET_WORKER_QUEUE_PREFIX".into(), prefix.name.clone());
+    env.insert("ASSET_WORKER_HTTP_ADDR".into(), format!("127.0.0.1:{port}"));
+    env.insert("ASSET_WORKER_LOCAL_ROOT".into(), "/srv/fixtures".into());
+    let settings = settings_of("the image test's environment", &env);
+    let temp_dir = str_setting(&settings, "temp_dir").to_owned();
+    let volume = kube.pod_spec()["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["emptyDir"]["medium"] == "Memory")
+        .cloned()
+        .unwrap();
+    let tmpfs_bytes = quantity(DEPLOYMENT, &volume["emptyDir"]["sizeLimit"]) as u64;
+    let grace = kube.pod_spec()["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let env_file = tempfile::NamedTempFile::new().unwrap();
+    let lines: String = env.iter().map(|(key, value)| format!("{key}={value}\n")).collect();
+    std::fs::write(env_file.path(), lines).unwrap();
+
+    let name = format!("asset-worker-deploy-test-{}", std::process::id());
+    let container = Container(name.clone());
+    let fixtures_mount = format!("{}:/srv/fixtures:ro", root().join("fixtures").display());
+    let tmpfs = format!("{temp_dir}:size={tmpfs_bytes},mode=1777");
+    let user = format!("{uid}:{}", gid.unwrap_or(uid));
+    let mut run = vec!["run", "--detach", "--name", &name];
+    run.extend(&flag_refs);
+    run.extend([
+        "--network",
+        "host",
+        "--read-only",
+        "--read-only-tmpfs=false",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--user",
+        &user,
+        "--tmpfs",
+        &tmpfs,
+        "--volume",
+        &fixtures_mount,
+        "--env-file",
+        env_file.path().to_str().unwrap(),
+        TEST_IMAGE,
+        "run",
+    ]);
+    let ran = podman(&run);
+    assert!(ran.status.success(), "podman run: {}", String::from_utf8_lossy(&ran.stderr));
+    let logs = || String::from_utf8_lossy(&podman(&["logs", &container.0]).stderr).into_owned();
+
+    // Ready, and saying which protections hold in here.
+    let mut readyz = None;
+    super::wait_until(Duration::from_secs(60), || {
+        readyz = http_get(port, READYZ_PATH);
+        readyz.as_ref().is_some_and(|(status, _)| *status == 200)
+    });
+    let (status, body) = readyz.unwrap_or_else(|| panic!("/readyz never answered:\n{}", logs()));
+    assert_eq!(status, 200, "/readyz: {body}\n{}", logs());
+    eprintln!("the image's /readyz: {}", body.trim().replace('\n', " | "));
+    let protections = body
+        .lines()
+        .find(|l| l.starts_with("parser children:"))
+        .unwrap_or_else(|| panic!("/readyz names no protections: {body}"));
+    for protection in ["landlock", "seccomp on", "no_new_privs on", "not dumpable on"] {
+        assert!(
+            protections.contains(protection),
+            "/readyz: {protection} does not hold in the container: {protections}"
+        );
+    }
+
+    // Every job answered, as the fixtures' reviewed answers say.
+    let results = super::queue::by_job_id(prefix.results(ids.len(), 120));
+    assert_eq!(results.len(), ids.len(), "results missing; the container's log:\n{}", logs());
+    for ((id, fixture), key) in ids.iter().zip(&fixtures).zip(&keys) {
+        let expected = super::queue::expected(fixture);
+        for field in ["status", "data_type", "metadata", "error"] {
+            assert_eq!(results[id][field], expected[field], "{field} of {key} from the image");
+        }
+    }
+
+    // SIGTERM, as the kubelet sends it: exit 0 within the grace period.
+    let stopping = Instant::now();
+    let killed = podman(&["kill", "--signal", "TERM", &container.0]);
+    assert!(killed.status.success(), "podman kill: {}", String::from_utf8_lossy(&killed.stderr));
+    let mut exit = None;
+    super::wait_until(Duration::from_secs(grace), || {
+        let state = podman(&["inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", &container.0]);
+        let text = String::from_utf8_lossy(&state.stdout).trim().to_owned();
+        exit = text.strip_prefix("false ").map(str::to_owned);
+        exit.is_some()
+    });
+    let exit = exit.unwrap_or_else(|| panic!("still running {grace} s after SIGTERM:\n{}", logs()));
+    assert_eq!(exit, "0", "exit status after SIGTERM:\n{}", logs());
+    eprintln!(
+        "image built in {:.1} s, stopped in {:.1} s (grace {grace} s)",
+        built_in.as_secs_f64(),
+        stopping.elapsed().as_secs_f64()
+    );
 }
