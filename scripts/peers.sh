@@ -55,6 +55,21 @@ apt_install() {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# The container tools tests/cli/deploy.rs builds and runs the image with (deploy/image.sh):
+# installed when this is root on Debian; elsewhere that test says why it is skipped.
+container_tools() {
+    local missing=() tool
+    for tool in podman buildah runc mmdebstrap objcopy; do
+        command -v "$tool" >/dev/null || missing+=("$tool")
+    done
+    ((${#missing[@]})) || return 0
+    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
+        note "no ${missing[*]}: the image test (deploy::the_image_runs_as_the_deployment_does) will be skipped"
+        return 0
+    fi
+    apt_install podman buildah runc mmdebstrap binutils
+}
+
 install() {
     local want have=""
     command -v "${PEERS_PYTHON:-python3}" >/dev/null || apt_install python3 python3-venv
@@ -470,6 +485,7 @@ case $cmd in
     start)
         peers=$(peer_args "$@")
         install
+        container_tools
         lock
         for name in $peers; do start_peer "$name"; done
         write_env
