@@ -21,7 +21,6 @@ use std::io::{self, SeekFrom};
 use super::audio::wave_format::{self, WAVE_FORMAT_EXTENSIBLE, WaveFormat, subformat_tag};
 use super::video::{AspectRatio, FrameRateMode, VideoMetadata, display_size, whole_microseconds};
 use super::{ExtractError, Extracted, ReadSeek};
-use crate::job::DataType;
 
 const AVI: &str = "AVI";
 
@@ -122,7 +121,7 @@ pub fn extract(source: &mut dyn ReadSeek) -> Result<Extracted, ExtractError> {
         }
         return Err(ExtractError::corrupt(AVI, "its header list declares no video or audio stream"));
     };
-    Ok(Extracted::new(DataType::Video, "video/x-msvideo", metadata(&header, video, audio)))
+    Ok(metadata(&header, video, audio).into_extracted("video/x-msvideo"))
 }
 
 fn metadata(header: &HeaderList, video: &Stream, audio: Option<&Stream>) -> VideoMetadata {
@@ -574,7 +573,10 @@ mod tests {
     #[test]
     fn fixture_matches_ffprobe() {
         let extracted = extract(&mut fixture("video/avi_mpeg4_mp3.avi")).unwrap();
-        assert_eq!((extracted.data_type, extracted.mime_type.as_str()), (DataType::Video, "video/x-msvideo"));
+        assert_eq!(
+            (extracted.data_type, extracted.mime_type.as_str()),
+            (crate::job::DataType::Video, "video/x-msvideo")
+        );
         let m = extracted.metadata;
         assert_eq!(m["container"], "avi");
         assert_eq!(m["duration_seconds"].as_f64(), Some(1.044898));

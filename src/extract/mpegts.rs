@@ -26,7 +26,6 @@ use std::io::{Read, SeekFrom};
 use super::mpeg_audio::{adts_header, frame_header};
 use super::video::{AspectRatio, FrameTimes, VideoMetadata, display_size, whole_microseconds};
 use super::{ExtractError, Extracted, ReadSeek};
-use crate::job::DataType;
 
 const TS: &str = "MPEG-TS";
 const SYNC_BYTE: u8 = 0x47;
@@ -143,7 +142,7 @@ pub fn extract(source: &mut dyn ReadSeek, count_frames: bool) -> Result<Extracte
         audio_codec: audio_codec.map(str::to_owned),
         has_audio: audio.is_some(),
     };
-    Ok(Extracted::new(DataType::Video, "video/mp2t", metadata))
+    Ok(metadata.into_extracted("video/mp2t"))
 }
 
 /// The start of the file and what it says.
@@ -1443,7 +1442,10 @@ mod tests {
     #[test]
     fn fixture_matches_ffprobe() {
         let extracted = extract_bytes(fixture_bytes("video/ts_h264_aac.ts")).unwrap();
-        assert_eq!((extracted.data_type, extracted.mime_type.as_str()), (DataType::Video, "video/mp2t"));
+        assert_eq!(
+            (extracted.data_type, extracted.mime_type.as_str()),
+            (crate::job::DataType::Video, "video/mp2t")
+        );
         let m = extracted.metadata;
         assert_eq!(m["container"], "mpegts");
         assert_eq!(m["duration_seconds"].as_f64(), Some(1.023222));

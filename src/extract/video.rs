@@ -82,6 +82,23 @@ impl FrameRateMode {
     }
 }
 
+/// The most one side of a pixel may be stretched against the other: anamorphic formats use
+/// up to 2:1 (HDV, DVCPRO HD at 4:3), so 16 leaves room for any real one.
+const MAX_PIXEL_STRETCH: u64 = 16;
+
+/// The fastest playback any video has: high-speed captures (1,000 fps and more) are stored at
+/// a playback rate, so a faster average comes from a damaged clock, not from frames.
+const MAX_FRAME_RATE: f64 = 1000.0;
+
+impl VideoMetadata {
+    /// The answer of a video: what the headers claim, less what no file can hold (a frame
+    /// rate beyond [`MAX_FRAME_RATE`] is null: a timescale or tick the damage changed).
+    pub(super) fn into_extracted(mut self, mime: &'static str) -> Extracted {
+        self.frame_rate = self.frame_rate.filter(|rate| *rate <= MAX_FRAME_RATE);
+        Extracted::new(DataType::Video, mime, self)
+    }
+}
+
 /// A pixel's width to its height, in lowest terms; serialised as ffprobe prints it, `"64:45"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AspectRatio {
@@ -93,9 +110,16 @@ impl AspectRatio {
     /// Square pixels: what a file means when it says nothing.
     pub const SQUARE: AspectRatio = AspectRatio { num: 1, den: 1 };
 
-    /// `num:den` in lowest terms; `None` for a zero term (which files use for "unknown").
+    /// `num:den` in lowest terms; `None` for a zero term (which files use for "unknown") and
+    /// for a shape beyond [`MAX_PIXEL_STRETCH`] either way, which no real pixel has (a damaged
+    /// `pasp` box or SPS: a decoder ignores it, and so do we, rather than report a display
+    /// billions of pixels wide).
     pub fn new(num: u64, den: u64) -> Option<AspectRatio> {
-        if num == 0 || den == 0 {
+        if num == 0
+            || den == 0
+            || num > den.saturating_mul(MAX_PIXEL_STRETCH)
+            || den > num.saturating_mul(MAX_PIXEL_STRETCH)
+        {
             return None;
         }
         let gcd = {
@@ -224,7 +248,7 @@ fn extract_isobmff(source: &mut dyn ReadSeek) -> Result<Extracted, ExtractError>
         "3g2" => "video/3gpp2",
         _ => "video/mp4",
     };
-    Ok(Extracted::new(DataType::Video, mime, metadata))
+    Ok(metadata.into_extracted(mime))
 }
 
 /// The video metadata of a movie, or `None` if it has no real video track.
@@ -485,7 +509,7 @@ fn extract_matroska(source: &mut dyn ReadSeek, count_frames: bool) -> Result<Ext
         audio_codec: audio.map(matroska_codec_name),
         has_audio: audio.is_some(),
     };
-    Ok(Extracted::new(DataType::Video, mime, metadata))
+    Ok(metadata.into_extracted(mime))
 }
 
 /// The pixel shape that `DisplayWidth`/`DisplayHeight` give the (cropped) picture, as ffmpeg
@@ -1165,6 +1189,32 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn a_frame_rate_no_playback_has_is_null() {
+        let video = |frame_rate| VideoMetadata {
+            container: "mpegts",
+            duration_seconds: Some(1.0),
+            width: 64,
+            height: 48,
+            rotation: 0,
+            sample_aspect_ratio: AspectRatio::SQUARE,
+            display_width: 64,
+            display_height: 48,
+            frame_rate: Some(frame_rate),
+            frame_rate_mode: None,
+            frame_count: None,
+            start_time_seconds: None,
+            video_codec: None,
+            audio_codec: None,
+            has_audio: false,
+        };
+        // The campaign's MPEG-TS at 74,898 fps (a damaged VUI tick), beside real rates.
+        for (rate, kept) in [(74_898.3, false), (1000.0, true), (240.0, true), (29.97, true)] {
+            let answer = video(rate).into_extracted("video/mp2t");
+            assert_eq!(answer.metadata["frame_rate"].as_f64().is_some(), kept, "{rate}");
+        }
+    }
+
     fn fixture(path: &str) -> std::fs::File {
         let full = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
         std::fs::File::open(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
@@ -1498,6 +1548,12 @@ mod tests {
     fn aspect_ratios_reduce_and_stretch_the_width() {
         assert_eq!(AspectRatio::new(128, 90), Some(AspectRatio { num: 64, den: 45 }));
         assert_eq!(AspectRatio::new(0, 1), None);
+        // A damaged pasp or SPS (the mutation campaign's 4294967295-wide display): no pixel is
+        // 16 times wider than tall, or taller than wide.
+        assert_eq!(AspectRatio::new(16, 1), Some(AspectRatio { num: 16, den: 1 }));
+        assert_eq!(AspectRatio::new(17, 1), None);
+        assert_eq!(AspectRatio::new(1, 65535), None);
+        assert_eq!(AspectRatio::new(u64::MAX, 3), None);
         assert_eq!(serde_json::to_value(AspectRatio::new(16, 15).unwrap()).unwrap(), "16:15");
         let pal = |num, den| display_size(720, 576, 0, AspectRatio::new(num, den).unwrap());
         assert_eq!(pal(64, 45), (1024, 576));
