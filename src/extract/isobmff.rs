@@ -1675,30 +1675,11 @@ mod tests {
     use std::io::{Cursor, Seek};
 
     use super::*;
+    use crate::extract::Counting;
 
     fn fixture(path: &str) -> std::fs::File {
         let full = format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
         std::fs::File::open(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
-    }
-
-    /// A source that counts the bytes read: what a ranged fetch would download.
-    struct Counting<R> {
-        inner: R,
-        bytes_read: u64,
-    }
-
-    impl<R: Read> Read for Counting<R> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.inner.read(buf)?;
-            self.bytes_read += n as u64;
-            Ok(n)
-        }
-    }
-
-    impl<R: Seek> Seek for Counting<R> {
-        fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
-            self.inner.seek(pos)
-        }
     }
 
     /// A huge file that is `head` followed by zeros, without the memory.

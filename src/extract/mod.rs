@@ -199,6 +199,30 @@ pub fn extract(source: &mut dyn ReadSeek, options: &ExtractOptions) -> Result<Ex
     }
 }
 
+/// A source that counts the bytes a parser reads: what a ranged fetch would download (for
+/// tests of how little of a file a parser needs).
+#[cfg(test)]
+pub(crate) struct Counting<R> {
+    pub inner: R,
+    pub bytes_read: u64,
+}
+
+#[cfg(test)]
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes_read += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+impl<R: std::io::Seek> std::io::Seek for Counting<R> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1472,22 +1472,7 @@ mod tests {
     /// frames are counted, every cluster when they are.
     #[test]
     fn only_counting_reads_a_matroska_file_whole() {
-        struct Counting<R> {
-            inner: R,
-            bytes_read: u64,
-        }
-        impl<R: Read> Read for Counting<R> {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                let n = self.inner.read(buf)?;
-                self.bytes_read += n as u64;
-                Ok(n)
-            }
-        }
-        impl<R: std::io::Seek> std::io::Seek for Counting<R> {
-            fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
-                self.inner.seek(pos)
-            }
-        }
+        use crate::extract::Counting;
         let path = "video/mkv_h264_sar64x45.mkv";
         let size = fixture(path).metadata().unwrap().len();
         let read = |count| {
