@@ -16,8 +16,8 @@
 //! - [`sandbox`]: the pool of warm, locked-down parser children that read objects only
 //!   through byte ranges the worker serves them: a hostile file costs one answer.
 //! - [`pipeline`]: one object top-down: mint → first block → extract in a pool child → report.
-//! - [`queue`]: AMQP: topology, confirmed publisher, the consumer loop, its ack policy and
-//!   reconnection with backoff.
+//! - [`queue`]: AMQP: topology (with the retry queues), confirmed publisher, the consumer
+//!   loop, its ack policy and reconnection with backoff, each job's trace context.
 //! - [`telemetry`]: JSON logs, Prometheus metrics, `/healthz` `/readyz` `/metrics`.
 //! - [`cli`]: the one-shot subcommands (`extract`, `sign`, `check`) and the queue ones
 //!   (`run`, `enqueue`, `results`).
