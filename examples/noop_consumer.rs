@@ -28,7 +28,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn consume(settings: &Settings) -> anyhow::Result<()> {
     let names = Names::new(&settings.queue_prefix);
-    let Session { connection, channel, mut consumer, publisher } = Session::open(settings, &names).await?;
+    // Jobs only: signing requests are the worker's, not a baseline's.
+    let settings = Settings { sign_prefetch: 0, ..settings.clone() };
+    let Session { connection, channel, mut consumer, publisher, signing } =
+        Session::open(&settings, &names).await?;
     eprintln!("noop_consumer: consuming {} with prefetch {}", names.process, settings.concurrency);
     let destination = Destination::Exchange(names.results_exchange.clone());
     let mut terminate = signal(SignalKind::terminate())?;
@@ -66,6 +69,6 @@ async fn consume(settings: &Settings) -> anyhow::Result<()> {
         answered += 1;
     }
     eprintln!("noop_consumer: answered {answered} jobs; stopping");
-    Session { connection, channel, consumer, publisher }.close("done").await;
+    Session { connection, channel, consumer, publisher, signing }.close("done").await;
     Ok(())
 }

@@ -105,8 +105,12 @@ pub struct Settings {
     pub gcs_key_file: Option<PathBuf>,
     /// How long a signed URL minted for a job lives.
     pub url_ttl_seconds: u64,
-    /// How long a display URL (`asset-worker sign`, the platform's frontend) lives.
+    /// How long a display URL (`asset-worker sign`, the platform's frontend) lives: the
+    /// longest a signing request gets, whatever its `ttl_seconds` asks.
     pub display_url_ttl_seconds: u64,
+    /// Signing requests (`{prefix}.sign`) taken at once, on a channel of their own so that a
+    /// backlog of jobs never delays a page's URLs. 0: this worker serves no signing requests.
+    pub sign_prefetch: u16,
     /// Lifetime of an assumed-role session (STS allows 900 s to 12 h; a role's own maximum may be
     /// 1 h). A URL lives at most this minus a minute, so it must exceed the display TTL.
     pub session_duration_seconds: u64,
@@ -167,6 +171,9 @@ impl Default for Settings {
             gcs_key_file: None,
             url_ttl_seconds: 300,
             display_url_ttl_seconds: 900,
+            // A request is a few milliseconds of CPU (or, on GCS, of signBlob calls): a few at
+            // once keep the channel busy without starving the jobs' tasks.
+            sign_prefetch: 8,
             session_duration_seconds: 3600,
             session_max_age_seconds: 900,
             display_origin: None,

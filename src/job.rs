@@ -81,6 +81,63 @@ pub struct LocalSource {
 }
 
 impl Source {
+    /// Every field within the bounds of its cloud (so that a source the cloud would refuse is
+    /// refused here, naming the field), `field` being where it sits in the message (`source` of
+    /// a job, `objects[3]` of a signing request).
+    pub fn check_fields(&self, field: &str) -> Result<(), String> {
+        let bucket_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-._".contains(c);
+        match self {
+            Source::S3(s3) => {
+                let region_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+                check_chars(&format!("{field}.region"), &s3.region, 32, "a-z 0-9 -", region_char)?;
+                check_chars(&format!("{field}.bucket"), &s3.bucket, 63, "a-z 0-9 - .", |c| {
+                    bucket_char(c) && c != '_'
+                })?;
+                check_text(&format!("{field}.key"), &s3.key, MAX_NAME_BYTES)?;
+                // IAM's own character sets: role paths and names, and sts:ExternalId.
+                let iam_char = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-/:".contains(c);
+                check_chars(&format!("{field}.role_arn"), &s3.role_arn, 2048, "an IAM role ARN", iam_char)?;
+                if !s3.role_arn.starts_with("arn:") || !s3.role_arn.contains(":role/") {
+                    return Err(format!("{field}.role_arn is not a role ARN: {:?}", s3.role_arn));
+                }
+                if let Some(external_id) = &s3.external_id {
+                    let id_char = |c: char| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c);
+                    check_chars(
+                        &format!("{field}.external_id"),
+                        external_id,
+                        1224,
+                        "A-Z a-z 0-9 + = , . @ : / - _",
+                        id_char,
+                    )?;
+                }
+            }
+            Source::Gcs(gcs) => {
+                check_chars(&format!("{field}.bucket"), &gcs.bucket, 222, "a-z 0-9 - _ .", bucket_char)?;
+                check_text(&format!("{field}.object"), &gcs.object, MAX_NAME_BYTES)?;
+                if let Some(account) = &gcs.service_account {
+                    let email_char = |c: char| c.is_ascii_alphanumeric() || "-._@".contains(c);
+                    check_chars(
+                        &format!("{field}.service_account"),
+                        account,
+                        254,
+                        "a service account's email",
+                        email_char,
+                    )?;
+                    if account.matches('@').count() != 1 {
+                        return Err(format!("{field}.service_account is not an email address: {account:?}"));
+                    }
+                }
+            }
+            Source::Local(local) => check_text(&format!("{field}.key"), &local.key, 4096)?,
+        }
+        Ok(())
+    }
+
+    /// An S3 source without its ExternalId (DESIGN §7): refused before any AssumeRole.
+    pub fn lacks_external_id(&self) -> bool {
+        matches!(self, Source::S3(s3) if s3.external_id.as_deref().is_none_or(str::is_empty))
+    }
+
     /// The provider's wire name, for messages and metric labels.
     pub fn provider(&self) -> &'static str {
         match self {
@@ -274,50 +331,7 @@ impl Job {
     fn check_fields(&self) -> Result<(), String> {
         check_job_id(&self.job_id)?;
         check_text("asset_id", &self.asset_id, MAX_NAME_BYTES)?;
-        let bucket_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-._".contains(c);
-        match &self.source {
-            Source::S3(s3) => {
-                let region_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-                check_chars("source.region", &s3.region, 32, "a-z 0-9 -", region_char)?;
-                check_chars("source.bucket", &s3.bucket, 63, "a-z 0-9 - .", |c| bucket_char(c) && c != '_')?;
-                check_text("source.key", &s3.key, MAX_NAME_BYTES)?;
-                // IAM's own character sets: role paths and names, and sts:ExternalId.
-                let iam_char = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-/:".contains(c);
-                check_chars("source.role_arn", &s3.role_arn, 2048, "an IAM role ARN", iam_char)?;
-                if !s3.role_arn.starts_with("arn:") || !s3.role_arn.contains(":role/") {
-                    return Err(format!("source.role_arn is not a role ARN: {:?}", s3.role_arn));
-                }
-                if let Some(external_id) = &s3.external_id {
-                    let id_char = |c: char| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c);
-                    check_chars(
-                        "source.external_id",
-                        external_id,
-                        1224,
-                        "A-Z a-z 0-9 + = , . @ : / - _",
-                        id_char,
-                    )?;
-                }
-            }
-            Source::Gcs(gcs) => {
-                check_chars("source.bucket", &gcs.bucket, 222, "a-z 0-9 - _ .", bucket_char)?;
-                check_text("source.object", &gcs.object, MAX_NAME_BYTES)?;
-                if let Some(account) = &gcs.service_account {
-                    let email_char = |c: char| c.is_ascii_alphanumeric() || "-._@".contains(c);
-                    check_chars(
-                        "source.service_account",
-                        account,
-                        254,
-                        "a service account's email",
-                        email_char,
-                    )?;
-                    if account.matches('@').count() != 1 {
-                        return Err(format!("source.service_account is not an email address: {account:?}"));
-                    }
-                }
-            }
-            Source::Local(local) => check_text("source.key", &local.key, 4096)?,
-        }
-        Ok(())
+        self.source.check_fields("source")
     }
 
     /// Reads a delivery's body. Checks go from the coarsest to the finest so the reason names
@@ -348,9 +362,7 @@ impl Job {
         if let Err(problem) = job.check_fields() {
             return Err(invalid(InvalidJobReason::Malformed(problem)));
         }
-        if let Source::S3(s3) = &job.source
-            && s3.external_id.as_deref().is_none_or(str::is_empty)
-        {
+        if job.source.lacks_external_id() {
             return Err(invalid(InvalidJobReason::MissingExternalId));
         }
         Ok(job)

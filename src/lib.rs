@@ -16,6 +16,8 @@
 //! - [`sandbox`]: the pool of warm, locked-down parser children that read objects only
 //!   through byte ranges the worker serves them: a hostile file costs one answer.
 //! - [`pipeline`]: one object top-down: mint → first block → extract in a pool child → report.
+//! - [`display`]: display URLs for the platform's page, a batch per request, through the
+//!   same delegated access (served over the broker by [`queue::signing`], and by `sign`).
 //! - [`queue`]: AMQP: topology (with the retry queues), confirmed publisher, the consumer
 //!   loop, its ack policy and reconnection with backoff, each job's trace context.
 //! - [`telemetry`]: JSON logs, Prometheus metrics, `/healthz` `/readyz` `/metrics`.
@@ -25,6 +27,7 @@
 pub mod access;
 pub mod cli;
 pub mod config;
+pub mod display;
 pub mod extract;
 pub mod fetch;
 pub mod job;

@@ -10,9 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use asset_worker::access::providers::Access;
 use asset_worker::cli::queue as queue_cli;
 use asset_worker::cli::{
-    AccessFlags, RemoteContext, check, extract_files, parse_inputs, parse_remote, runtime, sign,
+    AccessFlags, RemoteContext, check, extract_files, parse_inputs, parse_remote, runtime,
 };
 use asset_worker::config::Settings;
+use asset_worker::display::sign_one;
 use asset_worker::extract::ExtractOptions;
 use asset_worker::job::DataType;
 use asset_worker::sandbox::{self, CHILD_SUBCOMMAND, MEMORY_FLAG, PARENT_FLAG, Pool, PoolSettings};
@@ -96,13 +97,24 @@ enum Command {
         #[command(flatten)]
         access: AccessArgs,
     },
-    /// Print a display URL (JSON: url, expires_at) minted through the same delegated access.
+    /// Print display URLs (one JSON line per object: url, expires_at, or error) minted through
+    /// the same delegated access; with --via-broker, asked of a running worker instead (one
+    /// signing request, its answer printed whole). Exit 0 if every object was signed.
     Sign {
-        /// s3://BUCKET/KEY or gs://BUCKET/OBJECT.
-        object: String,
-        /// Lifetime of the URL (default ASSET_WORKER_DISPLAY_URL_TTL_SECONDS, 15 minutes).
+        /// s3://BUCKET/KEY or gs://BUCKET/OBJECT, one or more.
+        #[arg(required = true)]
+        objects: Vec<String>,
+        /// Lifetime of the URLs (default and most: ASSET_WORKER_DISPLAY_URL_TTL_SECONDS, 15
+        /// minutes; a worker shortens a longer one to its own).
         #[arg(long, value_name = "SECONDS")]
         ttl_seconds: Option<u64>,
+        /// Send the request to `{prefix}.sign` and print the worker's answer: an operator's
+        /// check of the signing service (the broker from ASSET_WORKER_AMQP_URL).
+        #[arg(long)]
+        via_broker: bool,
+        /// With --via-broker: how long to wait for the answer.
+        #[arg(long, default_value_t = 10_000, value_name = "MS")]
+        timeout_ms: u64,
         #[command(flatten)]
         access: AccessArgs,
     },
@@ -190,7 +202,12 @@ fn main() -> ExitCode {
             };
             run_extract(cli.config, paths, access, run, memory_limit_mb, child_max_jobs)
         }
-        Command::Sign { object, ttl_seconds, access } => run_sign(cli.config, &object, ttl_seconds, &access),
+        Command::Sign { objects, ttl_seconds, via_broker: false, access, .. } => {
+            run_sign(cli.config, &objects, ttl_seconds, &access)
+        }
+        Command::Sign { objects, ttl_seconds, via_broker: true, timeout_ms, access } => {
+            run_sign_via_broker(cli.config, &objects, ttl_seconds, Duration::from_millis(timeout_ms), &access)
+        }
         Command::Check { object, origin, access } => run_check(cli.config, &object, origin, &access),
         Command::Run => run_worker(cli.config),
         Command::Enqueue { objects, local, data_type, access } => {
@@ -251,21 +268,34 @@ fn remote_object(
     access: &AccessArgs,
 ) -> anyhow::Result<(Settings, tokio::runtime::Runtime, Access, asset_worker::job::Source)> {
     let settings = Settings::load(config.as_deref())?;
-    let source = parse_remote(object, &access.flags(), settings.aws_region())
-        .unwrap_or_else(|| Err(format!("{object}: expected s3://BUCKET/KEY or gs://BUCKET/OBJECT")))
-        .map_err(anyhow::Error::msg)?;
+    let source = remote_source(&settings, object, access)?;
     let runtime = runtime()?;
     let providers = runtime.block_on(Access::from_settings(&settings))?;
     Ok((settings, runtime, providers, source))
 }
 
+/// `object` (s3://… or gs://…) as a job's source, with the access flags.
+fn remote_source(
+    settings: &Settings,
+    object: &str,
+    access: &AccessArgs,
+) -> anyhow::Result<asset_worker::job::Source> {
+    parse_remote(object, &access.flags(), settings.aws_region())
+        .unwrap_or_else(|| Err(format!("{object}: expected s3://BUCKET/KEY or gs://BUCKET/OBJECT")))
+        .map_err(anyhow::Error::msg)
+}
+
 fn run_sign(
     config: Option<PathBuf>,
-    object: &str,
+    objects: &[String],
     ttl_seconds: Option<u64>,
     access: &AccessArgs,
 ) -> anyhow::Result<bool> {
-    let (settings, runtime, providers, source) = remote_object(config, object, access)?;
+    let settings = Settings::load(config.as_deref())?;
+    let sources = objects
+        .iter()
+        .map(|object| remote_source(&settings, object, access))
+        .collect::<Result<Vec<_>, _>>()?;
     let ttl_seconds = ttl_seconds.unwrap_or(settings.display_url_ttl_seconds);
     if ttl_seconds > settings.display_url_ttl_seconds {
         anyhow::bail!(
@@ -274,17 +304,36 @@ fn run_sign(
             settings.display_url_ttl_seconds
         );
     }
+    let runtime = runtime()?;
+    let providers = runtime.block_on(Access::from_settings(&settings))?;
     let ttl = Duration::from_secs(ttl_seconds);
-    match runtime.block_on(sign(&providers, &source, ttl)) {
-        Ok(answer) => {
-            println!("{}", serde_json::to_string(&answer)?);
-            Ok(true)
-        }
-        Err(error) => {
-            println!("{}", serde_json::json!({ "error": error }));
-            Ok(false)
-        }
+    let request_id = format!("sign-{}", std::process::id());
+    let mut all_signed = true;
+    for source in &sources {
+        let signed = runtime.block_on(sign_one(&providers, source, ttl, &request_id));
+        all_signed &= signed.error.is_none();
+        println!("{}", serde_json::to_string(&signed)?);
     }
+    Ok(all_signed)
+}
+
+fn run_sign_via_broker(
+    config: Option<PathBuf>,
+    objects: &[String],
+    ttl_seconds: Option<u64>,
+    timeout: Duration,
+    access: &AccessArgs,
+) -> anyhow::Result<bool> {
+    let settings = Settings::load(config.as_deref())?;
+    let sources = objects
+        .iter()
+        .map(|object| remote_source(&settings, object, access))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (answer, took) =
+        runtime()?.block_on(queue_cli::sign_via_broker(&settings, &sources, ttl_seconds, timeout))?;
+    eprintln!("asset-worker: answered in {} ms by {}", took.as_millis(), answer.worker.host);
+    println!("{}", serde_json::to_string(&answer)?);
+    Ok(answer.error.is_none() && answer.urls.iter().all(|url| url.error.is_none()))
 }
 
 fn run_check(

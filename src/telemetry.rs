@@ -48,10 +48,10 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// How often histograms are compacted (the exporter leaves this to its user).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Histogram buckets for the `_seconds` metrics: from a local file's few milliseconds to the
-/// minutes a large remote video may take.
+/// Histogram buckets for the `_seconds` metrics: from a signing request's millisecond and a
+/// local file's few to the minutes a large remote video may take.
 const SECONDS_BUCKETS: &[f64] =
-    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 /// Every metric the worker exports, by name (dashboards and alerts are written against these).
 pub mod metric {
@@ -63,7 +63,8 @@ pub mod metric {
     pub const BYTES_FETCHED: &str = "asset_worker_fetched_bytes_total";
     /// Jobs running now (taken from the queue, not yet settled).
     pub const IN_FLIGHT: &str = "asset_worker_jobs_in_flight";
-    /// Deliveries settled, by `settlement` (ack, retry_later, requeue, dead_letter).
+    /// Deliveries settled, jobs and signing requests, by `settlement` (ack, retry_later,
+    /// requeue, dead_letter).
     pub const DELIVERIES: &str = "asset_worker_deliveries_total";
     /// Broker connections re-established after a loss.
     pub const RECONNECTS: &str = "asset_worker_broker_reconnects_total";
@@ -84,6 +85,13 @@ pub mod metric {
     pub const REPLIES_UNROUTABLE: &str = "asset_worker_replies_unroutable_total";
     /// Connections to the health and metrics endpoints closed on arrival: the cap was reached.
     pub const HTTP_REFUSED: &str = "asset_worker_http_connections_refused_total";
+    /// Signing requests, by `outcome`: answered, invalid (answered with the request's error),
+    /// caller_gone (no queue by its reply_to), no_reply_to and unanswered (dropped).
+    pub const SIGN_REQUESTS: &str = "asset_worker_sign_requests_total";
+    /// Display URLs asked for, by `outcome`: signed, or the error kind of the object.
+    pub const DISPLAY_URLS: &str = "asset_worker_display_urls_total";
+    /// From a signing request's delivery to its answer's confirm.
+    pub const SIGN_SECONDS: &str = "asset_worker_sign_request_seconds";
 }
 
 /// Log lines: one JSON object per line on stderr for the worker (`json`), plain text for the
@@ -217,6 +225,16 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(
         metric::HTTP_REFUSED,
         "Connections to the health and metrics endpoints closed on arrival (too many at once)."
+    );
+    metrics::describe_counter!(metric::SIGN_REQUESTS, "Signing requests, by outcome.");
+    metrics::describe_counter!(
+        metric::DISPLAY_URLS,
+        "Display URLs asked for, by outcome (signed or error kind)."
+    );
+    metrics::describe_histogram!(
+        metric::SIGN_SECONDS,
+        metrics::Unit::Seconds,
+        "From a signing request's delivery to its answer's confirm."
     );
     // Present from the start, so a scrape before the first job shows zeros, not nothing.
     metrics::counter!(metric::RECONNECTS).absolute(0);

@@ -257,32 +257,6 @@ pub async fn extract_one(pool: &Pool, path: &Path, run: &ExtractRun) -> FileRepo
     FileReport { path: path.display().to_string(), outcome, stats: None }
 }
 
-/// `sign`'s answer: a URL for the platform's frontend to show the asset with.
-#[derive(Debug, Serialize)]
-pub struct SignAnswer {
-    pub url: String,
-    pub expires_at: String,
-}
-
-/// Mints a display URL for `source` through the same delegated access jobs use.
-pub async fn sign(
-    access: &Access,
-    source: &Source,
-    ttl: std::time::Duration,
-) -> Result<SignAnswer, ErrorBody> {
-    let request = MintRequest::new(format!("sign-{}", std::process::id()), ttl);
-    match access.mint(source, &request).await {
-        Ok(crate::access::Fetchable::Url(url)) => Ok(SignAnswer {
-            url: url.expose().to_owned(),
-            expires_at: humantime::format_rfc3339_seconds(url.expires_at).to_string(),
-        }),
-        Ok(crate::access::Fetchable::File(_)) => {
-            Err(ErrorBody::new(ErrorKind::InvalidJob, "local files have no URL to sign; use s3:// or gs://"))
-        }
-        Err(error) => Err(ErrorBody::new(error.kind(), error.to_string())),
-    }
-}
-
 /// `check`'s answer: whether a job for this object would succeed in reaching it, and if not,
 /// the error it would get; then what else would hurt the customer (`warnings`): a trust policy
 /// without the ExternalId condition, a role that may do more than read objects, a bucket whose

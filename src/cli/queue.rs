@@ -1,21 +1,28 @@
 //! The queue commands of DESIGN §4: `run` (the worker), `enqueue` (publish jobs, for
-//! operators, demos and load tests) and `results` (print answers from the results queue).
+//! operators, demos and load tests), `results` (print answers from the results queue) and
+//! `sign --via-broker` (one signing request, as a backend sends it).
 //! Each declares the topology first, so they can be started in any order.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lapin::options::{BasicAckOptions, BasicGetOptions};
+use futures_lite::StreamExt;
+use lapin::BasicProperties;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
 
 use crate::access::providers::Access;
 use crate::config::Settings;
+use crate::display::{SIGN_SCHEMA, SignAnswer};
 use crate::job::{DataType, JOB_SCHEMA, Job, LocalSource, Source};
 use crate::pipeline::Pipeline;
-use crate::queue::connect;
 use crate::queue::consumer::{self, WorkerParts};
 use crate::queue::publisher::{ConfirmedPublisher, Destination, json_properties};
 use crate::queue::topology::{self, Names};
+use crate::queue::{DIRECT_REPLY_TO, connect};
 use crate::sandbox::{Pool, PoolSettings};
 use crate::telemetry::{self, Readiness};
 
@@ -169,6 +176,82 @@ pub async fn results(
     let _ = channel.close(200, "done".into()).await;
     let _ = connection.close(200, "done".into()).await;
     Ok(printed)
+}
+
+/// Sends one signing request for `sources` to `{prefix}.sign`, as a backend does (RabbitMQ's
+/// direct reply-to, a `correlation_id`), and waits `timeout` at most for the answer. Returns
+/// it and the round trip. Declares nothing: a missing signing queue (no worker ever ran on
+/// this prefix) is an error saying so.
+pub async fn sign_via_broker(
+    settings: &Settings,
+    sources: &[Source],
+    ttl_seconds: Option<u64>,
+    timeout: Duration,
+) -> anyhow::Result<(SignAnswer, Duration)> {
+    let connection = connect(settings).await?;
+    let names = Names::new(&settings.queue_prefix);
+    let channel = connection.create_channel().await?;
+    // Direct reply-to: consume the pseudo-queue (no_ack, as RabbitMQ requires) on the channel
+    // that publishes, before publishing.
+    let mut answers = channel
+        .basic_consume(
+            DIRECT_REPLY_TO.into(),
+            "asset-worker-sign".into(),
+            BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
+            FieldTable::default(),
+        )
+        .await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    let request_id = format!("sign-{}", new_job_id());
+    let request = serde_json::json!({
+        "schema": SIGN_SCHEMA, "request_id": request_id, "ttl_seconds": ttl_seconds, "objects": sources,
+    });
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_reply_to(DIRECT_REPLY_TO.into())
+        .with_correlation_id(request_id.as_str().into());
+    let sent = Instant::now();
+    let confirmation = channel
+        .basic_publish(
+            "".into(),
+            names.sign.as_str().into(),
+            BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+            &serde_json::to_vec(&request)?,
+            properties,
+        )
+        .await?
+        .await?;
+    if let lapin::Confirmation::Ack(Some(_)) | lapin::Confirmation::Nack(Some(_)) = confirmation {
+        anyhow::bail!(
+            "no queue {} on the broker: is a worker running with ASSET_WORKER_QUEUE_PREFIX={}?",
+            names.sign,
+            settings.queue_prefix
+        );
+    }
+    let answer = tokio::time::timeout(timeout, async {
+        while let Some(delivery) = answers.next().await {
+            let delivery = delivery?;
+            let ours =
+                delivery.properties.correlation_id().as_ref().is_some_and(|id| id.as_str() == request_id);
+            if ours {
+                return Ok(Some(serde_json::from_slice::<SignAnswer>(&delivery.data)?));
+            }
+        }
+        anyhow::Ok(None)
+    })
+    .await;
+    let took = sent.elapsed();
+    let _ = connection.close(200, "signed".into()).await;
+    match answer {
+        Ok(Ok(Some(answer))) => Ok((answer, took)),
+        Ok(Ok(None)) => anyhow::bail!("the broker closed the reply channel before an answer came"),
+        Ok(Err(error)) => Err(error.context("reading the signing answer")),
+        Err(_) => anyhow::bail!(
+            "no answer from {} within {} ms: is a worker with ASSET_WORKER_SIGN_PREFETCH above 0 consuming it?",
+            names.sign,
+            timeout.as_millis()
+        ),
+    }
 }
 
 /// A job id unique without coordination: time, process and a counter.

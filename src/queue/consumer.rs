@@ -57,9 +57,10 @@ use tracing::Instrument;
 
 use super::publisher::{ConfirmedPublisher, Destination, Echo};
 use super::reconnect::Backoff;
+use super::signing::{self, Served, SignRules, Signing};
 use super::topology::{self, Names};
 use super::trace::TraceContext;
-use super::{QueueError, connect};
+use super::{QueueError, connect, reply_to_allowed};
 use crate::access::providers::Access;
 use crate::config::Settings;
 use crate::job::{ErrorBody, ErrorKind, InvalidJob, InvalidJobReason, Job, JobResult, WorkerInfo};
@@ -85,7 +86,8 @@ pub struct WorkerParts {
     pub readiness: Readiness,
 }
 
-/// Everything a job task shares with the others, across broker sessions.
+/// Everything a delivery's task (a job or a signing request) shares with the others, across
+/// broker sessions.
 struct JobContext {
     access: Access,
     /// Its pool of parser children bounds the CPU-bound part of jobs, however large the
@@ -95,12 +97,11 @@ struct JobContext {
     worker: WorkerInfo,
     delivery_limit: u32,
     retry_delays_seconds: Vec<u64>,
-    /// What a job's `reply_to` must start with.
+    /// What a job's or a signing request's `reply_to` must start with.
     reply_to_prefix: String,
+    /// The longest a display URL may live (`ASSET_WORKER_DISPLAY_URL_TTL_SECONDS`).
+    display_url_ttl: Duration,
 }
-
-/// RabbitMQ's direct reply-to: the queue name a caller's `reply_to` carries when it uses it.
-const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
 /// Deliveries taken but not yet acked, nacked or rejected: what shutdown hands back.
 type Unsettled = Arc<Mutex<HashMap<DeliveryTag, Acker>>>;
@@ -115,6 +116,9 @@ pub struct Session {
     pub channel: Channel,
     pub consumer: lapin::Consumer,
     pub publisher: ConfirmedPublisher,
+    /// Signing requests, on channels of their own (`None` when `ASSET_WORKER_SIGN_PREFETCH`
+    /// is 0).
+    pub signing: Option<Signing>,
 }
 
 impl Session {
@@ -139,12 +143,19 @@ impl Session {
             )
             .await?;
         tracing::info!(queue = %names.process, prefetch, "consuming");
-        Ok(Session { connection: Arc::new(connection), channel, consumer, publisher })
+        let signing = match settings.sign_prefetch {
+            0 => None,
+            prefetch => Some(Signing::open(&connection, names, prefetch).await?),
+        };
+        Ok(Session { connection: Arc::new(connection), channel, consumer, publisher, signing })
     }
 
     /// Closes what is still open; best effort (the broker requeues anything unsettled when
     /// the channel closes anyway).
     pub async fn close(self, reason: &str) {
+        if let Some(signing) = self.signing {
+            signing.close(reason).await;
+        }
         self.publisher.close().await;
         let _ = self.channel.close(200, reason.into()).await;
         let _ = self.connection.close(200, reason.into()).await;
@@ -174,6 +185,7 @@ pub async fn run(
         delivery_limit: settings.delivery_limit,
         retry_delays_seconds: settings.retry_delays_seconds.clone(),
         reply_to_prefix: settings.reply_to_prefix(),
+        display_url_ttl: Duration::from_secs(settings.display_url_ttl_seconds),
         names: Names::new(&settings.queue_prefix),
     });
     let readiness = parts.readiness;
@@ -270,6 +282,9 @@ async fn consume(
 ) -> SessionEnd {
     let unsettled: Unsettled = Arc::default();
     let mut in_flight = JoinSet::new();
+    // Signing requests: their own tasks and deliveries (delivery tags count per channel).
+    let signing_unsettled: Unsettled = Arc::default();
+    let mut signing_in_flight = JoinSet::new();
     let (lost_sender, mut publisher_lost) = mpsc::unbounded_channel();
     let link = SessionLink {
         publisher: session.publisher.clone(),
@@ -295,18 +310,39 @@ async fn consume(
                     tracing::error!(%error, "a job task ended abnormally");
                 }
             }
+            Some(joined) = signing_in_flight.join_next(), if !signing_in_flight.is_empty() => {
+                if let Err(error) = joined {
+                    tracing::error!(%error, "a signing task ended abnormally");
+                }
+            }
+            // A signing request: listed first so that a page never waits behind a job that is
+            // ready at the same moment. Bounded by the signing prefetch, as jobs are by theirs.
+            request = next_request(&mut session.signing) => match request {
+                Some(Ok(delivery)) => {
+                    let (tag, acker) = (delivery.delivery_tag, delivery.acker.clone());
+                    lock(&signing_unsettled).insert(tag, acker.clone());
+                    let publisher = session.signing.as_ref().map(|signing| signing.publisher.clone());
+                    let task = serve_signing_request(
+                        delivery,
+                        Arc::clone(context),
+                        link.clone(),
+                        publisher.expect("a signing request comes with its publisher"),
+                        Arc::clone(&signing_unsettled),
+                    );
+                    signing_in_flight.spawn(settle_even_on_panic(tag, acker, Arc::clone(&signing_unsettled), task));
+                }
+                Some(Err(error)) => break Some(QueueError::Broker(error)),
+                None => break Some(QueueError::ConsumerCancelled { queue: context.names.sign.clone() }),
+            },
             // The next job. No bound is needed here: the broker sends at most `prefetch`
             // unsettled deliveries, so the prefetch is the bound on jobs in flight.
             delivery = session.consumer.next() => match delivery {
                 Some(Ok(delivery)) => {
-                    lock(&unsettled).insert(delivery.delivery_tag, delivery.acker.clone());
-                    let task = settle_even_on_panic(
-                        delivery,
-                        Arc::clone(context),
-                        link.clone(),
-                        Arc::clone(&unsettled),
-                    );
-                    in_flight.spawn(task);
+                    let (tag, acker) = (delivery.delivery_tag, delivery.acker.clone());
+                    lock(&unsettled).insert(tag, acker.clone());
+                    let task =
+                        handle_delivery(delivery, Arc::clone(context), link.clone(), Arc::clone(&unsettled));
+                    in_flight.spawn(settle_even_on_panic(tag, acker, Arc::clone(&unsettled), task));
                 }
                 Some(Err(error)) => break Some(QueueError::Broker(error)),
                 None => break Some(QueueError::ConsumerCancelled { queue: context.names.process.clone() }),
@@ -318,17 +354,32 @@ async fn consume(
         // Jobs publishing or settling finish first (see SETTLING_GRACE); the rest are
         // abandoned: their deliveries die with the channel and the broker hands them out again.
         let _settled = tokio::time::timeout(SETTLING_GRACE, link.settling.write()).await;
-        in_flight.abort_all();
-        while in_flight.join_next().await.is_some() {}
+        // Unanswered signing requests go back with their channel, like jobs.
+        for tasks in [&mut in_flight, &mut signing_in_flight] {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
         session.close("connection lost").await;
         return SessionEnd::Lost(error);
     }
     readiness.set(false);
     tracing::info!("asked to stop: taking no more jobs");
+    if let Some(signing) = &mut session.signing {
+        stop_consuming(&signing.channel, &mut signing.consumer, &signing_unsettled).await;
+    }
     stop_consuming(&session.channel, &mut session.consumer, &unsettled).await;
+    drain_in_flight(&mut signing_in_flight, &signing_unsettled, drain).await;
     drain_in_flight(&mut in_flight, &unsettled, drain).await;
     session.close("worker stopping").await;
     SessionEnd::Shutdown
+}
+
+/// The next signing request, or never when this worker serves none.
+async fn next_request(signing: &mut Option<Signing>) -> Option<lapin::Result<Delivery>> {
+    match signing {
+        Some(signing) => signing.consumer.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Cancels the consumer so the broker sends nothing more, and hands back deliveries it had
@@ -386,30 +437,56 @@ impl Drop for InFlight {
     }
 }
 
-/// Runs [`handle_delivery`] behind a panic boundary. A bug that panics a job's task must not
-/// leave its delivery unsettled, holding a prefetch slot until shutdown (two such messages
-/// would stop a 2-slot worker): the delivery is dead-lettered (it would panic again on every
-/// delivery), with a log line and `asset_worker_deliveries_total{settlement="dead_letter"}`.
+/// Runs a delivery's task ([`handle_delivery`], [`serve_signing_request`]) behind a panic
+/// boundary. A bug that panics a task must not leave its delivery unsettled, holding a
+/// prefetch slot until shutdown (two such messages would stop a 2-slot worker): the delivery
+/// is dead-lettered (it would panic again on every delivery), with a log line and
+/// `asset_worker_deliveries_total{settlement="dead_letter"}`.
 async fn settle_even_on_panic(
-    delivery: Delivery,
-    context: Arc<JobContext>,
-    link: SessionLink,
+    tag: DeliveryTag,
+    acker: Acker,
     unsettled: Unsettled,
+    task: impl Future<Output = ()>,
 ) {
     use futures_lite::FutureExt;
-    let (tag, acker) = (delivery.delivery_tag, delivery.acker.clone());
-    let handled =
-        std::panic::AssertUnwindSafe(handle_delivery(delivery, context, link, Arc::clone(&unsettled)))
-            .catch_unwind()
-            .await;
+    let handled = std::panic::AssertUnwindSafe(task).catch_unwind().await;
     if let Err(panic) = handled {
         let why = crate::extract::panic_message(panic.as_ref());
-        tracing::error!(panic = %why, "a job's task panicked; its delivery is dead-lettered");
+        tracing::error!(panic = %why, "a delivery's task panicked; its delivery is dead-lettered");
         if acker.usable() {
             settle(&acker, Settlement::DeadLetter).await;
         }
         lock(&unsettled).remove(&tag);
     }
+}
+
+/// One signing request, start to settlement ([`signing::serve`]): acked when answered (or
+/// its caller is gone), rejected when it cannot be answered, left to the broker when the
+/// session is lost.
+async fn serve_signing_request(
+    delivery: Delivery,
+    context: Arc<JobContext>,
+    link: SessionLink,
+    publisher: ConfirmedPublisher,
+    unsettled: Unsettled,
+) {
+    let rules = SignRules {
+        access: &context.access,
+        max_ttl: context.display_url_ttl,
+        worker: &context.worker,
+        reply_to_prefix: &context.reply_to_prefix,
+    };
+    let settlement = match signing::serve(&delivery, &rules, &publisher).await {
+        Served::Settled => Settlement::AckAfterPublish,
+        // Nothing to dead-letter into: a signing request is worth nothing once its page is gone.
+        Served::Unanswered => Settlement::DeadLetter,
+        Served::Lost(error) => {
+            link.lose(error);
+            return;
+        }
+    };
+    settle(&delivery.acker, settlement).await;
+    lock(&unsettled).remove(&delivery.delivery_tag);
 }
 
 /// One delivery, start to settlement. Never panics on the message's content: every path
@@ -425,8 +502,7 @@ async fn handle_delivery(
     let results_exchange = Destination::Exchange(context.names.results_exchange.clone());
     let reply_to = delivery.properties.reply_to().as_ref().map(|queue| queue.as_str().to_owned());
     let reply_to = reply_to.filter(|queue| !queue.is_empty());
-    let reply_allowed =
-        |queue: &str| queue.starts_with(&context.reply_to_prefix) || queue.starts_with(DIRECT_REPLY_TO);
+    let reply_allowed = |queue: &str| reply_to_allowed(queue, &context.reply_to_prefix);
     let destination = match &reply_to {
         Some(queue) if reply_allowed(queue) => Destination::Queue(queue.clone()),
         _ => results_exchange.clone(),

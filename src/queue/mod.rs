@@ -1,7 +1,8 @@
 //! AMQP, the worker's only door to the platform: the topology of DESIGN §2
 //! ([`topology`]), results published with publisher confirms ([`publisher`]), and the
 //! consumer loop that runs jobs and applies the ack policy ([`consumer`]), carrying each job's
-//! W3C trace context through to its result ([`trace`]).
+//! W3C trace context through to its result ([`trace`]); and the signing requests that get a
+//! page its display URLs ([`signing`]), served beside the jobs in the same session.
 //!
 //! Every name derives from `ASSET_WORKER_QUEUE_PREFIX`, so tests and tenants share a broker
 //! without seeing each other's messages.
@@ -9,6 +10,7 @@
 pub mod consumer;
 pub mod publisher;
 pub mod reconnect;
+pub mod signing;
 pub mod topology;
 pub mod trace;
 
@@ -94,6 +96,16 @@ fn is_precondition_failed(error: &lapin::Error) -> bool {
         lapin::ErrorKind::ProtocolError(amqp)
             if *amqp.kind() == AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
     )
+}
+
+/// RabbitMQ's direct reply-to: the queue name a caller's `reply_to` carries when it uses it.
+pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+/// Whether the worker may publish an answer to `queue`: one under `reply_to_prefix`, or the
+/// caller's direct reply-to. Without a bound a message could make the worker publish into any
+/// queue of the vhost, its own process queue included.
+pub fn reply_to_allowed(queue: &str, reply_to_prefix: &str) -> bool {
+    queue.starts_with(reply_to_prefix) || queue.starts_with(DIRECT_REPLY_TO)
 }
 
 /// Opens a connection to the configured broker, named after this worker in the management UI.

@@ -5,11 +5,16 @@
 //! {p}.process  quorum, x-delivery-limit ──dead letters──▶ {p}.dlx (fanout) ──▶ {p}.process.dead
 //! {p}.results  (fanout exchange) ──▶ {p}.results  quorum
 //! {p}.retry.{N}s  quorum, x-message-ttl N s ──expired, dead letters──▶ {p}.process
+//! {p}.sign     classic, x-message-ttl 30 s (signing requests; answers go to each reply_to)
 //! ```
 //! A job that failed transiently is published to the retry queue of its delay and acked; no
 //! one consumes a retry queue, so the job waits there until it expires back into the process
 //! queue (RabbitMQ's own delayed retry, with at-least-once dead-lettering: a node failure
 //! while it moves loses nothing).
+//! The signing queue is classic, not quorum: a request is worth something for the seconds a
+//! page waits for it, so it is not replicated or written to disk before it is served (a
+//! quorum queue's consensus round would add to every page's wait), and one not taken within
+//! [`SIGN_REQUEST_TTL_MS`] expires unanswered: its caller has given up.
 //! Fanout exchanges: routing keys carry no meaning here, and any queue an operator binds
 //! (an audit log, a second consumer) gets every message.
 
@@ -30,6 +35,8 @@ pub struct Names {
     /// Results out: the exchange the worker publishes to, and the queue bound to it.
     pub results_exchange: String,
     pub results_queue: String,
+    /// Signing requests in (display URLs, DESIGN §2); answers go to each request's `reply_to`.
+    pub sign: String,
     /// `{prefix}.retry`: each delay's queue is this with `.{N}s` ([`Names::retry_queue`]).
     retry_prefix: String,
 }
@@ -43,6 +50,7 @@ impl Names {
             dead_letter_queue: format!("{prefix}.process.dead"),
             results_exchange: format!("{prefix}.results"),
             results_queue: format!("{prefix}.results"),
+            sign: format!("{prefix}.sign"),
             retry_prefix: format!("{prefix}.retry"),
         }
     }
@@ -52,6 +60,9 @@ impl Names {
         format!("{}.{delay_seconds}s", self.retry_prefix)
     }
 }
+
+/// How long a signing request waits in `{prefix}.sign` for a worker before it expires.
+pub const SIGN_REQUEST_TTL_MS: i64 = 30_000;
 
 /// Declares the whole topology. Declaring what exists with the same arguments is a no-op;
 /// with other arguments the broker closes the channel (406) and the error,
@@ -79,10 +90,14 @@ pub async fn declare(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(names.dead_letter_exchange.as_str().into()),
     );
+    let mut sign_arguments = FieldTable::default();
+    sign_arguments.insert("x-queue-type".into(), AMQPValue::LongString("classic".into()));
+    sign_arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(SIGN_REQUEST_TTL_MS));
     let mut queues = vec![
         (names.process.clone(), process_arguments),
         (names.dead_letter_queue.clone(), quorum()),
         (names.results_queue.clone(), quorum()),
+        (names.sign.clone(), sign_arguments),
     ];
     for delay in retry_delays_seconds {
         let mut arguments = quorum();
@@ -142,7 +157,12 @@ pub async fn check(channel: &Channel, names: &Names, retry_delays_seconds: &[u64
     }
     let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
     let retry_queues = retry_delays_seconds.iter().map(|delay| names.retry_queue(*delay));
-    let queues = [names.process.clone(), names.dead_letter_queue.clone(), names.results_queue.clone()];
+    let queues = [
+        names.process.clone(),
+        names.dead_letter_queue.clone(),
+        names.results_queue.clone(),
+        names.sign.clone(),
+    ];
     for queue in queues.into_iter().chain(retry_queues) {
         channel
             .queue_declare(queue.as_str().into(), passive, FieldTable::default())

@@ -15,6 +15,7 @@ mod queue;
 mod queue_faults;
 mod s3_access;
 mod sandbox;
+mod signing;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

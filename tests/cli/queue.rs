@@ -166,8 +166,10 @@ impl Drop for Prefix {
         retry_delays.extend([1, 2]);
         broker(|channel| async move {
             let retry_queues = retry_delays.iter().map(|delay| format!("retry.{delay}s"));
-            for suffix in
-                ["process", "process.dead", "results"].map(String::from).into_iter().chain(retry_queues)
+            for suffix in ["process", "process.dead", "results", "sign"]
+                .map(String::from)
+                .into_iter()
+                .chain(retry_queues)
             {
                 let queue = format!("{name}.{suffix}");
                 channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;

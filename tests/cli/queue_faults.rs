@@ -603,7 +603,7 @@ fn open_files_under(pid: u32, dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn seaweed_worker_env() -> Vec<(String, String)> {
+pub fn seaweed_worker_env() -> Vec<(String, String)> {
     use super::peers::peer;
     [
         ("AWS_ACCESS_KEY_ID", peer("S3_ADMIN_ACCESS_KEY_ID")),
