@@ -4,7 +4,7 @@
 CARGO ?= cargo
 FIXTURE_DIRS := fixtures/image fixtures/video fixtures/audio fixtures/pdf fixtures/dicom fixtures/text
 
-.PHONY: extract demo rabbitmq test lint golden fixtures references bench bench-fetch bench-e2e bench-mutate check-cargo image validate-deploy
+.PHONY: extract demo rabbitmq test lint golden fixtures references bench bench-fetch bench-e2e bench-sign bench-mutate check-cargo image validate-deploy
 
 ## Extract metadata from every fixture and print one JSON line per file (no services needed).
 extract: check-cargo
@@ -64,6 +64,12 @@ bench-fetch: check-cargo
 bench-e2e: check-cargo rabbitmq
 	scripts/peers.sh start seaweedfs
 	set -a; . .peers/env; set +a; bench/e2e.sh
+
+## Display URLs through RabbitMQ (issue 11): round trips (p50/p99) and URLs/s of signing
+## requests of 1 and 100 objects, against a release worker on SeaweedFS; see BENCHMARKS.md.
+bench-sign: check-cargo rabbitmq
+	scripts/peers.sh start seaweedfs
+	set -a; . .peers/env; set +a; bench/sign.sh
 
 ## The mutation campaign (issue 10): MUTANTS (default 3000) seeded mutants of the fixtures through
 ## `extract` in batches, counting outcome kinds, `internal`s, absurd values, hangs and peak RSS,

@@ -1195,7 +1195,7 @@ fn the_definitions_declare_what_the_topology_code_declares() {
     }
 
     // Queues: quorum, durable; the process queue with its delivery limit and dead-letter exchange.
-    // The retry queues: one per default delay, expiring back into the process queue.
+    // The signing queue: classic, its requests expiring. The retry queues: one per default delay, expiring back into the process queue.
     let quorum = json!({"x-queue-type": "quorum"});
     let retry_queues: Vec<(String, Value)> = Settings::default()
         .retry_delays_seconds
@@ -1223,6 +1223,10 @@ fn the_definitions_declare_what_the_topology_code_declares() {
         ),
         (names.dead_letter_queue.as_str(), quorum.clone()),
         (names.results_queue.as_str(), quorum),
+        (
+            names.sign.as_str(),
+            json!({"x-queue-type": "classic", "x-message-ttl": asset_worker::queue::topology::SIGN_REQUEST_TTL_MS}),
+        ),
     ]
     .into();
     expected.extend(retry_queues.iter().map(|(name, arguments)| (name.as_str(), arguments.clone())));
@@ -1279,8 +1283,9 @@ fn the_definitions_declare_what_the_topology_code_declares() {
     // The worker's user may touch exactly what it uses, the topology being pre-declared (the
     // manifests set ASSET_WORKER_DECLARE_TOPOLOGY=false: passive declares need no right):
     // configure nothing; write to the results exchange and to the default exchange (a job's
-    // reply_to); read the queue it consumes, and not the results (its name is the results
-    // exchange's, which is why the worker binds nothing).
+    // reply_to, a signing request's answer); read the queues it consumes (jobs, signing
+    // requests), and not the results (its name is the results exchange's, which is why the
+    // worker binds nothing).
     assert!(
         !kube_settings()["declare_topology"].as_bool().unwrap(),
         "{DEPLOYMENT}: ASSET_WORKER_DECLARE_TOPOLOGY must be false: {DEFINITIONS} grants no configure right"
@@ -1292,7 +1297,7 @@ fn the_definitions_declare_what_the_topology_code_declares() {
     let expected = [
         ("configure", "^$".to_owned()),
         ("write", names_pattern(&["amq.default", &n.results_exchange])),
-        ("read", names_pattern(&[&n.process])),
+        ("read", names_pattern(&[&n.process, &n.sign])),
     ];
     for (right, pattern) in expected {
         assert_eq!(permission[right], pattern, "{DEFINITIONS}: the {right} permission of {worker}");

@@ -236,3 +236,43 @@ fn signing_via_a_broker_without_the_signing_queue_says_no_worker_runs() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&format!("no queue {}.sign", prefix.name)), "{stderr}");
 }
+
+/// The README's backend example (Python, pika) run as written against a worker, with only
+/// the names changed to this test's queue, bucket, key and role: 100 display URLs come back,
+/// each with its expiry, and they read the object.
+#[test]
+fn the_readmes_python_backend_gets_a_pages_urls() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let example = readme.find("A backend in Python with pika").expect("the README's pika example");
+    let code =
+        readme[example..].split("```python\n").nth(1).and_then(|rest| rest.split("\n```").next()).unwrap();
+    let prefix = Prefix::new("sign-pika");
+    let worker = signing_worker(&prefix, &[]);
+    let object = s3_fixture("pika");
+    let (bucket, key) = object.trim_start_matches("s3://").split_once('/').unwrap();
+    let mut code = code.to_owned();
+    for (written, here) in [
+        ("\"assets.sign\"".to_owned(), format!("\"{}.sign\"", prefix.name)),
+        ("\"customer-bucket\"".to_owned(), format!("\"{bucket}\"")),
+        ("f\"scans/{n}.png\"".to_owned(), format!("\"{key}\"")),
+        ("arn:aws:iam::123456789012:role/HubDelegatedAccess".to_owned(), peer("S3_ROLE_ARN")),
+    ] {
+        assert!(code.contains(&written), "the README's example no longer names {written}");
+        code = code.replace(&written, &here);
+    }
+    let output = std::process::Command::new(root().join(".venv/bin/python"))
+        .args(["-c", &code])
+        .env("AMQP_URL", prefix.amqp_url())
+        .output()
+        .expect("the peers' Python (scripts/peers.sh installs pika)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}\n{}", String::from_utf8_lossy(&output.stderr), worker.log());
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 100, "{stdout}");
+    for line in &lines {
+        let (url, expires_at) = line.split_once(' ').unwrap();
+        assert!(url.starts_with("http") && humantime::parse_rfc3339(expires_at).is_ok(), "{line}");
+    }
+    let url = lines[0].split_once(' ').unwrap().0;
+    assert_eq!(fetched(url), std::fs::read(root().join(PNG)).unwrap());
+}
