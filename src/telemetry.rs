@@ -126,6 +126,12 @@ pub fn init_logging(json: bool) {
 /// AWS SDK traces canonical requests with the session token in them, HTTP clients trace
 /// headers, and a signed URL or credential must never reach a log line (DESIGN §1).
 fn third_party_ceiling(metadata: &tracing::Metadata<'_>) -> bool {
+    // lapin logs every message the broker returns, body and all, at `warn`: a job's result, or
+    // a signing answer full of bearer URLs. The worker handles returns itself and logs them
+    // without the body (`reply_to_unroutable`, `caller_gone`).
+    if metadata.target() == "lapin::returned_messages" {
+        return false;
+    }
     metadata.target().starts_with("asset_worker") || *metadata.level() <= tracing::Level::INFO
 }
 

@@ -106,7 +106,12 @@ impl ConfirmedPublisher {
     }
 
     /// Publishes `body` and waits for the broker's confirm. `mandatory`: a message no queue
-    /// takes (a deleted `reply_to` queue, an unbound exchange) is an error, not a silent loss.
+    /// takes (a deleted `reply_to` queue, an unbound exchange) is an error, not a silent loss —
+    /// except to RabbitMQ's direct reply-to, which is no queue: the broker hands the message to
+    /// the caller's channel, and with `mandatory` it also returns it as unroutable (seen on
+    /// RabbitMQ 3.10: every answer delivered *and* returned), which would send a job's answer a
+    /// second time to the results exchange. A caller gone from direct reply-to loses its answer,
+    /// as with any RPC over it.
     pub async fn publish(
         &self,
         destination: &Destination,
@@ -123,7 +128,10 @@ impl ConfirmedPublisher {
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
-                BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                BasicPublishOptions {
+                    mandatory: !is_direct_reply_to(destination),
+                    ..BasicPublishOptions::default()
+                },
                 body,
                 properties,
             )
@@ -146,6 +154,11 @@ impl ConfirmedPublisher {
         // Best effort at shutdown: a failure here changes nothing for the jobs.
         let _ = self.channel.close(200, "worker stopping".into()).await;
     }
+}
+
+/// Whether `destination` is a caller's direct reply-to pseudo-queue.
+fn is_direct_reply_to(destination: &Destination) -> bool {
+    matches!(destination, Destination::Queue(name) if name.starts_with(super::DIRECT_REPLY_TO))
 }
 
 /// A publish that failed in lapin (not a nack or a return): the channel is closed or closing,

@@ -782,3 +782,51 @@ fn a_reply_goes_to_its_caller_or_to_the_results_exchange_saying_why() {
         channel.queue_delete(caller.as_str().into(), QueueDeleteOptions::default()).await
     });
 }
+
+/// RabbitMQ's direct reply-to, as RPC backends use it: the job's answer reaches the caller's
+/// channel once, and nowhere else (with `mandatory`, RabbitMQ 3.10 delivers such a message and
+/// also returns it as unroutable, which once sent every answer a second time to the results
+/// exchange as `reply_to_unroutable`).
+#[test]
+fn a_job_asked_through_direct_reply_to_is_answered_there_once() {
+    use futures_lite::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+
+    let prefix = Prefix::new("direct-reply");
+    let worker = consuming_worker(&prefix);
+    let process = format!("{}.process", prefix.name);
+    let body = local_job("direct-1").to_string();
+    let answer = broker_at(&prefix.amqp_url(), |channel| async move {
+        let options = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
+        let mut answers = channel
+            .basic_consume("amq.rabbitmq.reply-to".into(), "test".into(), options, FieldTable::default())
+            .await?;
+        let properties = lapin::BasicProperties::default()
+            .with_reply_to("amq.rabbitmq.reply-to".into())
+            .with_correlation_id("direct-1".into());
+        channel
+            .basic_publish(
+                "".into(),
+                process.as_str().into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                properties,
+            )
+            .await?
+            .await?;
+        match tokio::time::timeout(Duration::from_secs(60), answers.next()).await {
+            Ok(Some(delivery)) => Ok(Some(delivery?)),
+            _ => Ok(None),
+        }
+    })
+    .unwrap_or_else(|| panic!("no answer on direct reply-to:\n{}", worker.log()));
+    let result: Value = serde_json::from_slice(&answer.data).unwrap();
+    assert_eq!((result["job_id"].as_str(), result["status"].as_str()), (Some("direct-1"), Some("succeeded")));
+    assert_eq!(answer.properties.correlation_id().as_ref().map(|id| id.as_str()), Some("direct-1"));
+    assert!(
+        prefix.results(1, 3).is_empty(),
+        "answered a second time on the results exchange:\n{}",
+        worker.log()
+    );
+    assert!(!worker.log().contains("reply_to"), "{}", worker.log());
+}

@@ -60,13 +60,14 @@ fn seconds_left(expires_at: &Value) -> i64 {
     }
 }
 
-/// Publishes `body` to the prefix's signing queue with `properties`, then waits (30 s at
+/// Publishes `body` to the prefix's signing queue with `properties`, then waits (`wait` at
 /// most) for one message on `queue`, as a backend does with a reply queue of its own.
 fn ask(
     prefix: &Prefix,
     body: &Value,
     properties: lapin::BasicProperties,
     queue: &str,
+    wait: Duration,
 ) -> Option<lapin::message::Delivery> {
     let (sign, queue, body) = (format!("{}.sign", prefix.name), queue.to_owned(), body.to_string());
     broker_at(&prefix.amqp_url(), |channel| async move {
@@ -81,7 +82,7 @@ fn ask(
             .await?
             .await?;
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
+        while started.elapsed() < wait {
             if let Some(message) =
                 channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await?
             {
@@ -173,7 +174,7 @@ fn a_batch_is_answered_in_order_each_object_signed_or_refused_never_longer_than_
         let properties = lapin::BasicProperties::default()
             .with_reply_to(reply_to.into())
             .with_correlation_id("corr-1".into());
-        ask(&prefix, body, properties, take_from)
+        ask(&prefix, body, properties, take_from, Duration::from_secs(30))
     };
 
     let reply = asking(&request, &reply_queue, &reply_queue)
@@ -214,6 +215,24 @@ fn a_batch_is_answered_in_order_each_object_signed_or_refused_never_longer_than_
         "nothing is published outside the reply_to prefix"
     );
     assert!(worker.log().contains("dropped unanswered"), "{}", worker.log());
+
+    // A caller gone before its answer: the answer (full of URLs) is returned by the broker,
+    // and logged by nobody: not the worker, not its AMQP client.
+    let gone = format!("{}.reply.gone", prefix.name);
+    let properties = lapin::BasicProperties::default().with_reply_to(gone.as_str().into());
+    let no_wait = Duration::ZERO;
+    assert!(
+        ask(&prefix, &request, properties, &reply_queue, no_wait).is_none(),
+        "an answer to a caller gone"
+    );
+    assert!(wait_until(Duration::from_secs(30), || worker.log().contains("its caller went away")));
+    let log = worker.log();
+    // Neither as text nor as a list of bytes (`{"schema` is 123, 34, 115, …).
+    assert!(
+        !log.to_ascii_lowercase().contains("x-amz-signature"),
+        "a display URL in the worker's log:\n{log}"
+    );
+    assert!(!log.contains("123, 34, 115, 99, 104, 101, 109, 97, 34"), "an answer's body in the worker's log");
 }
 
 /// `sign --via-broker` where no worker ever ran on the prefix says so rather than waiting.
