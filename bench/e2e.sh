@@ -81,8 +81,7 @@ consumer_pid= time_pid= sampler_pid= prefix= uploaded=false proxy_pids=()
 
 delete_queues() {
     [[ -n $prefix ]] || return 0
-    python3 scripts/amqp.py delete --queue "$prefix.process" --queue "$prefix.process.dead" \
-        --queue "$prefix.results" --queue "$prefix.sign" --exchange "$prefix.dlx" --exchange "$prefix.results" >/dev/null
+    python3 scripts/amqp.py delete --prefix "$prefix" >/dev/null
     prefix=
 }
 

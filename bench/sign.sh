@@ -25,10 +25,7 @@ log=$(mktemp)
 worker=
 cleanup() {
     [[ -z $worker ]] || { kill -TERM "$worker" 2>/dev/null; wait "$worker" 2>/dev/null || true; }
-    python3 scripts/amqp.py delete --queue "$prefix.process" --queue "$prefix.process.dead" \
-        --queue "$prefix.results" --queue "$prefix.sign" \
-        $(for delay in 5 30 120 600; do echo --queue "$prefix.retry.${delay}s"; done) \
-        --exchange "$prefix.dlx" --exchange "$prefix.results" >/dev/null || true
+    python3 scripts/amqp.py delete --prefix "$prefix" >/dev/null || true
     rm -f "$log"
 }
 trap cleanup EXIT

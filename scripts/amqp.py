@@ -5,6 +5,9 @@ cookie, this needs only the URL's credentials).
 
     amqp.py check-quorum                      declare a durable quorum queue, then delete it
     amqp.py delete [--queue Q]... [--exchange X]...
+    amqp.py delete --prefix P [--retry-delays 5,30,120,600]
+                                              everything the worker declares for prefix P
+                                              (src/queue/topology.rs), and the --queue/--exchange
 
 The broker is ASSET_WORKER_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2f, the
 worker's). Exit status: 0 done, 2 no connection or login refused, 3 the broker refused an
@@ -128,7 +131,17 @@ def main():
     delete = commands.add_parser("delete", help="delete queues and exchanges (missing ones too)")
     delete.add_argument("--queue", action="append", default=[])
     delete.add_argument("--exchange", action="append", default=[])
+    delete.add_argument("--prefix", help="the whole topology of this queue prefix")
+    delete.add_argument("--retry-delays",
+                        default=os.environ.get("ASSET_WORKER_RETRY_DELAYS_SECONDS") or "5,30,120,600",
+                        help="the prefix's retry delays (default ASSET_WORKER_RETRY_DELAYS_SECONDS's)")
     args = parser.parse_args()
+    if args.command == "delete" and args.prefix:
+        p = args.prefix
+        delays = [d.strip() for d in args.retry_delays.strip("[]").split(",") if d.strip()]
+        args.queue += [f"{p}.process", f"{p}.process.dead", f"{p}.results", f"{p}.sign"]
+        args.queue += [f"{p}.retry.{d}s" for d in delays]
+        args.exchange += [f"{p}.dlx", f"{p}.results"]
     try:
         broker = Broker(os.environ.get("ASSET_WORKER_AMQP_URL") or DEFAULT_URL)
     except (OSError, Refused) as e:

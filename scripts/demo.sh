@@ -69,9 +69,7 @@ cleanup() {
     trap - EXIT INT TERM
     stop_worker
     # The topology of the prefix (README, "The queue worker"); missing ones are fine.
-    if ! python3 "$root/scripts/amqp.py" delete \
-        --queue "$prefix.process" --queue "$prefix.process.dead" --queue "$prefix.results" \
-        --exchange "$prefix.dlx" --exchange "$prefix.results" >"$work/cleanup.log" 2>&1; then
+    if ! python3 "$root/scripts/amqp.py" delete --prefix "$prefix" >"$work/cleanup.log" 2>&1; then
         say "could not delete the queues of $prefix: $(cat "$work/cleanup.log")"
         keep_work=true
     else

@@ -160,8 +160,10 @@ fn a_batch_is_answered_in_order_each_object_signed_or_refused_never_longer_than_
     let reply_queue = format!("{}.reply.page-1", prefix.name);
     let declared = reply_queue.clone();
     broker_at(&prefix.amqp_url(), |channel| async move {
-        let options = QueueDeclareOptions { auto_delete: true, ..QueueDeclareOptions::default() };
-        channel.queue_declare(declared.as_str().into(), options, FieldTable::default()).await
+        // Gone a minute after its last use, whatever becomes of the test.
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-expires".into(), lapin::types::AMQPValue::LongInt(60_000));
+        channel.queue_declare(declared.as_str().into(), QueueDeclareOptions::default(), arguments).await
     });
     let request = json!({"schema": 1, "request_id": "page-1", "ttl_seconds": 86_400, "objects": [
         s3_source(&s3_object),
