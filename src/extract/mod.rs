@@ -10,6 +10,7 @@ pub mod isobmff;
 mod mpeg_audio;
 pub mod mpegts;
 pub mod pdf;
+pub mod pdf_objects;
 pub mod sniff;
 pub mod text;
 pub mod video;

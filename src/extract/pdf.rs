@@ -20,6 +20,7 @@ use std::io::{Read, SeekFrom};
 use lopdf::{DecompressError, Dictionary, Document, Object, ObjectId};
 use serde::Serialize;
 
+use super::pdf_objects::{NeedsWholeFile, RangedPdf};
 use super::{ExtractError, Extracted, ReadSeek};
 use crate::job::DataType;
 
@@ -80,9 +81,25 @@ pub struct PageGeometry {
 /// object stream, `page_count` is `None` and `pages` empty. An error only when nothing at all
 /// can be read.
 pub fn extract(source: &mut dyn ReadSeek) -> Result<Extracted, ExtractError> {
-    let bytes = read_whole_file(source, MAX_PDF_BYTES)?;
-    let metadata = read_metadata(&bytes)?;
+    let size = source.seek(SeekFrom::End(0))?;
+    let metadata = match read_metadata_by_range(source, size) {
+        Ok(metadata) => metadata,
+        Err(NeedsWholeFile(_)) => read_metadata(&read_whole_file(source, MAX_PDF_BYTES)?)?,
+    };
     Ok(Extracted::new(DataType::Pdf, "application/pdf", metadata))
+}
+
+/// The metadata from the cross-reference data and the page tree's objects alone
+/// ([`pdf_objects`]), or why the whole file must be parsed. An encrypted file is read so
+/// while its page tree is in plain objects (dictionaries are never encrypted); lopdf then
+/// need not derive a key it would not use.
+fn read_metadata_by_range(source: &mut dyn ReadSeek, size: u64) -> Result<PdfMetadata, NeedsWholeFile> {
+    let mut pdf = RangedPdf::open(source, size)?;
+    let pdf_version = effective_version(&pdf.header_version.clone(), &mut pdf)?;
+    let encrypted = pdf.encrypted();
+    let tree = walk_page_tree(&mut pdf)?
+        .ok_or_else(|| NeedsWholeFile("no page tree where the cross-reference data says".into()))?;
+    Ok(PdfMetadata { page_count: Some(tree.page_count), pdf_version, encrypted, pages: tree.pages })
 }
 
 /// Reads the whole source into memory, refusing files over `cap` before reading them.
@@ -114,8 +131,14 @@ fn read_metadata(bytes: &[u8]) -> Result<PdfMetadata, ExtractError> {
         Some(&document)
     };
 
-    let pdf_version = structure.map_or_else(|| document.version.clone(), effective_version);
-    let page_tree = structure.and_then(walk_page_tree);
+    let pdf_version = match structure {
+        Some(structure) => {
+            effective_version(&structure.version, &mut WholeFile(structure)).unwrap_or_default()
+        }
+        None => document.version.clone(),
+    };
+    let page_tree =
+        structure.and_then(|structure| walk_page_tree(&mut WholeFile(structure)).unwrap_or_default());
     let (page_count, pages) = match page_tree {
         Some(tree) => (Some(tree.page_count), tree.pages),
         None if needs_password => (None, Vec::new()),
@@ -168,22 +191,93 @@ fn is_regular_character(byte: u8) -> bool {
         && !matches!(byte, b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%')
 }
 
+/// Where the page-tree walk gets its objects: lopdf's whole-file [`Document`], or the objects
+/// read by range ([`RangedPdf`]), which can give up ([`NeedsWholeFile`]). Both answer a
+/// missing object with `None`; the walk is written once, over this.
+trait Objects {
+    fn object(&mut self, id: ObjectId) -> Result<Option<Object>, NeedsWholeFile>;
+    fn trailer(&self) -> &Dictionary;
+}
+
+/// A document lopdf loaded whole.
+struct WholeFile<'a>(&'a Document);
+
+impl Objects for WholeFile<'_> {
+    fn object(&mut self, id: ObjectId) -> Result<Option<Object>, NeedsWholeFile> {
+        Ok(self.0.get_object(id).ok().cloned())
+    }
+
+    fn trailer(&self) -> &Dictionary {
+        &self.0.trailer
+    }
+}
+
+impl Objects for RangedPdf<'_> {
+    fn object(&mut self, id: ObjectId) -> Result<Option<Object>, NeedsWholeFile> {
+        RangedPdf::object(self, id)
+    }
+
+    fn trailer(&self) -> &Dictionary {
+        &self.trailer
+    }
+}
+
+/// References followed to an object: more than this many in a row is a loop.
+const MAX_REFERENCE_CHAIN: usize = 32;
+
+/// `object` itself, or what its reference (and theirs) points to; `None` for a missing one.
+fn resolve(objects: &mut dyn Objects, object: &Object) -> Result<Option<Object>, NeedsWholeFile> {
+    let mut current = object.clone();
+    for _ in 0..MAX_REFERENCE_CHAIN {
+        match current {
+            Object::Reference(id) => match objects.object(id)? {
+                Some(next) => current = next,
+                None => return Ok(None),
+            },
+            direct => return Ok(Some(direct)),
+        }
+    }
+    Ok(None)
+}
+
+/// `key` of `dictionary`, resolved.
+fn entry(
+    objects: &mut dyn Objects,
+    dictionary: &Dictionary,
+    key: &[u8],
+) -> Result<Option<Object>, NeedsWholeFile> {
+    match dictionary.get(key) {
+        Ok(value) => resolve(objects, value),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The trailer's `/Root`, resolved to a dictionary.
+fn catalog(objects: &mut dyn Objects) -> Result<Option<Dictionary>, NeedsWholeFile> {
+    let trailer = objects.trailer().clone();
+    Ok(match entry(objects, &trailer, b"Root")? {
+        Some(Object::Dictionary(catalog)) => Some(catalog),
+        _ => None,
+    })
+}
+
 /// The header's version, or the catalog's `/Version` when that is later.
-fn effective_version(document: &Document) -> String {
-    let header = document.version.trim().to_owned();
-    let catalog = document
-        .catalog()
-        .and_then(|catalog| catalog.get_deref(b"Version", document))
-        .and_then(Object::as_name)
-        .ok()
-        .and_then(|name| std::str::from_utf8(name).ok());
-    match (parse_version(&header), catalog.and_then(parse_version)) {
+fn effective_version(header: &str, objects: &mut dyn Objects) -> Result<String, NeedsWholeFile> {
+    let header = header.trim().to_owned();
+    let catalog_version = match catalog(objects)? {
+        Some(catalog) => match entry(objects, &catalog, b"Version")? {
+            Some(Object::Name(name)) => String::from_utf8(name).ok(),
+            _ => None,
+        },
+        None => None,
+    };
+    Ok(match (parse_version(&header), catalog_version.as_deref().and_then(parse_version)) {
         (Some(from_header), Some(from_catalog)) if from_catalog > from_header => {
             format!("{}.{}", from_catalog.0, from_catalog.1)
         }
         (None, Some(from_catalog)) => format!("{}.{}", from_catalog.0, from_catalog.1),
         _ => header,
-    }
+    })
 }
 
 fn parse_version(text: &str) -> Option<(u32, u32)> {
@@ -192,6 +286,7 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 }
 
 /// What the page-tree walk found.
+#[derive(Default)]
 struct PageTree {
     page_count: u64,
     pages: Vec<PageGeometry>,
@@ -208,12 +303,16 @@ struct Inherited {
 impl Inherited {
     /// These attributes as `node` overrides them: a value the node sets and that can be read
     /// replaces the inherited one; an unreadable value is ignored, as poppler does.
-    fn overridden_by(self, node: &Dictionary, document: &Document) -> Inherited {
-        Inherited {
-            media_box: read_box(node, b"MediaBox", document).or(self.media_box),
-            crop_box: read_box(node, b"CropBox", document).or(self.crop_box),
-            rotation: read_rotation(node, document).or(self.rotation),
-        }
+    fn overridden_by(
+        self,
+        node: &Dictionary,
+        objects: &mut dyn Objects,
+    ) -> Result<Inherited, NeedsWholeFile> {
+        Ok(Inherited {
+            media_box: read_box(node, b"MediaBox", objects)?.or(self.media_box),
+            crop_box: read_box(node, b"CropBox", objects)?.or(self.crop_box),
+            rotation: read_rotation(node, objects)?.or(self.rotation),
+        })
     }
 
     fn geometry(self) -> PageGeometry {
@@ -233,22 +332,21 @@ impl Inherited {
 /// changes nothing). Every node is visited once: a cycle, or a page listed twice, adds nothing.
 /// Kids that are not dictionaries (missing objects) are not pages. `None` when there is no
 /// root node to start from.
-fn walk_page_tree(document: &Document) -> Option<PageTree> {
-    let root_reference = document.catalog().ok()?.get(b"Pages").ok()?;
-    let (root_id, root) = match root_reference {
-        Object::Reference(id) => (Some(*id), document.get_dictionary(*id).ok()?),
-        direct => (None, direct.as_dict().ok()?),
-    };
+fn walk_page_tree(objects: &mut dyn Objects) -> Result<Option<PageTree>, NeedsWholeFile> {
+    let Some(catalog) = catalog(objects)? else { return Ok(None) };
+    let Ok(root_reference) = catalog.get(b"Pages") else { return Ok(None) };
+    let root_id = root_reference.as_reference().ok();
+    let Some(Object::Dictionary(root)) = resolve(objects, root_reference)? else { return Ok(None) };
     let mut visited: HashSet<ObjectId> = root_id.into_iter().collect();
-    let mut tree = PageTree { page_count: 0, pages: Vec::new() };
+    let mut tree = PageTree::default();
 
-    let root_attributes = Inherited::default().overridden_by(root, document);
-    let Some(root_kids) = kids_of(root, document) else {
+    let root_attributes = Inherited::default().overridden_by(&root, objects)?;
+    let Some(root_kids) = kids_of(&root, objects)? else {
         // A root without /Kids has no pages.
-        return Some(tree);
+        return Ok(Some(tree));
     };
     // One entry per open `/Pages` node: its remaining kids and what they inherit.
-    let mut open_nodes = vec![(root_kids.iter(), root_attributes)];
+    let mut open_nodes = vec![(root_kids.into_iter(), root_attributes)];
     while let Some((kids, inherited)) = open_nodes.last_mut() {
         let inherited = *inherited;
         let Some(kid) = kids.next() else {
@@ -259,13 +357,13 @@ fn walk_page_tree(document: &Document) -> Option<PageTree> {
         if !visited.insert(kid_id) {
             continue;
         }
-        let Ok(node) = document.get_dictionary(kid_id) else { continue };
-        let attributes = inherited.overridden_by(node, document);
-        if is_pages_node(node) {
+        let Some(Object::Dictionary(node)) = objects.object(kid_id)? else { continue };
+        let attributes = inherited.overridden_by(&node, objects)?;
+        if is_pages_node(&node) {
             if open_nodes.len() < MAX_TREE_DEPTH
-                && let Some(grandchildren) = kids_of(node, document)
+                && let Some(grandchildren) = kids_of(&node, objects)?
             {
-                open_nodes.push((grandchildren.iter(), attributes));
+                open_nodes.push((grandchildren.into_iter(), attributes));
             }
         } else {
             tree.page_count += 1;
@@ -274,7 +372,7 @@ fn walk_page_tree(document: &Document) -> Option<PageTree> {
             }
         }
     }
-    Some(tree)
+    Ok(Some(tree))
 }
 
 /// An intermediate node rather than a page: `/Type /Pages`, or, when the type is missing or
@@ -287,8 +385,11 @@ fn is_pages_node(node: &Dictionary) -> bool {
     }
 }
 
-fn kids_of<'a>(node: &'a Dictionary, document: &'a Document) -> Option<&'a Vec<Object>> {
-    node.get_deref(b"Kids", document).and_then(Object::as_array).ok()
+fn kids_of(node: &Dictionary, objects: &mut dyn Objects) -> Result<Option<Vec<Object>>, NeedsWholeFile> {
+    Ok(match entry(objects, node, b"Kids")? {
+        Some(Object::Array(kids)) => Some(kids),
+        _ => None,
+    })
 }
 
 /// A rectangle with its corners in order (`left <= right`, `bottom <= top`).
@@ -320,28 +421,40 @@ impl Rect {
 
 /// A box entry (`/MediaBox`, `/CropBox`): an array of four numbers, each possibly an indirect
 /// reference, as is the array itself. Anything else reads as absent.
-fn read_box(node: &Dictionary, key: &[u8], document: &Document) -> Option<Rect> {
-    let array = node.get_deref(key, document).and_then(Object::as_array).ok()?;
-    let [x0, y0, x1, y1] = array.as_slice() else { return None };
-    let number = |object: &Object| -> Option<f64> {
-        let value = f64::from(document.dereference(object).ok()?.1.as_float().ok()?);
-        value.is_finite().then_some(value)
-    };
-    Some(Rect::from_corners(number(x0)?, number(y0)?, number(x1)?, number(y1)?))
+fn read_box(
+    node: &Dictionary,
+    key: &[u8],
+    objects: &mut dyn Objects,
+) -> Result<Option<Rect>, NeedsWholeFile> {
+    let Some(Object::Array(array)) = entry(objects, node, key)? else { return Ok(None) };
+    let [x0, y0, x1, y1] = array.as_slice() else { return Ok(None) };
+    let mut corners = [0.0; 4];
+    for (corner, object) in corners.iter_mut().zip([x0, y0, x1, y1]) {
+        let value = match resolve(objects, object)? {
+            Some(number) => number.as_float().ok().map(f64::from),
+            None => None,
+        };
+        match value.filter(|value| value.is_finite()) {
+            Some(value) => *corner = value,
+            None => return Ok(None),
+        }
+    }
+    let [x0, y0, x1, y1] = corners;
+    Ok(Some(Rect::from_corners(x0, y0, x1, y1)))
 }
 
 /// `/Rotate` as clockwise degrees 0, 90, 180 or 270. The specification allows multiples of 90
 /// only; negative values and values past 360 are turned into that range (-90 is 270, 450 is
 /// 90), and other angles round to the nearest quarter turn, as MuPDF does (poppler would report
 /// 45 for 45). A real number is accepted (poppler ignores one, MuPDF reads it).
-fn read_rotation(node: &Dictionary, document: &Document) -> Option<u16> {
-    let degrees = match node.get_deref(b"Rotate", document).ok()? {
-        Object::Integer(degrees) => degrees.rem_euclid(360) as f64,
-        Object::Real(degrees) if degrees.is_finite() => f64::from(*degrees).rem_euclid(360.0),
-        _ => return None,
+fn read_rotation(node: &Dictionary, objects: &mut dyn Objects) -> Result<Option<u16>, NeedsWholeFile> {
+    let degrees = match entry(objects, node, b"Rotate")? {
+        Some(Object::Integer(degrees)) => degrees.rem_euclid(360) as f64,
+        Some(Object::Real(degrees)) if degrees.is_finite() => f64::from(degrees).rem_euclid(360.0),
+        _ => return Ok(None),
     };
     let quarter_turns = (degrees / 90.0).round() as u16 % 4;
-    Some(quarter_turns * 90)
+    Ok(Some(quarter_turns * 90))
 }
 
 /// Box coordinates come as 32-bit floats from lopdf: 595.276 reads as 595.2760009765625.
@@ -604,6 +717,96 @@ mod tests {
     fn only_the_exact_encrypt_name_is_renamed() {
         let renamed = without_encrypt_entry(b"<< /Encrypt 6 0 R /EncryptMetadata true /Encrypt>>");
         assert_eq!(renamed, b"<< /Ignored 6 0 R /EncryptMetadata true /Ignored>>");
+    }
+
+    /// Each fixture read by range (`Err`: the reader gave up) and whole.
+    fn both_ways(bytes: &[u8]) -> (Result<PdfMetadata, NeedsWholeFile>, Result<PdfMetadata, ExtractError>) {
+        let mut source = Cursor::new(bytes.to_vec());
+        (read_metadata_by_range(&mut source, bytes.len() as u64), read_metadata(bytes))
+    }
+
+    #[test]
+    fn read_by_range_every_pdf_answers_as_parsed_whole_or_is_parsed_whole() {
+        let mut by_range = Vec::new();
+        for dir in ["pdf", "hostile"] {
+            let entries =
+                std::fs::read_dir(format!("{}/fixtures/{dir}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            for path in entries.map(|entry| entry.unwrap().path()) {
+                let bytes = std::fs::read(&path).unwrap();
+                if !bytes.windows(5).take(1024).any(|window| window == b"%PDF-") {
+                    continue;
+                }
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if let (Ok(ranged), whole) = both_ways(&bytes) {
+                    let whole = whole.unwrap_or_else(|e| panic!("{name}: by range {ranged:?}, whole {e:?}"));
+                    let as_json = |m: &PdfMetadata| serde_json::to_value(m).unwrap();
+                    assert_eq!(as_json(&ranged), as_json(&whole), "{name}");
+                    by_range.push(name);
+                }
+            }
+        }
+        by_range.sort();
+        for expected in [
+            "encrypted_aes128_empty_user_password.pdf",
+            "encrypted_aes256_empty_user_password.pdf",
+            "encrypted_aes256_user_password.pdf",
+            "incremental_update.pdf",
+            "inherited_mediabox_rotate_3pages.pdf",
+            "linearized_3pages.pdf",
+            "mixed_sizes_a4_letter_landscape.pdf",
+            "object_streams_3pages.pdf",
+            "simple_letter_1page.pdf",
+        ] {
+            assert!(
+                by_range.iter().any(|name| name == expected),
+                "{expected} not read by range: {by_range:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_the_range_reader_cannot_trust_goes_to_the_whole_file_parse() {
+        for name in ["pdf/broken_xref_offsets.pdf", "pdf/corrupt_header_then_garbage.pdf"] {
+            let (ranged, _) = both_ways(&fixture(name));
+            assert!(ranged.is_err(), "{name}: {ranged:?}");
+        }
+        // A /Prev loop; an offset past the end; no startxref at all.
+        let simple = fixture("pdf/simple_letter_1page.pdf");
+        let text = String::from_utf8_lossy(&simple).into_owned();
+        let start = text.rfind("startxref").unwrap();
+        let offset: String =
+            text[start + 9..].trim_start().chars().take_while(char::is_ascii_digit).collect();
+        let looped = text.replace("trailer\n<<", &format!("trailer\n<< /Prev {offset}"));
+        let past_end = format!("{}startxref\n999999999\n%%EOF\n", &text[..start]);
+        for (what, bytes) in [
+            ("a /Prev loop", looped.into_bytes()),
+            ("past the end", past_end.into_bytes()),
+            ("none", simple[..start].to_vec()),
+        ] {
+            let (ranged, whole) = both_ways(&bytes);
+            assert!(ranged.is_err(), "{what}: {ranged:?}");
+            assert!(whole.is_ok(), "{what}: lopdf reads it all the same");
+        }
+    }
+
+    #[test]
+    fn a_large_pdf_costs_its_page_tree_not_its_size() {
+        // Three pages and a 40 MiB image stream between them, as a scan has.
+        let image = format!("<< /Length {} >>\nstream\n{}\nendstream", 40 << 20, "x".repeat(40 << 20));
+        let pdf = build_pdf(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [4 0 R 5 0 R 6 0 R] /MediaBox [0 0 595 842] >>",
+            image.as_bytes(),
+            b"<< /Type /Page /Parent 2 0 R >>",
+            b"<< /Type /Page /Parent 2 0 R /Rotate 90 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
+        ]);
+        let mut source = Cursor::new(pdf.clone());
+        let mut ranged = RangedPdf::open(&mut source, pdf.len() as u64).unwrap();
+        let tree = walk_page_tree(&mut ranged).unwrap().unwrap();
+        assert_eq!((tree.page_count, tree.pages.as_slice()), (3, &[A4, page(595.0, 842.0, 90), LETTER][..]));
+        let read = ranged.bytes_read();
+        assert!(read * 100 < pdf.len() as u64, "{read} of {} bytes read", pdf.len());
     }
 
     #[test]

@@ -262,7 +262,8 @@ pub fn write_text(path: &Path, mib: usize) {
 }
 
 /// Writes a PDF the parser must hold in memory whole (96 MiB: over a 128 MiB address-space cap
-/// with the parser's own copies).
+/// with the parser's own copies): damaged, its `startxref` pointing at the header, so it
+/// cannot be read by range and lopdf rebuilds its cross-reference by scanning all of it.
 pub fn write_huge_pdf(path: &Path) {
     let body = vec![b' '; 96 << 20];
     let objects: Vec<Vec<u8>> = vec![
@@ -272,6 +273,11 @@ pub fn write_huge_pdf(path: &Path) {
         [format!("<< /Length {} >>\nstream\n", body.len()).as_bytes(), &body, b"\nendstream"].concat(),
     ];
     write_pdf(path, &objects);
+    let mut pdf = std::fs::read(path).unwrap();
+    let at = pdf.windows(9).rposition(|window| window == b"startxref").unwrap();
+    pdf.truncate(at);
+    pdf.extend_from_slice(b"startxref\n0\n%%EOF\n");
+    std::fs::write(path, pdf).unwrap();
 }
 
 /// Writes a PDF of `objects` (numbered from 1; the first is the catalog) with its xref table.
