@@ -51,6 +51,15 @@ make_files() {
                           (Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt.) show } for
                  showpage } for
         (image_photo_12mp.jpg) viewJPEG showpage"
+    # pdf: a ~50 MB scan, twelve different 12 MP photos as JPEG pages (passed through as they
+    # are; distinct, so Ghostscript keeps each): what a page count must not download whole.
+    local pages=""
+    for i in $(seq 1 12); do
+        convert image_photo_12mp.jpg -roll "+$((i * 301))+$((i * 211))" -quality 97 "scan_page_$i.jpg"
+        pages+="(scan_page_$i.jpg) viewJPEG showpage "
+    done
+    gs -q -dNOSAFER -sDEVICE=pdfwrite -o pdf_scan_12pages.pdf "$viewjpeg" -c "$pages"
+    rm scan_page_*.jpg
     # dicom: one CT slice, and an enhanced multi-frame series (pixel data is never read).
     BENCH_ROOT=$root python3 - <<'EOF'
 import os, pydicom

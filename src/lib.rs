@@ -8,6 +8,7 @@
 //!   - [`extract::image`], [`extract::video`], [`extract::audio`], [`extract::pdf`],
 //!     [`extract::dicom`], [`extract::text`]: one extractor per data type, headers only.
 //!   - [`extract::isobmff`]: the MP4/MOV/HEIF box reader that video, audio and image share.
+//!   - [`extract::pdf_objects`]: a PDF's objects by range, from its cross-reference data.
 //! - [`access`]: delegated access: a job's source → a short-lived signed URL (S3 through an
 //!   assumed role, GCS through an impersonated service account) or a local file.
 //! - [`config`]: typed settings: defaults → TOML file → `ASSET_WORKER_*` environment.

@@ -1,18 +1,20 @@
 //! PDF metadata (DESIGN §3 `pdf`): page count, version, encryption, and each page's size and
 //! rotation.
 //!
-//! `lopdf` parses the file. A PDF is read from its end (the cross-reference table and trailer
-//! come last, incremental updates append revisions, objects sit anywhere), so the whole file is
-//! read into memory, bounded by [`MAX_PDF_BYTES`]. lopdf merges incremental updates (the last
-//! revision wins), reads object streams and linearized files, rebuilds damaged
-//! cross-reference tables by scanning for objects, and tries the empty user password of
-//! encrypted files by itself.
+//! A PDF is read from its end: the cross-reference data locates every object, so the page
+//! tree can be read by range without the rest of the file ([`super::pdf_objects`]; a 50 MB scan
+//! costs kilobytes). Whenever that reader meets anything it does not trust, `lopdf` parses the
+//! whole file instead, in memory, bounded by [`MAX_PDF_BYTES`]: lopdf merges incremental
+//! updates (the last revision wins), reads object streams and linearized files, rebuilds
+//! damaged cross-reference tables by scanning for objects, and tries the empty user password
+//! of encrypted files by itself. Both give the same answer where both can read a file.
 //!
-//! The page tree is walked here rather than with lopdf's `page_iter`, for three reasons:
-//! page attributes (MediaBox, CropBox, Rotate) are inheritable and lopdf does not resolve
-//! them; a walk that remembers every node it has visited counts the true number of pages in a
-//! tree with cycles, where lopdf's iterator only stops after a fixed number of steps; and the
-//! root's `/Count` can lie (10^6 pages claimed for one), so it is not read at all.
+//! The page tree is walked here, over either source ([`Objects`]), rather than with lopdf's
+//! `page_iter`, for three reasons: page attributes (MediaBox, CropBox, Rotate) are
+//! inheritable and lopdf does not resolve them; a walk that remembers every node it has
+//! visited counts the true number of pages in a tree with cycles, where lopdf's iterator only
+//! stops after a fixed number of steps; and the root's `/Count` can lie (10^6 pages claimed
+//! for one), so it is not read at all.
 
 use std::collections::HashSet;
 use std::io::{Read, SeekFrom};
@@ -24,9 +26,9 @@ use super::pdf_objects::{NeedsWholeFile, RangedPdf};
 use super::{ExtractError, Extracted, ReadSeek};
 use crate::job::DataType;
 
-/// The largest PDF read. lopdf needs the whole file in memory, and its parsed objects take more
-/// again: about the file's size for image-heavy files, but 13 times it for a 26 MB file of
-/// 300,000 small page objects. 512 MiB admits scanned documents of several thousand pages; the
+/// The largest PDF read whole (one read by range has no such bound). lopdf needs the whole
+/// file in memory, and its parsed objects take more again: about the file's size for
+/// image-heavy files, but 13 times it for a 26 MB file of 300,000 small page objects. 512 MiB admits scanned documents of several thousand pages; the
 /// extraction child's memory limit stops the object-dense extremes.
 pub const MAX_PDF_BYTES: u64 = 512 * 1024 * 1024;
 
