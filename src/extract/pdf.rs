@@ -811,6 +811,39 @@ mod tests {
         assert!(read * 100 < pdf.len() as u64, "{read} of {} bytes read", pdf.len());
     }
 
+    /// A differential run over a mutation campaign's PDF mutants (`python3 bench/mutate.py
+    /// --keep --out DIR`, then `PDF_MUTANTS=DIR/mutants cargo test --lib -- --ignored
+    /// pdf_mutants`): each mutant the range reader answers gets lopdf's whole-file answer, or,
+    /// where lopdf fails on or miscounts the damage, the undamaged fixture's own answer.
+    #[test]
+    #[ignore = "needs PDF_MUTANTS, a folder of mutants from bench/mutate.py --keep"]
+    fn pdf_mutants_read_by_range_answer_as_lopdf_or_as_the_undamaged_file() {
+        let dir = std::env::var("PDF_MUTANTS").expect("PDF_MUTANTS: a folder of bench/mutate.py's mutants");
+        let as_json = |m: &PdfMetadata| serde_json::to_value(m).unwrap();
+        let (mut mutants, mut by_range, mut as_original) = (0, 0, 0);
+        for path in std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().path()) {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            // NNNNN-mutation-fixture.pdf
+            let Some(fixture_name) = name.splitn(3, '-').nth(2).filter(|f| f.ends_with(".pdf")) else {
+                continue;
+            };
+            mutants += 1;
+            let (ranged, whole) = both_ways(&std::fs::read(&path).unwrap());
+            let Ok(ranged) = ranged else { continue };
+            by_range += 1;
+            if whole.as_ref().is_ok_and(|whole| as_json(whole) == as_json(&ranged)) {
+                continue;
+            }
+            let original = read_metadata(&fixture(&format!("pdf/{fixture_name}"))).unwrap();
+            assert_eq!(as_json(&ranged), as_json(&original), "{name}: lopdf says {whole:?}");
+            as_original += 1;
+        }
+        eprintln!(
+            "{mutants} PDF mutants, {by_range} read by range, {as_original} of them as the undamaged file where lopdf differs"
+        );
+        assert!(mutants > 0);
+    }
+
     #[test]
     fn extract_reports_the_pdf_data_type() {
         let mut source = Cursor::new(fixture("pdf/simple_letter_1page.pdf"));

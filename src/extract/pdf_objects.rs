@@ -123,12 +123,11 @@ impl<'a> RangedPdf<'a> {
         }
         let object = match self.xref.get(&id.0).copied() {
             None | Some(Entry::Free) => None,
-            Some(Entry::At { offset, generation }) => {
-                if generation != id.1 {
-                    None
-                } else {
-                    Some(self.read_object_at(offset, id.0)?.0)
-                }
+            // The object's own header decides its generation, as lopdf reads it (the table's
+            // may be damaged).
+            Some(Entry::At { offset, .. }) => {
+                let (object, _, generation) = self.read_object_at(offset, id.0)?;
+                (generation == id.1).then_some(object)
             }
             Some(Entry::InStream { stream, .. }) => {
                 if self.encrypted() {
@@ -190,9 +189,17 @@ impl<'a> RangedPdf<'a> {
         loop {
             let bytes = self.read_at(offset, length)?;
             if let Some(trailer_at) = find(&bytes, b"trailer") {
-                let entries = parse_table(&bytes[..trailer_at])?;
-                if let Some(Object::Dictionary(trailer)) = parse_direct_object(&bytes[trailer_at + 7..]) {
-                    return Ok((entries, trailer));
+                let after = &bytes[trailer_at + 7..];
+                // The trailer runs to `startxref`; an object in between is damage.
+                if let Some(end) = find(after, b"startxref") {
+                    if find(&after[..end], b"endobj").is_some() {
+                        return Err(whole("a trailer that runs into objects"));
+                    }
+                    let entries = parse_table(&bytes[..trailer_at])?;
+                    return match parse_direct_object(&after[..end]) {
+                        Some(Object::Dictionary(trailer)) => Ok((entries, trailer)),
+                        _ => Err(whole("a trailer that does not parse")),
+                    };
                 }
             }
             if offset + length as u64 >= self.size {
@@ -204,7 +211,7 @@ impl<'a> RangedPdf<'a> {
 
     /// A cross-reference stream (PDF 1.5): its entries and its dictionary (the trailer's keys).
     fn read_xref_stream(&mut self, offset: u64) -> Result<(Vec<(u32, Entry)>, Dictionary)> {
-        let (object, _) = self.read_object_at(offset, 0)?;
+        let (object, _, _) = self.read_object_at(offset, 0)?;
         let Object::Stream(stream) = object else {
             return Err(whole("startxref points at neither a table nor a stream"));
         };
@@ -220,7 +227,7 @@ impl<'a> RangedPdf<'a> {
 
     /// The object at `offset`, whose header must be `{id} G obj` (`id` 0: any number, for
     /// sections). A stream's content is read by its `/Length`.
-    fn read_object_at(&mut self, offset: u64, id: u32) -> Result<(Object, u32)> {
+    fn read_object_at(&mut self, offset: u64, id: u32) -> Result<(Object, u32, u16)> {
         self.objects_read += 1;
         if self.objects_read > MAX_OBJECTS {
             return Err(whole("too many objects to read one by one"));
@@ -228,7 +235,7 @@ impl<'a> RangedPdf<'a> {
         let mut length = FIRST_OBJECT_READ;
         loop {
             let bytes = self.read_at(offset, length)?;
-            let (number, body) =
+            let (number, generation, body) =
                 object_header(&bytes).ok_or_else(|| whole("an offset that holds no object"))?;
             if id != 0 && number != id {
                 return Err(whole(format!("object {id}'s offset holds object {number}")));
@@ -246,7 +253,7 @@ impl<'a> RangedPdf<'a> {
                     let dictionary = parse_direct_object(&body[..end])
                         .ok_or_else(|| whole(format!("object {number} does not parse")))?;
                     if stream_at != Some(end) {
-                        return Ok((dictionary, number));
+                        return Ok((dictionary, number, generation));
                     }
                     let Object::Dictionary(dict) = dictionary else {
                         return Err(whole(format!("object {number}: a stream without a dictionary")));
@@ -254,7 +261,7 @@ impl<'a> RangedPdf<'a> {
                     let body_offset = offset + (bytes.len() - body.len()) as u64;
                     let content_offset = body_offset + stream_data_start(body, end) as u64;
                     let stream = self.read_stream_content(dict, content_offset)?;
-                    return Ok((Object::Stream(stream), number));
+                    return Ok((Object::Stream(stream), number, generation));
                 }
                 None if whole_read || length >= MAX_OBJECT_BYTES => {
                     return Err(whole(format!("object {number} has no end")));
@@ -279,9 +286,11 @@ impl<'a> RangedPdf<'a> {
             .ok()
             .filter(|length| *length <= MAX_OBJECT_BYTES)
             .ok_or_else(|| whole("a stream too long to read by range"))?;
-        let content = self.read_at(offset, length)?;
-        if content.len() < length {
-            return Err(whole("a stream that runs past the end of the file"));
+        // The content and what must follow it: `endstream`, after at most an end of line.
+        let mut content = self.read_at(offset, length + 32)?;
+        let after = content.split_off(length.min(content.len()));
+        if content.len() < length || !skip_space(&after).starts_with(b"endstream") {
+            return Err(whole("a stream whose /Length does not end at endstream"));
         }
         Ok(Stream::new(dict, content))
     }
@@ -294,7 +303,7 @@ impl<'a> RangedPdf<'a> {
         let Some(Entry::At { offset, .. }) = self.xref.get(&number).copied() else {
             return Err(whole(format!("object stream {number} is not at an offset")));
         };
-        let (object, _) = self.read_object_at(offset, number)?;
+        let (object, _, _) = self.read_object_at(offset, number)?;
         let Object::Stream(stream) = object else {
             return Err(whole(format!("object stream {number} is not a stream")));
         };
@@ -420,8 +429,9 @@ fn parse_xref_stream(dict: &Dictionary, content: &[u8]) -> Result<Vec<(u32, Entr
     Ok(entries)
 }
 
-/// `N G obj` at the start (after white space): the object number and the bytes after `obj`.
-fn object_header(bytes: &[u8]) -> Option<(u32, &[u8])> {
+/// `N G obj` at the start (after white space): the object number, its generation and the
+/// bytes after `obj`.
+fn object_header(bytes: &[u8]) -> Option<(u32, u16, &[u8])> {
     let mut rest = skip_space(bytes);
     let mut numbers = [0u64; 2];
     for number in &mut numbers {
@@ -433,7 +443,7 @@ fn object_header(bytes: &[u8]) -> Option<(u32, &[u8])> {
         rest = skip_space(&rest[digits..]);
     }
     let rest = rest.strip_prefix(b"obj")?;
-    Some((u32::try_from(numbers[0]).ok()?, rest))
+    Some((u32::try_from(numbers[0]).ok()?, u16::try_from(numbers[1]).ok()?, rest))
 }
 
 /// Where a stream's data begins: after `stream` and its end of line (CR LF or LF; a lone CR is
@@ -509,7 +519,7 @@ mod tests {
 
     #[test]
     fn headers_keywords_and_tables() {
-        assert_eq!(object_header(b"\n12 0 obj<<>>").map(|(n, rest)| (n, rest.len())), Some((12, 4)));
+        assert_eq!(object_header(b"\n12 3 obj<<>>").map(|(n, g, rest)| (n, g, rest.len())), Some((12, 3, 4)));
         assert!(object_header(b"12 0 R").is_none());
         assert_eq!(find_keyword(b"<< /Length 5 >>stream\nhello endstream", b"stream"), Some(15));
         assert_eq!(find_keyword(b"<< /streamy 1 >> endstream\n", b"stream"), None);
