@@ -99,7 +99,8 @@ DRAW_IMAGE = b"q 612 0 0 792 0 0 cm /Im1 Do Q"
 
 def pdf_with_image(path, image_bytes):
     """A one-page PDF whose page shows an image XObject of `image_bytes` random bytes (a scan):
-    the PDF reader parses the whole file (BENCHMARKS.md), so this is its heavy case."""
+    once the PDF reader's heavy case (it parsed the whole file); read by range since issue 9, it
+    costs its cross-reference data and page tree (BENCHMARKS.md)."""
     side = int(math.sqrt(image_bytes / 3))
     pixels = random.Random(2).randbytes(side * side * 3)
     objects = [
