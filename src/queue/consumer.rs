@@ -368,8 +368,11 @@ async fn consume(
         stop_consuming(&signing.channel, &mut signing.consumer, &signing_unsettled).await;
     }
     stop_consuming(&session.channel, &mut session.consumer, &unsettled).await;
-    drain_in_flight(&mut signing_in_flight, &signing_unsettled, drain).await;
-    drain_in_flight(&mut in_flight, &unsettled, drain).await;
+    // One deadline for both: a signing task stuck on its cloud must not add to the jobs'.
+    tokio::join!(
+        drain_in_flight(&mut signing_in_flight, &signing_unsettled, drain),
+        drain_in_flight(&mut in_flight, &unsettled, drain),
+    );
     session.close("worker stopping").await;
     SessionEnd::Shutdown
 }
