@@ -1,5 +1,5 @@
 //! AVI video metadata (DESIGN §3 `video`) from the RIFF header list `hdrl` alone: the main
-//! header `avih`, each stream's `strh` and `strf`, and OpenDML's `dmlh`. The media (`movi`) and
+//! header `avih`, each stream's `strh`, `strf` and OpenDML `vprp`, and OpenDML's `dmlh`. The media (`movi`) and
 //! the index (`idx1`, `indx`) are never read: everything we report is in those few headers.
 //!
 //! The values are the ones ffprobe derives from the same fields:
@@ -10,6 +10,8 @@
 //!   is the longest stream's (an MP3 track often outlasts the video by its encoder padding).
 //!   Like ffmpeg, an audio stream counts only when its `dwSampleSize` is 0 (VBR: `dwLength`
 //!   counts frames): writers disagree on what `dwLength` counts when it is not;
+//! - sample aspect ratio: `vprp`'s frame aspect over its active size, as ffmpeg's AVI reader
+//!   derives it (1:1 without one);
 //! - codecs: ffmpeg's RIFF tag tables, by the video's `biCompression` FourCC and the audio's
 //!   `wFormatTag`.
 //!
@@ -87,6 +89,8 @@ struct Stream {
     /// Bytes per sample for fixed-size samples (PCM, CBR audio); 0 when chunks vary.
     sample_size: u32,
     format: Option<StreamFormat>,
+    /// The pixel shape OpenDML's `vprp` gives (what ffmpeg writes for a non-square one).
+    sample_aspect_ratio: Option<AspectRatio>,
 }
 
 impl Stream {
@@ -132,8 +136,10 @@ fn metadata(header: &HeaderList, video: &Stream, audio: Option<&Stream>) -> Vide
         }
         _ => (header.width, header.height),
     };
-    // AVI stores no pixel shape of its own (OpenDML's `vprp` is rare and not read).
-    let (display_width, display_height) = display_size(width, height, 0, AspectRatio::SQUARE);
+    // AVI's only pixel shape is OpenDML's `vprp` (ffmpeg's too; it does not look into the
+    // codec's own bitstream of an AVI for one either when `vprp` is there).
+    let sample_aspect_ratio = video.sample_aspect_ratio.unwrap_or(AspectRatio::SQUARE);
+    let (display_width, display_height) = display_size(width, height, 0, sample_aspect_ratio);
     let frame_count = frame_count(header, video);
     let video_seconds = match video.duration_seconds(frame_count) {
         Some(seconds) => Some(seconds),
@@ -153,7 +159,7 @@ fn metadata(header: &HeaderList, video: &Stream, audio: Option<&Stream>) -> Vide
         width,
         height,
         rotation: 0,
-        sample_aspect_ratio: AspectRatio::SQUARE,
+        sample_aspect_ratio,
         display_width,
         display_height,
         frame_rate: frame_rate(header, video),
@@ -272,6 +278,7 @@ fn parse_stream_list(
 ) -> Result<Option<Stream>, ExtractError> {
     let mut stream = None;
     let mut format = None;
+    let mut vprp = None;
     let mut children = Chunks::inside_list(strl, file_len);
     while let Some(chunk) = children.next(source, budget)? {
         match &chunk.id {
@@ -292,7 +299,14 @@ fn parse_stream_list(
                     length: le_u32(&strh, 32),
                     sample_size: le_u32(&strh, 44),
                     format: None,
+                    sample_aspect_ratio: None,
                 });
+            }
+            b"vprp" if vprp.is_none() => {
+                let mut header = [0u8; VPRP_LEN];
+                if read_chunk_prefix_up_to(source, &chunk, file_len, &mut header)? == VPRP_LEN {
+                    vprp = vprp_aspect_ratio(&header);
+                }
             }
             b"strf" if format.is_none() => {
                 let mut strf = [0u8; STRF_LEN];
@@ -306,7 +320,25 @@ fn parse_stream_list(
     if let Some((strf, len)) = format {
         stream.format = parse_stream_format(stream.kind, &strf[..len])?;
     }
+    stream.sample_aspect_ratio = vprp;
     Ok(Some(stream))
+}
+
+/// `vprp` (OpenDML's VideoPropHeader) up to the active frame size: format, standard, refresh
+/// rate, total width and lines, then the frame's aspect ratio (`den`, `num` as 16-bit halves)
+/// and its active width and height.
+const VPRP_LEN: usize = 32;
+
+/// The sample aspect ratio a `vprp` gives: the frame's shape over its active size, as ffmpeg
+/// reads it (4:3 at 720×576 is 16:15). `None` when a value is 0 or the ratio absurd.
+fn vprp_aspect_ratio(vprp: &[u8; VPRP_LEN]) -> Option<AspectRatio> {
+    let frame_den = u64::from(u16::from_le_bytes([vprp[20], vprp[21]]));
+    let frame_num = u64::from(u16::from_le_bytes([vprp[22], vprp[23]]));
+    let (active_width, active_height) = (u64::from(le_u32(vprp, 24)), u64::from(le_u32(vprp, 28)));
+    if active_width == 0 || active_height == 0 {
+        return None;
+    }
+    AspectRatio::new(frame_num * active_height, frame_den * active_width)
 }
 
 /// A `strf` chunk, read by the kind its `strh` declared.
@@ -697,6 +729,34 @@ mod tests {
         assert_eq!(m["duration_seconds"].as_f64(), Some(10.01)); // audio: 480000 × 4 / 192000 = 10.0
         assert_eq!((m["width"].as_u64(), m["height"].as_u64()), (Some(1920), Some(1080)));
         assert_eq!((m["video_codec"].as_str(), m["audio_codec"].as_str()), (Some("h264"), Some("pcm_s16le")));
+    }
+
+    /// A `vprp` chunk: frame aspect `num:den` over an active `width`×`height`.
+    fn vprp(num: u16, den: u16, width: u32, height: u32) -> Vec<u8> {
+        let mut body = vec![0u8; 36];
+        body[12..16].copy_from_slice(&25u32.to_le_bytes());
+        body[20..22].copy_from_slice(&den.to_le_bytes());
+        body[22..24].copy_from_slice(&num.to_le_bytes());
+        body[24..28].copy_from_slice(&width.to_le_bytes());
+        body[28..32].copy_from_slice(&height.to_le_bytes());
+        chunk(b"vprp", &body)
+    }
+
+    #[test]
+    fn the_pixel_shape_comes_from_vprp() {
+        let shaped = |vprp_chunk: Vec<u8>| {
+            let stream =
+                list(b"strl", &[strh(b"vids", b"FMP4", 1, 25, 25), bitmap(720, 576, b"FMP4"), vprp_chunk]);
+            let m = metadata_of(avi(&[avih(40_000, 25, 720, 576), stream]));
+            (m["sample_aspect_ratio"].as_str().unwrap().to_owned(), m["display_width"].as_u64().unwrap())
+        };
+        assert_eq!(shaped(vprp(4, 3, 720, 576)), ("16:15".to_owned(), 768));
+        assert_eq!(shaped(vprp(16, 9, 720, 576)), ("64:45".to_owned(), 1024));
+        // No shape given, or an absurd one: square pixels.
+        assert_eq!(shaped(vprp(0, 0, 720, 576)), ("1:1".to_owned(), 720));
+        assert_eq!(shaped(vprp(4, 3, 0, 576)), ("1:1".to_owned(), 720));
+        assert_eq!(shaped(vprp(60_000, 1, 720, 576)), ("1:1".to_owned(), 720));
+        assert_eq!(shaped(chunk(b"vprp", &[1, 2, 3])), ("1:1".to_owned(), 720), "a vprp too short to read");
     }
 
     #[test]
