@@ -129,7 +129,8 @@ impl Session {
             topology::declare(&channel, names, settings.delivery_limit, &settings.retry_delays_seconds)
                 .await?;
         } else {
-            topology::check(&channel, names, &settings.retry_delays_seconds).await?;
+            topology::check(&channel, names, &settings.retry_delays_seconds, settings.sign_prefetch > 0)
+                .await?;
         }
         let publisher = ConfirmedPublisher::open(&connection).await?;
         let prefetch = u16::try_from(settings.concurrency).unwrap_or(u16::MAX);

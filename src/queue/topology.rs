@@ -147,7 +147,13 @@ pub async fn declare(
 /// them (`ASSET_WORKER_DECLARE_TOPOLOGY=false`, deploy/rabbitmq/definitions.json). Arguments
 /// are not compared. A missing object (404) is reported with its name and retried like any
 /// failed session (an operator may be importing the definitions); only 406 stops the worker.
-pub async fn check(channel: &Channel, names: &Names, retry_delays_seconds: &[u64]) -> Result<(), QueueError> {
+/// The signing queue is required only of a worker that serves it (`signing`).
+pub async fn check(
+    channel: &Channel,
+    names: &Names,
+    retry_delays_seconds: &[u64],
+    signing: bool,
+) -> Result<(), QueueError> {
     let passive = ExchangeDeclareOptions { passive: true, ..ExchangeDeclareOptions::default() };
     for exchange in [&names.dead_letter_exchange, &names.results_exchange] {
         channel
@@ -157,12 +163,11 @@ pub async fn check(channel: &Channel, names: &Names, retry_delays_seconds: &[u64
     }
     let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
     let retry_queues = retry_delays_seconds.iter().map(|delay| names.retry_queue(*delay));
-    let queues = [
-        names.process.clone(),
-        names.dead_letter_queue.clone(),
-        names.results_queue.clone(),
-        names.sign.clone(),
-    ];
+    let mut queues =
+        vec![names.process.clone(), names.dead_letter_queue.clone(), names.results_queue.clone()];
+    if signing {
+        queues.push(names.sign.clone());
+    }
     for queue in queues.into_iter().chain(retry_queues) {
         channel
             .queue_declare(queue.as_str().into(), passive, FieldTable::default())

@@ -1417,7 +1417,8 @@ fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
         // at start with ASSET_WORKER_DECLARE_TOPOLOGY=false, with its own rights…
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match topology::check(&worker.create_channel().await.unwrap(), &names, &retry_delays).await {
+            match topology::check(&worker.create_channel().await.unwrap(), &names, &retry_delays, true).await
+            {
                 Ok(()) => break,
                 Err(e) if Instant::now() > deadline => panic!("{DEFINITIONS}: not imported: {e}"),
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -1516,7 +1517,8 @@ fn the_definitions_import_into_rabbitmq_and_the_worker_can_use_them() {
 
         // …and where nothing was pre-declared, its start-up check names what is missing.
         let worker = connect(url_of(&run, password, empty)).await;
-        let missing = topology::check(&worker.create_channel().await.unwrap(), &names, &retry_delays).await;
+        let missing =
+            topology::check(&worker.create_channel().await.unwrap(), &names, &retry_delays, true).await;
         let message = missing.expect_err("the check passed in an empty vhost").to_string();
         assert!(message.contains(&names.dead_letter_exchange), "the check's error names nothing: {message}");
         let _ = worker.close(200, "deploy test done".into()).await;
