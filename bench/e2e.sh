@@ -13,6 +13,9 @@
 # examples/noop_consumer.rs (same prefetch, a confirmed tiny result and an ack per job, no
 # work): the broker's limit on this machine.
 #
+# Where the machine's time went (the broker is on it too): its busy and idle CPU and the
+# broker's (beam.smp) from /proc between the batch's first publish and its last result, per job.
+#
 # Memory: the worker's own peak (VmHWM, sampled from /proc until it exits) and the largest
 # extraction child's (/usr/bin/time's %M is the largest peak of the worker and its children;
 # see largest_child in bench/e2e.py).
@@ -163,7 +166,9 @@ measure() {
     done
     rm -f "$out.memory.json.started"
     local status=0
+    python3 bench/e2e.py machine-cpu "$out.cpu-before.json"
     env "${env[@]}" "${driver_cpus[@]}" "$driver" "${driver_args[@]}" >"$out.summary.json" || status=$?
+    python3 bench/e2e.py machine-cpu "$out.cpu-after.json"
     kill -TERM "$consumer_pid"
     wait "$time_pid" || say "$name: the consumer exited with status $?"
     consumer_pid=
