@@ -17,10 +17,13 @@ const MAX_URL_TTL_SECONDS: u64 = 7 * 24 * 3600;
 /// Jobs in flight per core by default: enough that a storage 30 ms away keeps the parser
 /// children busy (BENCHMARKS.md, end to end through a delaying proxy).
 const JOBS_IN_FLIGHT_PER_CORE: usize = 16;
-/// Jobs a parser child serves by default before it is replaced: its start (~5 ms of CPU) is
-/// then paid once per hundred jobs, while what a job could leave behind in a child (a heap a
-/// later exploit might read) is bounded to a hundred jobs of one worker.
-const DEFAULT_CHILD_MAX_JOBS: u32 = 100;
+/// Jobs a parser child serves by default before it is replaced. A child's start costs ~3 ms of
+/// CPU (exec, loading, lock-down, on both sides of the pipe), more than parsing a small file:
+/// at 100 it was a third of the CPU of a small job (0.21 → 0.135 ms at 1000, BENCHMARKS.md,
+/// issue 8). What a job could leave behind for a later one is bounded by the children
+/// scrubbing freed memory (see the pool) and by this count; Tika's server restarts its child
+/// after 100,000 files, exiftool-vendored after 500. 1 gives a fresh process per job.
+const DEFAULT_CHILD_MAX_JOBS: u32 = 1000;
 /// The memory each parser child may parse in by default when no budget is set.
 const DEFAULT_CHILD_MEMORY_MB: u64 = 1024;
 /// The least memory cap a parser child is given: room for a job's reads (windows of up to

@@ -1,6 +1,7 @@
 //! What a parser child does to itself before its first job, so that a parser bug turned
 //! exploit in one customer's file reaches nothing: no file, no socket, no other process, no
-//! credential (its environment is already empty: the worker starts it with none).
+//! credential (its environment holds none of the worker's variables: the worker starts it with
+//! only the allocator's scrubbing setting).
 //!
 //! In order: no core files and not dumpable (no `/proc/PID/mem`, `/proc/PID/fd` or ptrace by
 //! siblings of the same user), `no_new_privs`, Landlock (no filesystem access at all, no TCP

@@ -138,7 +138,8 @@ fn hostile_files_cost_one_answer_each() {
 }
 
 /// What a parser child holds, read from `/proc` while it parses a file: an environment with
-/// none of the worker's variables (the broker's password, cloud credentials), no socket, no
+/// none of the worker's variables (the broker's password, cloud credentials; only glibc's
+/// setting that scrubs freed memory), no socket, no
 /// open file but its pipes (not even the file it parses), `no_new_privs`, a seccomp filter, and
 /// not dumpable (owned by root, so other processes of the worker's user can't read it).
 #[test]
@@ -171,7 +172,11 @@ fn a_parser_child_holds_nothing_of_the_worker_and_runs_locked_down() {
     parent.kill().unwrap();
     parent.wait().unwrap();
 
-    assert!(environ.is_empty(), "the child's environment: {:?}", String::from_utf8_lossy(&environ));
+    assert_eq!(
+        String::from_utf8_lossy(&environ),
+        "GLIBC_TUNABLES=glibc.malloc.perturb=165:glibc.malloc.tcache_count=0\0",
+        "the child's environment"
+    );
     assert!(!cmdline.contains("SECRET") && !cmdline.contains("slow.txt"), "{cmdline}");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(status.contains("Seccomp:\t2"), "no seccomp filter:\n{status}");
