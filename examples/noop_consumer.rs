@@ -23,10 +23,12 @@ use asset_worker::queue::topology::Names;
 
 fn main() -> anyhow::Result<()> {
     let settings = Settings::load(None)?;
-    asset_worker::cli::runtime()?.block_on(consume(&settings))
+    // As the worker runs its loop (a task on the runtime's threads), so that the two differ
+    // only by the jobs' work.
+    asset_worker::cli::run_on_workers(&asset_worker::cli::runtime()?, consume(settings))
 }
 
-async fn consume(settings: &Settings) -> anyhow::Result<()> {
+async fn consume(settings: Settings) -> anyhow::Result<()> {
     let names = Names::new(&settings.queue_prefix);
     // Jobs only: signing requests are the worker's, not a baseline's.
     let settings = Settings { sign_prefetch: 0, ..settings.clone() };

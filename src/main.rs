@@ -357,7 +357,7 @@ fn run_check(
 fn run_worker(config: Option<PathBuf>) -> anyhow::Result<bool> {
     let settings = Settings::load(config.as_deref())?;
     let runtime = runtime()?;
-    let outcome = runtime.block_on(async {
+    let outcome = asset_worker::cli::run_on_workers(&runtime, async move {
         // Installed before connecting: a SIGTERM during start-up still shuts down cleanly.
         let shutdown = shutdown_signal()?;
         queue_cli::run_worker(&settings, shutdown).await

@@ -114,6 +114,24 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
 
+/// Runs a consumer's loop as a task on `runtime`'s worker threads, not on the calling thread
+/// as `block_on` would: every delivery and every finished job wakes the loop, and a loop on
+/// the calling thread made each of those a hand-off to a third thread (BENCHMARKS.md, issue
+/// 8). A panic in it is the caller's panic.
+pub fn run_on_workers<F>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match runtime.block_on(runtime.spawn(future)) {
+        Ok(output) => output,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(error) => panic!("the consumer's task ended without an answer: {error}"),
+        },
+    }
+}
+
 /// What reading remote objects needs: the providers and a pipeline (over the pool local files
 /// use too). Built only when an input is remote.
 pub struct RemoteContext {
