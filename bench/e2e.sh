@@ -32,6 +32,8 @@
 # each, not with the broker.
 #
 #   BENCH_E2E_RUNS (3) repetitions, interleaved; BENCH_E2E_PROVIDERS ("local s3");
+#   BENCH_E2E_BIN: another build of the worker (a copy of an earlier commit's, for an A/B in
+#   one window); the no-op consumer and driver are this tree's;
 #   ASSET_WORKER_CONCURRENCY: the prefetch of worker and no-op consumer (default: 16 per core).
 # Needs RabbitMQ (`make rabbitmq`) and, for s3, SeaweedFS (`scripts/peers.sh start seaweedfs`;
 # this script sources .peers/env unless it is in the environment). `make bench-e2e` does both.
@@ -44,7 +46,7 @@ rtts=${BENCH_E2E_RTTS:-0 30}
 large_each=${BENCH_E2E_LARGE_EACH:-4}
 providers=${BENCH_E2E_PROVIDERS:-local s3}
 dir=$root/target/bench-e2e
-bin=$root/target/release/asset-worker
+bin=${BENCH_E2E_BIN:-$root/target/release/asset-worker}
 driver=$root/target/release/examples/e2e_driver
 noop=$root/target/release/examples/noop_consumer
 external_id=hub-org-1234            # SeaweedFS does not check it; the job must carry one
