@@ -34,7 +34,7 @@
 #   BENCH_E2E_RUNS (3) repetitions, interleaved; BENCH_E2E_PROVIDERS ("local s3");
 #   BENCH_E2E_BIN: another build of the worker (a copy of an earlier commit's, for an A/B in
 #   one window); the no-op consumer and driver are this tree's;
-#   ASSET_WORKER_CONCURRENCY: the prefetch of worker and no-op consumer (default: 16 per core).
+#   ASSET_WORKER_CONCURRENCY: the prefetch of worker and no-op consumer (default: 32 per core).
 # Needs RabbitMQ (`make rabbitmq`) and, for s3, SeaweedFS (`scripts/peers.sh start seaweedfs`;
 # this script sources .peers/env unless it is in the environment). `make bench-e2e` does both.
 set -euo pipefail
@@ -217,7 +217,7 @@ for ((run = 1; run <= runs; run++)); do
     say "load average after run $run: $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 
-echo "## End to end through RabbitMQ, $(date -u +%F), RabbitMQ $(rabbitmqctl -q version 2>/dev/null || echo '?'), prefetch ${ASSET_WORKER_CONCURRENCY:-the default, 16 per core}, parser children ${ASSET_WORKER_POOL_SIZE:-one per core}"
+echo "## End to end through RabbitMQ, $(date -u +%F), RabbitMQ $(rabbitmqctl -q version 2>/dev/null || echo '?'), prefetch ${ASSET_WORKER_CONCURRENCY:-the default, 32 per core}, parser children ${ASSET_WORKER_POOL_SIZE:-one per core}"
 echo
 python3 bench/e2e.py report "$results"
 echo

@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 const MAX_URL_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Jobs in flight per core by default: enough that a storage 30 ms away keeps the parser
-/// children busy (BENCHMARKS.md, end to end through a delaying proxy).
-const JOBS_IN_FLIGHT_PER_CORE: usize = 16;
+/// children busy. Measured through a delaying proxy in front of SeaweedFS (BENCHMARKS.md,
+/// issue 8): on 2 cores, 32 in flight answered at 30 ms RTT 0.64–0.66 of the 0 ms rate, 64 in
+/// flight 0.84–0.88, 96 in flight 0.92–0.93. 16 per core was enough while a job cost 1.5 ms of
+/// CPU; at 0.4 ms the latency shows again.
+const JOBS_IN_FLIGHT_PER_CORE: usize = 32;
 /// Jobs a parser child serves by default before it is replaced. A child's start costs ~3 ms of
 /// CPU (exec, loading, lock-down, on both sides of the pipe), more than parsing a small file:
 /// at 100 it was a third of the CPU of a small job (0.21 → 0.135 ms at 1000, BENCHMARKS.md,
