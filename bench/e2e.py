@@ -190,16 +190,22 @@ def children(pid):
     return found
 
 
-def cpu_ticks(pid, reaped=False):
-    """utime + stime of a process from /proc/PID/stat (with cutime + cstime, its reaped
-    children's, when `reaped`), or None once it is gone."""
+def cpu_ticks_with_reaped(pid):
+    """(utime + stime, the same plus cutime + cstime: its reaped children's) of a process from
+    one read of /proc/PID/stat, or None once it is gone."""
     try:
         fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
     # After the command name: state is field 3 of stat(5), utime 14, stime 15, cutime 16, cstime 17.
     ticks = int(fields[11]) + int(fields[12])
-    return ticks + int(fields[13]) + int(fields[14]) if reaped else ticks
+    return ticks, ticks + int(fields[13]) + int(fields[14])
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, or None once it is gone."""
+    both = cpu_ticks_with_reaped(pid)
+    return both and both[0]
 
 
 def sample(pid, out):
@@ -212,8 +218,7 @@ def sample(pid, out):
     own_cpu, with_reaped, child_cpu = 0, 0, {}
     while os.path.exists(f"/proc/{pid}"):
         own = max(own, vm_hwm_kib(pid) or 0)
-        own_cpu = cpu_ticks(pid) or own_cpu
-        with_reaped = cpu_ticks(pid, reaped=True) or with_reaped
+        own_cpu, with_reaped = cpu_ticks_with_reaped(pid) or (own_cpu, with_reaped)
         live = {}
         for child in extraction_children(pid):
             seen.add(child)

@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
 async fn consume(settings: Settings) -> anyhow::Result<()> {
     let names = Names::new(&settings.queue_prefix);
     // Jobs only: signing requests are the worker's, not a baseline's.
-    let settings = Settings { sign_prefetch: 0, ..settings.clone() };
+    let settings = Settings { sign_prefetch: 0, ..settings };
     let Session { connection, channel, mut consumer, publisher, signing } =
         Session::open(&settings, &names).await?;
     eprintln!("noop_consumer: consuming {} with prefetch {}", names.process, settings.concurrency);

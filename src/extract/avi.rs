@@ -1,6 +1,7 @@
 //! AVI video metadata (DESIGN §3 `video`) from the RIFF header list `hdrl` alone: the main
-//! header `avih`, each stream's `strh`, `strf` and OpenDML `vprp`, and OpenDML's `dmlh`. The media (`movi`) and
-//! the index (`idx1`, `indx`) are never read: everything we report is in those few headers.
+//! header `avih`, each stream's `strh`, `strf` and OpenDML `vprp`, and OpenDML's `dmlh`. The
+//! media (`movi`) and the index (`idx1`, `indx`) are never read: everything we report is in
+//! those few headers.
 //!
 //! The values are the ones ffprobe derives from the same fields:
 //! - frame rate: the video stream's `dwRate / dwScale` (ffprobe's `avg_frame_rate`);

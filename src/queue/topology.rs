@@ -163,12 +163,9 @@ pub async fn check(
     }
     let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
     let retry_queues = retry_delays_seconds.iter().map(|delay| names.retry_queue(*delay));
-    let mut queues =
-        vec![names.process.clone(), names.dead_letter_queue.clone(), names.results_queue.clone()];
-    if signing {
-        queues.push(names.sign.clone());
-    }
-    for queue in queues.into_iter().chain(retry_queues) {
+    let queues = [names.process.clone(), names.dead_letter_queue.clone(), names.results_queue.clone()];
+    let sign_queue = signing.then(|| names.sign.clone());
+    for queue in queues.into_iter().chain(sign_queue).chain(retry_queues) {
         channel
             .queue_declare(queue.as_str().into(), passive, FieldTable::default())
             .await

@@ -139,9 +139,9 @@ fn hostile_files_cost_one_answer_each() {
 
 /// What a parser child holds, read from `/proc` while it parses a file: an environment with
 /// none of the worker's variables (the broker's password, cloud credentials; only glibc's
-/// setting that scrubs freed memory), no socket, no
-/// open file but its pipes (not even the file it parses), `no_new_privs`, a seccomp filter, and
-/// not dumpable (owned by root, so other processes of the worker's user can't read it).
+/// setting that scrubs freed memory), no socket, no open file but its pipes (not even the file
+/// it parses), `no_new_privs`, a seccomp filter, and not dumpable (owned by root, so other
+/// processes of the worker's user can't read it).
 #[test]
 fn a_parser_child_holds_nothing_of_the_worker_and_runs_locked_down() {
     let dir = tempfile::tempdir().unwrap();
