@@ -11,6 +11,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+const MIB: u64 = 1 << 20;
+
 /// The longest a signed URL may live: S3 and GCS both refuse more than 7 days.
 const MAX_URL_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
@@ -134,6 +136,12 @@ pub struct Settings {
     pub max_object_bytes: u64,
     /// The most bytes one job may download (ranged reads fetch only what parsers read).
     pub max_fetch_bytes: u64,
+    /// The fetched bytes all jobs of this worker hold at once, in its memory and its temp dir
+    /// together: the temp dir's size and the worker's share of the pod's memory follow from
+    /// it, whatever `concurrency` is. A job that needs more waits for others to finish. Unset:
+    /// enough that no job ever waits on storage that honours Range (S3, GCS), see
+    /// [`Settings::fetch_budget_mb`]. At least `max_fetch_bytes`.
+    pub fetch_budget_mb: Option<u64>,
     /// Fetch timeouts: establishing a connection, and silence of the storage mid-answer.
     pub fetch_connect_timeout_ms: u64,
     pub fetch_read_timeout_ms: u64,
@@ -186,6 +194,7 @@ impl Default for Settings {
             extract_timeout_ms: 30_000,
             max_object_bytes: 1 << 40,
             max_fetch_bytes: 4 << 30,
+            fetch_budget_mb: None,
             fetch_connect_timeout_ms: 10_000,
             fetch_read_timeout_ms: 30_000,
             fetch_block_bytes: 256 * 1024,
@@ -278,6 +287,17 @@ impl Settings {
                     "is {} MiB for {} children; each needs at least {MIN_CHILD_MEMORY_MB} MiB",
                     self.memory_budget_mb(),
                     self.pool_size()
+                ),
+            ));
+        }
+        if self.fetch_budget_mb().saturating_mul(MIB) < self.max_fetch_bytes {
+            return Err(invalid(
+                "fetch_budget_mb",
+                format!(
+                    "is {} MiB, less than max_fetch_bytes ({} bytes): one job alone could need more than \
+                     the budget; raise it or lower ASSET_WORKER_MAX_FETCH_BYTES",
+                    self.fetch_budget_mb(),
+                    self.max_fetch_bytes
                 ),
             ));
         }
@@ -384,6 +404,22 @@ impl Settings {
     pub fn memory_budget_mb(&self) -> u64 {
         self.memory_budget_mb.unwrap_or(DEFAULT_CHILD_MEMORY_MB * self.pool_size() as u64)
     }
+
+    /// The fetch budget, in MiB. Unset: what every job in flight can hold without waiting when
+    /// the storage honours Range (S3 and GCS do). A job fetches past its first block only
+    /// while a parser child reads it, and at most `pool_size` jobs are in children: those may
+    /// each read up to `max_fetch_bytes`, every other job holds its first block (or its whole
+    /// object, held in memory up to 1 MiB). Only a store that ignores Range (one download of
+    /// the whole object, before any child) can make jobs wait at this size.
+    pub fn fetch_budget_mb(&self) -> u64 {
+        self.fetch_budget_mb.unwrap_or_else(|| {
+            let opened_share = self.fetch_block_bytes.max(crate::fetch::MAX_IN_MEMORY_BYTES);
+            let bytes = (self.pool_size() as u64)
+                .saturating_mul(self.max_fetch_bytes)
+                .saturating_add((self.concurrency as u64).saturating_mul(opened_share));
+            bytes.div_ceil(MIB)
+        })
+    }
 }
 
 /// Whether `name` has the shape of an AWS region (`eu-central-1`, `us-gov-west-1`): two
@@ -431,6 +467,29 @@ mod tests {
             jail.set_env("ASSET_WORKER_CONCURRENCY", "many");
             let message = Settings::load(None).unwrap_err().to_string();
             assert!(message.contains("CONCURRENCY") && message.contains("ASSET_WORKER_"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_fetch_budget_holds_at_least_one_job_s_fetch() {
+        // Unset: two children reading 512 MiB each, and 64 other jobs' first MiB.
+        let settings = Settings {
+            pool_size: Some(2),
+            concurrency: 64,
+            max_fetch_bytes: 512 << 20,
+            ..Settings::default()
+        };
+        assert_eq!(settings.fetch_budget_mb(), 2 * 512 + 64);
+        Jail::expect_with(|jail| {
+            jail.set_env("ASSET_WORKER_FETCH_BUDGET_MB", "256");
+            let message = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                message.contains("ASSET_WORKER_FETCH_BUDGET_MB") && message.contains("MAX_FETCH_BYTES"),
+                "{message}"
+            );
+            jail.set_env("ASSET_WORKER_MAX_FETCH_BYTES", (256u64 << 20).to_string());
+            assert_eq!(Settings::load(None).expect("valid").fetch_budget_mb(), 256);
             Ok(())
         });
     }

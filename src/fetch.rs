@@ -29,14 +29,18 @@ use std::io;
 use std::ops::Range;
 use std::os::unix::fs::{DirBuilderExt, FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderMap, IF_MATCH, RANGE};
 use reqwest::{Client, Response, StatusCode};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access::SignedUrl;
 use crate::job::{ErrorBody, ErrorKind};
+use crate::telemetry::metric;
 
 /// The directory, under the configured temp dir, that holds every fetched file.
 pub const PRIVATE_DIR_NAME: &str = "asset-worker-fetch";
@@ -72,6 +76,9 @@ pub struct FetchSettings {
     /// The unit of fetching and of the first request: what an image costs at least (4 KiB or
     /// more; less is taken as 4 KiB).
     pub block_bytes: u64,
+    /// The fetched bytes every job of one [`Fetcher`] holds at once, in memory and in temp
+    /// files: see [`FetchBudget`].
+    pub budget_bytes: u64,
 }
 
 impl Default for FetchSettings {
@@ -85,6 +92,7 @@ impl Default for FetchSettings {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             block_bytes: 256 * 1024,
+            budget_bytes: 4 << 30,
         }
     }
 }
@@ -99,6 +107,7 @@ impl FetchSettings {
             connect_timeout: Duration::from_millis(settings.fetch_connect_timeout_ms),
             read_timeout: Duration::from_millis(settings.fetch_read_timeout_ms),
             block_bytes: settings.fetch_block_bytes,
+            budget_bytes: settings.fetch_budget_mb().saturating_mul(1 << 20),
         }
     }
 }
@@ -167,6 +176,7 @@ pub struct FetchStats {
 pub struct Fetcher {
     client: Client,
     settings: FetchSettings,
+    budget: FetchBudget,
 }
 
 impl Fetcher {
@@ -181,7 +191,18 @@ impl Fetcher {
             .map_err(|e| FetchError::Local(format!("cannot set up the HTTP client: {}", e.without_url())))?;
         let settings =
             FetchSettings { block_bytes: settings.block_bytes.max(MIN_BLOCK_BYTES), ..settings.clone() };
-        Ok(Fetcher { client, settings })
+        let budget = FetchBudget::new(settings.budget_bytes);
+        Ok(Fetcher { client, settings, budget })
+    }
+
+    /// The bytes the jobs of this fetcher hold now (in memory and temp files).
+    pub fn budget_in_use(&self) -> u64 {
+        self.budget.in_use()
+    }
+
+    /// The jobs of this fetcher waiting now for others to give back budget.
+    pub fn budget_waiting(&self) -> usize {
+        self.budget.waiting.load(Ordering::Relaxed)
     }
 
     /// The fetch of one object. Sends nothing yet; [`RemoteFile::open`] does.
@@ -192,8 +213,115 @@ impl Fetcher {
             settings: self.settings.clone(),
             client: self.client.clone(),
             opened: None,
+            held: Held { permit: None, budget: self.budget.clone() },
+            waiting_for_budget: false,
             stats: FetchStats::default(),
             failure: None,
+        }
+    }
+}
+
+/// The fetched bytes all jobs of a worker may hold at once, in memory and in temp files
+/// together (setting `fetch_budget_mb`). Many jobs in flight hide the storage's latency, but a
+/// temp dir sized for every one of them reading `max_fetch_bytes` would be tens of GiB of a
+/// pod's memory (its tmpfs) for a worst case that never comes; one budget bounds the temp dir
+/// and lets the number of jobs in flight follow the latency alone. A job takes its share
+/// before each request (the block run it asks for, or the object's size when it is held in
+/// memory or downloaded whole) and gives it all back when it ends, with its store.
+///
+/// A job that cannot get its share waits, first come first served. The default size makes
+/// that rare (`Settings::fetch_budget_mb`: only jobs in a parser child read past their first
+/// block); a smaller one trades waiting for memory. A job still waiting when its time limit
+/// comes is answered `transient` (tried again later), not `timeout`: the object did nothing
+/// wrong. Jobs that each hold part and wait for more are resolved that way too, the way a
+/// database ends a lock wait.
+#[derive(Debug, Clone)]
+struct FetchBudget {
+    /// One permit per [`BUDGET_UNIT`] bytes.
+    permits: Arc<Semaphore>,
+    total_units: u32,
+    /// Jobs waiting for their share now.
+    waiting: Arc<AtomicUsize>,
+}
+
+/// The budget is counted in KiB: a semaphore takes at most `u32::MAX` permits at once, and a
+/// whole download may be GiBs.
+const BUDGET_UNIT: u64 = 1024;
+
+impl FetchBudget {
+    fn new(bytes: u64) -> Self {
+        let total_units = units(bytes);
+        FetchBudget {
+            permits: Arc::new(Semaphore::new(total_units as usize)),
+            total_units,
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn total_bytes(&self) -> u64 {
+        u64::from(self.total_units) * BUDGET_UNIT
+    }
+
+    fn in_use(&self) -> u64 {
+        (u64::from(self.total_units) - self.permits.available_permits() as u64) * BUDGET_UNIT
+    }
+
+    fn show_in_use(&self) {
+        metrics::gauge!(metric::FETCH_BUDGET_HELD).set(self.in_use() as f64);
+    }
+
+    /// Counts one job as waiting until the guard drops (its share came, or the job was cut
+    /// off while waiting).
+    fn wait(&self) -> Waiting {
+        let now = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!(metric::FETCH_BUDGET_WAITING).set(now as f64);
+        Waiting(self.waiting.clone())
+    }
+}
+
+/// One job counted as waiting for budget.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let now = self.0.fetch_sub(1, Ordering::Relaxed) - 1;
+        metrics::gauge!(metric::FETCH_BUDGET_WAITING).set(now as f64);
+    }
+}
+
+/// `bytes` in budget units, rounded up.
+fn units(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX)
+}
+
+/// The share of the budget one job holds; given back when the job's [`RemoteFile`] drops.
+struct Held {
+    permit: Option<OwnedSemaphorePermit>,
+    budget: FetchBudget,
+}
+
+impl Held {
+    fn units(&self) -> u32 {
+        self.permit.as_ref().map_or(0, |permit| permit.num_permits() as u32)
+    }
+
+    fn bytes(&self) -> u64 {
+        u64::from(self.units()) * BUDGET_UNIT
+    }
+
+    fn add(&mut self, permit: OwnedSemaphorePermit) {
+        match &mut self.permit {
+            Some(held) => held.merge(permit),
+            None => self.permit = Some(permit),
+        }
+        self.budget.show_in_use();
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.permit.take().is_some() {
+            self.budget.show_in_use();
         }
     }
 }
@@ -205,7 +333,13 @@ pub struct RemoteFile {
     url: SignedUrl,
     settings: FetchSettings,
     client: Client,
+    /// Declared before `held`: the store (and its temp file) is gone before its share of the
+    /// budget is given back.
     opened: Option<Opened>,
+    held: Held,
+    /// Set while a request waits for its share of the budget; still set if the job was cut
+    /// off by its time limit while waiting.
+    waiting_for_budget: bool,
     read_ahead: ReadAhead,
     stats: FetchStats,
     failure: Option<FetchError>,
@@ -368,6 +502,53 @@ impl RemoteFile {
         self.failure.get_or_insert(error).clone()
     }
 
+    /// The answer of a job whose time limit came while it waited for its share of the budget:
+    /// other jobs held it, so the object is tried again later (not `timeout`, which is final).
+    pub fn budget_starved(&self) -> Option<FetchError> {
+        self.waiting_for_budget.then(|| {
+            FetchError::Transient(format!(
+                "the worker's fetch budget ({} MiB, setting fetch_budget_mb) stayed held by other jobs \
+                 until this job's time limit; it is tried again later",
+                self.held.budget.total_bytes() >> 20
+            ))
+        })
+    }
+
+    /// Makes this job hold at least `bytes` of the budget, waiting for other jobs to give
+    /// theirs back if it must. More than the whole budget is `too_large` at once: no wait
+    /// would give it.
+    async fn hold_at_least(&mut self, bytes: u64) -> Result<(), FetchError> {
+        let wanted = units(bytes);
+        let more = wanted.saturating_sub(self.held.units());
+        if more == 0 {
+            return Ok(());
+        }
+        let budget = &self.held.budget;
+        if wanted > budget.total_units {
+            return Err(FetchError::TooLarge(format!(
+                "reading this object needs more than the {} MiB that all jobs of the worker share \
+                 (setting fetch_budget_mb)",
+                budget.total_bytes() >> 20
+            )));
+        }
+        let permits = budget.permits.clone();
+        let permit = match permits.clone().try_acquire_many_owned(more) {
+            Ok(permit) => permit,
+            Err(_) => {
+                let _waiting = self.held.budget.wait();
+                self.waiting_for_budget = true;
+                let permit = permits
+                    .acquire_many_owned(more)
+                    .await
+                    .map_err(|_| FetchError::Local("the fetch budget was closed".into()))?;
+                self.waiting_for_budget = false;
+                permit
+            }
+        };
+        self.held.add(permit);
+        Ok(())
+    }
+
     /// Sends `request` until it succeeds, stops, or has failed in passing once more than there
     /// are [`RETRY_DELAYS`]; the time it takes counts as fetch time. A range's `remaining`
     /// start advances past the bytes already written, so a retry resumes where a cut stopped.
@@ -417,6 +598,9 @@ impl RemoteFile {
                     return Err(Failure::Stop(mismatched_range(&first, &range)));
                 }
                 let etag = strong_etag(response.headers());
+                // A small object is held in memory whole; a larger one costs what is written.
+                let share = if size <= MAX_IN_MEMORY_BYTES { size } else { first.end };
+                self.hold_at_least(share).await.map_err(Failure::Stop)?;
                 let mut store = Store::for_size(Some(size), &self.settings).map_err(Failure::Stop)?;
                 self.copy_range(response, &mut store, &mut first.clone()).await?;
                 let mut blocks = BlockMap::new(size, block);
@@ -428,8 +612,11 @@ impl RemoteFile {
                 if let Some(length) = length {
                     self.stats.size_bytes = Some(length);
                     self.check_size(length)?;
-                    // The whole body is the download: it must fit the job's budget too.
-                    self.check_budget(length).map_err(Failure::Stop)?;
+                    // The whole body is the download: it must fit the job's cap, and its share of
+                    // the budget is taken at once (a download that stalls half-way for budget
+                    // would hold half for nothing).
+                    self.check_fetch_cap(length).map_err(Failure::Stop)?;
+                    self.hold_at_least(length).await.map_err(Failure::Stop)?;
                 }
                 let mut store = Store::for_size(length, &self.settings).map_err(Failure::Stop)?;
                 let size = self.copy_whole_body(response, &mut store).await?;
@@ -464,7 +651,7 @@ impl RemoteFile {
     }
 
     /// Refuses a fetch that would take the job past [`FetchSettings::max_fetch_bytes`].
-    fn check_budget(&self, more: u64) -> Result<(), FetchError> {
+    fn check_fetch_cap(&self, more: u64) -> Result<(), FetchError> {
         let cap = self.settings.max_fetch_bytes;
         if self.stats.bytes_fetched.saturating_add(more) > cap {
             return Err(FetchError::TooLarge(format!(
@@ -483,8 +670,12 @@ impl RemoteFile {
         }
         let runs = opened.blocks.runs_to_fetch(&wanted, self.read_ahead.next_window());
         let etag = opened.etag.clone();
+        let in_memory = matches!(opened.store, Store::Memory(_));
         for run in runs {
-            self.check_budget(run.end - run.start)?;
+            self.check_fetch_cap(run.end - run.start)?;
+            if !in_memory {
+                self.hold_at_least(self.held.bytes() + (run.end - run.start)).await?;
+            }
             let mut remaining = run.clone();
             // A body that breaks mid-way is resumed where it stopped: no byte is fetched twice.
             self.with_retries(Request::Range { remaining: &mut remaining, etag: etag.as_deref() }).await?;
@@ -584,6 +775,8 @@ impl RemoteFile {
                      the storage ignores Range requests, so its first {cap} bytes were read"
                 ))));
             }
+            // Without a Content-Length the share grows with the body.
+            self.hold_at_least(written + chunk.len() as u64).await.map_err(Failure::Stop)?;
             store.write_at(&chunk, written).map_err(Failure::Stop)?;
             written += chunk.len() as u64;
             self.stats.bytes_fetched += chunk.len() as u64;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::access::providers::Access;
 use crate::access::{Fetchable, MintRequest, SignedUrl};
 use crate::extract::{ExtractOptions, Extracted};
-use crate::fetch::{FetchError, FetchSettings, Fetcher};
+use crate::fetch::{FetchError, FetchSettings, Fetcher, RemoteFile};
 use crate::job::{ErrorBody, ErrorKind, Source};
 use crate::sandbox::{LocalFile, Pool};
 
@@ -118,17 +118,21 @@ pub async fn extract_url(
     let mut remote = fetcher.remote(url);
     let opened = tokio::time::timeout(timeout, remote.open()).await;
     let mut extraction = match opened {
-        Err(_) => Extraction::failed(ErrorBody::new(
-            ErrorKind::Timeout,
-            format!("the object's first bytes did not arrive within {timeout:?} (the time limit)"),
+        Err(_) => Extraction::failed(timed_out(
+            &remote,
+            ErrorBody::new(
+                ErrorKind::Timeout,
+                format!("the object's first bytes did not arrive within {timeout:?} (the time limit)"),
+            ),
         )),
         Ok(Err(error)) => Extraction::failed(error.to_body()),
         Ok(Ok(size)) => {
             let left = timeout.saturating_sub(started.elapsed());
             let extracted = pool.extract(&mut remote, size, options, left).await;
-            let outcome = match remote.failure() {
-                Some(failure) => Err(failure.to_body()),
-                None => extracted.outcome,
+            let outcome = match (remote.failure(), extracted.outcome) {
+                (Some(failure), _) => Err(failure.to_body()),
+                (None, Err(error)) if error.kind == ErrorKind::Timeout => Err(timed_out(&remote, error)),
+                (None, outcome) => outcome,
             };
             Extraction {
                 outcome,
@@ -142,6 +146,19 @@ pub async fn extract_url(
     extraction.stats.requests = fetched.requests;
     extraction.stats.fetch_ms = millis(fetched.fetch_time);
     extraction
+}
+
+/// What a time limit means for `remote`'s job: if it came while the job waited for its share
+/// of the fetch budget, the object did nothing wrong, and the job is `transient` (counted; the
+/// consumer logs it with the retry) instead of a final `timeout`.
+fn timed_out(remote: &RemoteFile, timeout: ErrorBody) -> ErrorBody {
+    match remote.budget_starved() {
+        Some(starved) => {
+            metrics::counter!(crate::telemetry::metric::FETCH_BUDGET_STARVED).increment(1);
+            starved.to_body()
+        }
+        None => timeout,
+    }
 }
 
 /// The error for a local file that can't be opened, named by what the user must fix.

@@ -92,6 +92,13 @@ pub mod metric {
     pub const DISPLAY_URLS: &str = "asset_worker_display_urls_total";
     /// From a signing request's delivery to its answer's confirm.
     pub const SIGN_SECONDS: &str = "asset_worker_sign_request_seconds";
+    /// Fetched bytes the jobs hold now, in memory and temp files (at most the fetch budget,
+    /// `ASSET_WORKER_FETCH_BUDGET_MB`).
+    pub const FETCH_BUDGET_HELD: &str = "asset_worker_fetch_budget_held_bytes";
+    /// Jobs waiting now for other jobs to give back budget before they can fetch.
+    pub const FETCH_BUDGET_WAITING: &str = "asset_worker_fetch_budget_waiting_jobs";
+    /// Jobs whose time limit came while they waited for budget (answered `transient`).
+    pub const FETCH_BUDGET_STARVED: &str = "asset_worker_fetch_budget_starved_total";
 }
 
 /// Log lines: one JSON object per line on stderr for the worker (`json`), plain text for the
@@ -242,8 +249,24 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         metrics::Unit::Seconds,
         "From a signing request's delivery to its answer's confirm."
     );
+    metrics::describe_gauge!(
+        metric::FETCH_BUDGET_HELD,
+        metrics::Unit::Bytes,
+        "Fetched bytes the jobs hold now, in memory and temp files (at most the fetch budget)."
+    );
+    metrics::describe_gauge!(
+        metric::FETCH_BUDGET_WAITING,
+        "Jobs waiting now for other jobs to give back fetch budget."
+    );
+    metrics::describe_counter!(
+        metric::FETCH_BUDGET_STARVED,
+        "Jobs whose time limit came while they waited for fetch budget (answered transient)."
+    );
     // Present from the start, so a scrape before the first job shows zeros, not nothing.
     metrics::counter!(metric::RECONNECTS).absolute(0);
+    metrics::gauge!(metric::FETCH_BUDGET_WAITING).set(0.0);
+    metrics::counter!(metric::FETCH_BUDGET_STARVED).absolute(0);
+    metrics::gauge!(metric::FETCH_BUDGET_HELD).set(0.0);
     metrics::counter!(metric::HTTP_REFUSED).absolute(0);
     metrics::counter!(metric::RESULTS_UNPUBLISHABLE).absolute(0);
     metrics::gauge!(metric::IN_FLIGHT).set(0.0);

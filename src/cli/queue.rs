@@ -46,6 +46,12 @@ pub async fn run_worker(
     let http_addr = telemetry::serve(settings.http_addr, readiness.clone(), metrics).await?;
     tracing::info!(%http_addr, "serving /healthz /readyz /metrics");
     let pool = Pool::start(PoolSettings::from_settings(settings)?);
+    tracing::info!(
+        jobs_in_flight = settings.concurrency,
+        fetch_budget_mib = settings.fetch_budget_mb(),
+        max_fetch_bytes = settings.max_fetch_bytes,
+        "fetched bytes of all jobs in flight are bounded by the fetch budget"
+    );
     readiness.watch_parsers({
         let pool = pool.clone();
         move || pool.children_failing()

@@ -319,7 +319,14 @@ fn load_settings_in_a_clean_process() {
             jail.set_env(key, value);
         }
         answer = match Settings::load(None) {
-            Ok(settings) => json!({ "settings": settings }),
+            Ok(settings) => {
+                // What the worker runs with where a setting unset is derived from others.
+                let mut resolved = json!(settings);
+                resolved["pool_size"] = json!(settings.pool_size());
+                resolved["memory_budget_mb"] = json!(settings.memory_budget_mb());
+                resolved["fetch_budget_mb"] = json!(settings.fetch_budget_mb());
+                json!({ "settings": resolved })
+            }
             Err(error) => json!({ "refused": error.to_string() }),
         };
         Ok(())
@@ -353,14 +360,25 @@ fn http_port(settings: &Value) -> u16 {
 
 /// The most memory one worker may need: itself, its parser children at their address-space
 /// caps (the memory budget they share), and the temp dir (memory-backed) as large as it may
-/// grow.
+/// grow. Objects held in the worker's memory share the fetch budget with the temp dir, so a
+/// temp dir of at least the budget covers both.
 fn worst_case_memory(settings: &Value, temp_dir_bytes: u64) -> u64 {
     WORKER_BASE_BYTES + u64_setting(settings, "memory_budget_mb") * MIB + temp_dir_bytes
 }
 
-/// The temp dir must hold every job in flight's whole download at once.
+/// The temp dir must hold the fetch budget: the most fetched bytes all jobs hold at once.
 fn least_temp_dir(settings: &Value) -> u64 {
-    u64_setting(settings, "concurrency") * u64_setting(settings, "max_fetch_bytes")
+    u64_setting(settings, "fetch_budget_mb") * MIB
+}
+
+/// The budget at which no job waits on storage that honours Range: every parser child
+/// reading its job's `max_fetch_bytes`, every other job in flight holding its first block or
+/// small object (src/config.rs `Settings::fetch_budget_mb`).
+fn budget_without_waits(settings: &Value) -> u64 {
+    let opened_share =
+        u64_setting(settings, "fetch_block_bytes").max(asset_worker::fetch::MAX_IN_MEMORY_BYTES);
+    u64_setting(settings, "pool_size") * u64_setting(settings, "max_fetch_bytes")
+        + u64_setting(settings, "concurrency") * opened_share
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -711,12 +729,20 @@ fn the_temp_dir_is_in_memory_and_memory_holds_the_worst_case() {
         empty_dir["medium"], "Memory",
         "{DEPLOYMENT}: the temp dir {temp_dir} is not a memory-backed emptyDir"
     );
+    let budget = least_temp_dir(settings);
+    assert!(
+        budget >= budget_without_waits(settings),
+        "{DEPLOYMENT}: FETCH_BUDGET_MB ({} MiB) is below POOL_SIZE x MAX_FETCH_BYTES + CONCURRENCY x 1 MiB \
+         ({} MiB): jobs would wait for each other's fetched bytes on S3 and GCS",
+        budget / MIB,
+        budget_without_waits(settings).div_ceil(MIB)
+    );
     let size = quantity(DEPLOYMENT, &empty_dir["sizeLimit"]) as u64;
     assert!(
-        size >= least_temp_dir(settings),
-        "{DEPLOYMENT}: the temp dir's sizeLimit ({} MiB) is below CONCURRENCY x MAX_FETCH_BYTES ({} MiB)",
+        size >= budget,
+        "{DEPLOYMENT}: the temp dir's sizeLimit ({} MiB) is below FETCH_BUDGET_MB ({} MiB)",
         size / MIB,
-        least_temp_dir(settings) / MIB
+        budget / MIB
     );
     let limits = &container["resources"]["limits"];
     let requests = &container["resources"]["requests"];
@@ -724,7 +750,7 @@ fn the_temp_dir_is_in_memory_and_memory_holds_the_worst_case() {
     let needed = worst_case_memory(settings, size);
     assert!(
         memory >= needed,
-        "{DEPLOYMENT}: the memory limit ({} MiB) is below base + MEMORY_BUDGET_MB + temp dir ({} MiB)",
+        "{DEPLOYMENT}: the memory limit ({} MiB) is below base + MEMORY_BUDGET_MB + FETCH_BUDGET_MB ({} MiB)",
         memory / MIB,
         needed / MIB
     );
@@ -755,9 +781,10 @@ fn the_temp_dir_is_in_memory_and_memory_holds_the_worst_case() {
         .unwrap_or_else(|| {
             panic!("{COMPOSE}: the tmpfs at {temp_dir} has no size (it would be half the host's memory)")
         });
+    assert!(size >= least_temp_dir(settings), "{COMPOSE}: the tmpfs is smaller than FETCH_BUDGET_MB");
     assert!(
-        size >= least_temp_dir(settings),
-        "{COMPOSE}: the tmpfs is smaller than CONCURRENCY x MAX_FETCH_BYTES"
+        least_temp_dir(settings) >= budget_without_waits(settings),
+        "{COMPOSE}: FETCH_BUDGET_MB is below POOL_SIZE x MAX_FETCH_BYTES + CONCURRENCY x 1 MiB"
     );
     let memory = docker_bytes(COMPOSE, &compose.worker()["mem_limit"]);
     assert!(
@@ -1128,6 +1155,7 @@ fn the_alerts_watch_what_the_worker_exports() {
     expect("AssetWorkerJobsFailing", &[metric::JOBS, &outcomes]);
     expect("AssetWorkerNoReadyReplica", &[metric::READY]);
     expect("AssetWorkerBrokerReconnectsFlapping", &[metric::RECONNECTS]);
+    expect("AssetWorkerFetchBudgetStarved", &[metric::FETCH_BUDGET_STARVED]);
 }
 
 // ---------------------------------------------------------------------------------------------

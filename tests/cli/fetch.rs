@@ -224,6 +224,80 @@ fn an_object_over_the_cap_is_too_large_before_any_byte_is_read() {
     temp.assert_empty();
 }
 
+/// The fetch budget bounds what all jobs of a worker hold at once. A job that needs more than
+/// is free waits for another to finish, then succeeds; one whose time limit comes while it
+/// waits is `transient` (tried again later: the object did nothing wrong), not `timeout`; one
+/// that needs more than the whole budget is `too_large` at once. Every byte taken is given
+/// back, and nothing is left in the temp dir.
+#[test]
+fn jobs_share_the_fetch_budget() {
+    let seaweed = Seaweed::connect();
+    let temp = TempDir::new();
+    // Text is read whole: each of these needs 3 MiB of a 4 MiB budget.
+    let text: Vec<u8> =
+        (0..3 * MIB).map(|i| if i % 64 == 63 { b'\n' } else { b'a' + (i % 26) as u8 }).collect();
+    let local_dir = tempfile::tempdir().unwrap();
+    let local_path = local_dir.path().join("text.txt");
+    std::fs::write(&local_path, &text).unwrap();
+    let local = extract_local(&local_path);
+    assert!(local.outcome.is_ok(), "{:?}", local.outcome);
+    let [url_a, url_b] = ["a.txt", "b.txt"].map(|name| {
+        let key = unique_key("budget", name);
+        seaweed.upload_bytes(&key, text.clone());
+        seaweed.presign(&key, Duration::from_secs(300))
+    });
+    let settings = FetchSettings { budget_bytes: 4 * MIB, max_fetch_bytes: 4 * MIB, ..temp.settings() };
+
+    super::runtime().block_on(async {
+        let pool = super::test_pool(1, 0);
+        let fetcher = Fetcher::new(&settings).unwrap();
+        let options = asset_worker::extract::ExtractOptions::default();
+        // Job A has read all of its object and still holds it.
+        let mut a = fetcher.remote(url_a.clone());
+        let size = a.open().await.unwrap();
+        assert_eq!(a.read_at(0, size as usize).await.unwrap().len() as u64, 3 * MIB);
+        assert_eq!(fetcher.budget_in_use(), 3 * MIB);
+
+        // B gets its first block, then waits for more until its time limit.
+        let short = Duration::from_secs(2);
+        let starved =
+            asset_worker::pipeline::extract_url(&pool, &fetcher, url_b.clone(), &options, short).await;
+        let (kind, message) = failure(&starved, &url_b);
+        assert_eq!(kind, ErrorKind::Transient, "{message}");
+        assert!(message.contains("fetch_budget_mb") && message.contains("4 MiB"), "{message}");
+        assert_eq!((fetcher.budget_waiting(), fetcher.budget_in_use()), (0, 3 * MIB));
+
+        // With time, B waits until A is done, then reads its whole object.
+        let b = tokio::spawn({
+            let (pool, fetcher, options) = (pool.clone(), fetcher.clone(), options.clone());
+            async move {
+                let long = Duration::from_secs(120);
+                asset_worker::pipeline::extract_url(&pool, &fetcher, url_b, &options, long).await
+            }
+        });
+        let waiting_since = Instant::now();
+        while fetcher.budget_waiting() == 0 {
+            assert!(!b.is_finished(), "B finished without waiting for A's budget");
+            assert!(waiting_since.elapsed() < Duration::from_secs(60), "B never waited for the budget");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(a);
+        let b = b.await.unwrap();
+        assert_eq!(serde_json::to_value(&b.outcome).unwrap(), serde_json::to_value(&local.outcome).unwrap());
+        assert_eq!(b.stats.bytes_fetched, 3 * MIB);
+        assert_eq!((fetcher.budget_waiting(), fetcher.budget_in_use()), (0, 0));
+    });
+    temp.assert_empty();
+
+    // More than the whole budget can never come: refused at once.
+    let alone = FetchSettings { budget_bytes: MIB, ..settings };
+    let refused = extract_url(&url_a, alone);
+    let (kind, message) = failure(&refused, &url_a);
+    assert_eq!(kind, ErrorKind::TooLarge, "{message}");
+    assert!(message.contains("fetch_budget_mb"), "{message}");
+    temp.assert_empty();
+}
+
 #[test]
 fn a_missing_key_is_not_found() {
     let seaweed = Seaweed::connect();
