@@ -16,8 +16,10 @@
 //!
 //! Larger objects land in an unnamed (`O_TMPFILE`) 0600 file in a 0700 directory, so they
 //! vanish with the process however it ends, SIGKILL included; [`sweep_temp_dir`] removes what
-//! a crash could leave on systems without unnamed files. Later ranges carry `If-Match` with the
-//! first answer's ETag, so a file is never stitched from two versions of an object.
+//! a crash could leave on systems without unnamed files. What all jobs hold at once, in memory
+//! and temp files, is bounded by one `FetchBudget` per worker. Later ranges carry
+//! `If-Match` with the first answer's ETag, so a file is never stitched from two versions of
+//! an object.
 //!
 //! The signed URL is a bearer credential: it appears only in the request line, and never
 //! leaves this process (the parser child gets bytes, not URLs). Errors are built from status
@@ -77,7 +79,7 @@ pub struct FetchSettings {
     /// more; less is taken as 4 KiB).
     pub block_bytes: u64,
     /// The fetched bytes every job of one [`Fetcher`] holds at once, in memory and in temp
-    /// files: see [`FetchBudget`].
+    /// files: see `FetchBudget`.
     pub budget_bytes: u64,
 }
 
@@ -320,7 +322,8 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if self.permit.take().is_some() {
+        if let Some(permit) = self.permit.take() {
+            drop(permit);
             self.budget.show_in_use();
         }
     }
