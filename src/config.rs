@@ -12,6 +12,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 const MIB: u64 = 1 << 20;
+/// The largest fetch budget: 4 TiB, what the budget's semaphore counts (KiB units in a u32).
+const MAX_FETCH_BUDGET_MB: u64 = 4 << 20;
 
 /// The longest a signed URL may live: S3 and GCS both refuse more than 7 days.
 const MAX_URL_TTL_SECONDS: u64 = 7 * 24 * 3600;
@@ -140,7 +142,7 @@ pub struct Settings {
     /// together: the temp dir's size and the worker's share of the pod's memory follow from
     /// it, whatever `concurrency` is. A job that needs more waits for others to finish. Unset:
     /// enough that no job ever waits on storage that honours Range (S3, GCS), see
-    /// [`Settings::fetch_budget_mb`]. At least `max_fetch_bytes`.
+    /// [`Settings::fetch_budget_without_waits_mb`], also the least it may be.
     pub fetch_budget_mb: Option<u64>,
     /// Fetch timeouts: establishing a connection, and silence of the storage mid-answer.
     pub fetch_connect_timeout_ms: u64,
@@ -290,14 +292,16 @@ impl Settings {
                 ),
             ));
         }
-        if self.fetch_budget_mb().saturating_mul(MIB) < self.max_fetch_bytes {
+        let least_budget_mb = self.fetch_budget_without_waits_mb();
+        if !(least_budget_mb..=MAX_FETCH_BUDGET_MB).contains(&self.fetch_budget_mb()) {
             return Err(invalid(
                 "fetch_budget_mb",
                 format!(
-                    "is {} MiB, less than max_fetch_bytes ({} bytes): one job alone could need more than \
-                     the budget; raise it or lower ASSET_WORKER_MAX_FETCH_BYTES",
+                    "is {} MiB; it must be {least_budget_mb} to {MAX_FETCH_BUDGET_MB} MiB. The least is \
+                     POOL_SIZE x MAX_FETCH_BYTES + CONCURRENCY x max(FETCH_BLOCK_BYTES, 1 MiB): below it, \
+                     jobs in parser children could each hold part of the budget and wait for the rest. \
+                     To use less memory, lower ASSET_WORKER_MAX_FETCH_BYTES or ASSET_WORKER_CONCURRENCY",
                     self.fetch_budget_mb(),
-                    self.max_fetch_bytes
                 ),
             ));
         }
@@ -405,20 +409,25 @@ impl Settings {
         self.memory_budget_mb.unwrap_or(DEFAULT_CHILD_MEMORY_MB * self.pool_size() as u64)
     }
 
-    /// The fetch budget, in MiB. Unset: what every job in flight can hold without waiting when
-    /// the storage honours Range (S3 and GCS do). A job fetches past its first block only
-    /// while a parser child reads it, and at most `pool_size` jobs are in children: those may
-    /// each read up to `max_fetch_bytes`, every other job holds its first block (or its whole
-    /// object, held in memory up to 1 MiB). Only a store that ignores Range (one download of
-    /// the whole object, before any child) can make jobs wait at this size.
+    /// The fetch budget, in MiB; unset: [`Settings::fetch_budget_without_waits_mb`], also
+    /// the least it may be.
     pub fn fetch_budget_mb(&self) -> u64 {
-        self.fetch_budget_mb.unwrap_or_else(|| {
-            let opened_share = self.fetch_block_bytes.max(crate::fetch::MAX_IN_MEMORY_BYTES);
-            let bytes = (self.pool_size() as u64)
-                .saturating_mul(self.max_fetch_bytes)
-                .saturating_add((self.concurrency as u64).saturating_mul(opened_share));
-            bytes.div_ceil(MIB)
-        })
+        self.fetch_budget_mb.unwrap_or_else(|| self.fetch_budget_without_waits_mb())
+    }
+
+    /// What every job in flight can hold without waiting when the storage honours Range (S3
+    /// and GCS do). A job fetches past its first block only while a parser child reads it,
+    /// and at most `pool_size` jobs are in children: those may each read up to
+    /// `max_fetch_bytes`, every other job holds its first block (or its whole object, held in
+    /// memory up to 1 MiB). Only a store that ignores Range (one download of the whole object,
+    /// before any child) can make jobs wait at this size. Less is refused: children whose
+    /// jobs each hold part of the budget and wait for more would wait each other out.
+    pub fn fetch_budget_without_waits_mb(&self) -> u64 {
+        let opened_share = self.fetch_block_bytes.max(crate::fetch::MAX_IN_MEMORY_BYTES);
+        let bytes = (self.pool_size() as u64)
+            .saturating_mul(self.max_fetch_bytes)
+            .saturating_add((self.concurrency as u64).saturating_mul(opened_share));
+        bytes.div_ceil(MIB)
     }
 }
 
@@ -472,7 +481,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fetch_budget_holds_at_least_one_job_s_fetch() {
+    fn the_fetch_budget_is_at_least_what_no_job_waits_for() {
         // Unset: two children reading 512 MiB each, and 64 other jobs' first MiB.
         let settings = Settings {
             pool_size: Some(2),
@@ -482,14 +491,21 @@ mod tests {
         };
         assert_eq!(settings.fetch_budget_mb(), 2 * 512 + 64);
         Jail::expect_with(|jail| {
-            jail.set_env("ASSET_WORKER_FETCH_BUDGET_MB", "256");
+            jail.set_env("ASSET_WORKER_POOL_SIZE", "2");
+            jail.set_env("ASSET_WORKER_CONCURRENCY", "64");
+            jail.set_env("ASSET_WORKER_MAX_FETCH_BYTES", (512u64 << 20).to_string());
+            jail.set_env("ASSET_WORKER_FETCH_BUDGET_MB", "1087");
             let message = Settings::load(None).unwrap_err().to_string();
             assert!(
-                message.contains("ASSET_WORKER_FETCH_BUDGET_MB") && message.contains("MAX_FETCH_BYTES"),
+                message.contains("ASSET_WORKER_FETCH_BUDGET_MB") && message.contains("1088 to"),
                 "{message}"
             );
-            jail.set_env("ASSET_WORKER_MAX_FETCH_BYTES", (256u64 << 20).to_string());
-            assert_eq!(Settings::load(None).expect("valid").fetch_budget_mb(), 256);
+            jail.set_env("ASSET_WORKER_FETCH_BUDGET_MB", "1088");
+            assert_eq!(Settings::load(None).expect("valid").fetch_budget_mb(), 1088);
+            // A block above 1 MiB is what each job in flight holds first.
+            jail.set_env("ASSET_WORKER_FETCH_BLOCK_BYTES", (2u64 << 20).to_string());
+            let message = Settings::load(None).unwrap_err().to_string();
+            assert!(message.contains("must be 1152 to"), "{message}");
             Ok(())
         });
     }

@@ -216,7 +216,7 @@ impl Fetcher {
             client: self.client.clone(),
             opened: None,
             held: Held { permit: None, budget: self.budget.clone() },
-            waiting_for_budget: false,
+            waiting_for_budget_since: None,
             stats: FetchStats::default(),
             failure: None,
         }
@@ -228,15 +228,16 @@ impl Fetcher {
 /// temp dir sized for every one of them reading `max_fetch_bytes` would be tens of GiB of a
 /// pod's memory (its tmpfs) for a worst case that never comes; one budget bounds the temp dir
 /// and lets the number of jobs in flight follow the latency alone. A job takes its share
-/// before each request (the block run it asks for, or the object's size when it is held in
-/// memory or downloaded whole) and gives it all back when it ends, with its store.
+/// before it writes what a request brought (the block run it asked for; for the first
+/// request, once the answer tells the size: the first block, a small object's whole size, or
+/// a whole download's length) and gives it all back when it ends, with its store.
 ///
-/// A job that cannot get its share waits, first come first served. The default size makes
-/// that rare (`Settings::fetch_budget_mb`: only jobs in a parser child read past their first
-/// block); a smaller one trades waiting for memory. A job still waiting when its time limit
-/// comes is answered `transient` (tried again later), not `timeout`: the object did nothing
-/// wrong. Jobs that each hold part and wait for more are resolved that way too, the way a
-/// database ends a lock wait.
+/// A job that cannot get its share waits, first come first served. The worker's budget is at
+/// least what makes that impossible on storage that honours Range
+/// (`Settings::fetch_budget_without_waits_mb`: only jobs in a parser child read past their
+/// first block); a store that ignores Range can still make whole downloads wait. A job whose
+/// time limit comes after a long wait is answered `transient` (tried again later), not
+/// `timeout`: the object did nothing wrong.
 #[derive(Debug, Clone)]
 struct FetchBudget {
     /// One permit per [`BUDGET_UNIT`] bytes.
@@ -340,9 +341,9 @@ pub struct RemoteFile {
     /// budget is given back.
     opened: Option<Opened>,
     held: Held,
-    /// Set while a request waits for its share of the budget; still set if the job was cut
-    /// off by its time limit while waiting.
-    waiting_for_budget: bool,
+    /// When the request waiting for its share of the budget began to wait; still set if the
+    /// job was cut off by its time limit while waiting.
+    waiting_for_budget_since: Option<Instant>,
     read_ahead: ReadAhead,
     stats: FetchStats,
     failure: Option<FetchError>,
@@ -505,14 +506,19 @@ impl RemoteFile {
         self.failure.get_or_insert(error).clone()
     }
 
-    /// The answer of a job whose time limit came while it waited for its share of the budget:
-    /// other jobs held it, so the object is tried again later (not `timeout`, which is final).
-    pub fn budget_starved(&self) -> Option<FetchError> {
-        self.waiting_for_budget.then(|| {
+    /// The answer of a job whose `time_limit` came while it waited for its share of the budget,
+    /// for at least half of that limit: other jobs held it, so the object is tried again later
+    /// (not `timeout`, which is final). A job that spent most of its time parsing and only the
+    /// end waiting keeps its `timeout`: a parser that hangs must not be retried for it.
+    pub fn budget_starved(&self, time_limit: Duration) -> Option<FetchError> {
+        let since = self.waiting_for_budget_since?;
+        let waited = since.elapsed();
+        (waited >= time_limit / 2).then(|| {
             FetchError::Transient(format!(
                 "the worker's fetch budget ({} MiB, setting fetch_budget_mb) stayed held by other jobs \
-                 until this job's time limit; it is tried again later",
-                self.held.budget.total_bytes() >> 20
+                 for the last {:.1} s of this job's time limit; it is tried again later",
+                self.held.budget.total_bytes() >> 20,
+                waited.as_secs_f64()
             ))
         })
     }
@@ -539,12 +545,12 @@ impl RemoteFile {
             Ok(permit) => permit,
             Err(_) => {
                 let _waiting = self.held.budget.wait();
-                self.waiting_for_budget = true;
+                self.waiting_for_budget_since = Some(Instant::now());
                 let permit = permits
                     .acquire_many_owned(more)
                     .await
                     .map_err(|_| FetchError::Local("the fetch budget was closed".into()))?;
-                self.waiting_for_budget = false;
+                self.waiting_for_budget_since = None;
                 permit
             }
         };

@@ -120,6 +120,7 @@ pub async fn extract_url(
     let mut extraction = match opened {
         Err(_) => Extraction::failed(timed_out(
             &remote,
+            timeout,
             ErrorBody::new(
                 ErrorKind::Timeout,
                 format!("the object's first bytes did not arrive within {timeout:?} (the time limit)"),
@@ -131,7 +132,9 @@ pub async fn extract_url(
             let extracted = pool.extract(&mut remote, size, options, left).await;
             let outcome = match (remote.failure(), extracted.outcome) {
                 (Some(failure), _) => Err(failure.to_body()),
-                (None, Err(error)) if error.kind == ErrorKind::Timeout => Err(timed_out(&remote, error)),
+                (None, Err(error)) if error.kind == ErrorKind::Timeout => {
+                    Err(timed_out(&remote, left, error))
+                }
                 (None, outcome) => outcome,
             };
             Extraction {
@@ -148,11 +151,12 @@ pub async fn extract_url(
     extraction
 }
 
-/// What a time limit means for `remote`'s job: if it came while the job waited for its share
-/// of the fetch budget, the object did nothing wrong, and the job is `transient` (counted; the
-/// consumer logs it with the retry) instead of a final `timeout`.
-fn timed_out(remote: &RemoteFile, timeout: ErrorBody) -> ErrorBody {
-    match remote.budget_starved() {
+/// What `time_limit` passing means for `remote`'s job: if it came while the job waited for its
+/// share of the fetch budget (for half the limit or more), the object did nothing wrong, and
+/// the job is `transient` (counted; the consumer logs it with the retry) instead of a final
+/// `timeout`.
+fn timed_out(remote: &RemoteFile, time_limit: Duration, timeout: ErrorBody) -> ErrorBody {
+    match remote.budget_starved(time_limit) {
         Some(starved) => {
             metrics::counter!(crate::telemetry::metric::FETCH_BUDGET_STARVED).increment(1);
             starved.to_body()
