@@ -7,6 +7,7 @@
 //! clock skew), or that the customer revoked the sessions issued so far: the object is minted
 //! once more, from new credentials, and tried again before the job is `access_denied`.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -83,15 +84,31 @@ pub async fn extract_file(
     options: &ExtractOptions,
     timeout: Duration,
 ) -> Extraction {
-    // Looked at before it is opened: opening a FIFO would wait for a writer.
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => {}
-        Ok(_) => return Extraction::failed(ErrorBody::new(ErrorKind::UnsupportedType, "not a regular file")),
-        Err(e) => return Extraction::failed(open_error(path, &e)),
+    // Non-blocking, so that a FIFO does not wait for a writer; it is refused below.
+    let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path);
+    match opened.and_then(|file| Ok((file.metadata()?, file))) {
+        Ok((meta, file)) if meta.is_file() => extract_open_file(pool, file, options, timeout).await,
+        Ok(_) => Extraction::failed(ErrorBody::new(ErrorKind::UnsupportedType, "not a regular file")),
+        Err(e) => Extraction::failed(open_error(path, &e)),
     }
-    let (file, size) = match std::fs::File::open(path).and_then(|file| Ok((file.metadata()?.len(), file))) {
-        Ok((size, file)) => (file, size),
-        Err(e) => return Extraction::failed(open_error(path, &e)),
+}
+
+/// Extracts a regular file already open (the local provider opens its files beneath its
+/// root) in a child of `pool`.
+pub async fn extract_open_file(
+    pool: &Pool,
+    file: std::fs::File,
+    options: &ExtractOptions,
+    timeout: Duration,
+) -> Extraction {
+    let size = match file.metadata() {
+        Ok(meta) => meta.len(),
+        Err(e) => {
+            return Extraction::failed(ErrorBody::new(
+                ErrorKind::Internal,
+                format!("cannot stat the file: {e}"),
+            ));
+        }
     };
     let extracted = pool.extract(&mut LocalFile(file), size, options, timeout).await;
     let stats = ExtractionStats {
@@ -239,7 +256,9 @@ pub async fn process_source(
             Fetchable::Url(url) => {
                 extract_url(&pipeline.pool, &pipeline.fetcher, url, &pipeline.options, timeout).await
             }
-            Fetchable::File(path) => extract_file(&pipeline.pool, &path, &pipeline.options, timeout).await,
+            Fetchable::File(file) => {
+                extract_open_file(&pipeline.pool, file, &pipeline.options, timeout).await
+            }
         };
         add_extraction_stats(&mut stats, &answer.stats);
         size_bytes = answer.stats.size_bytes.or(size_bytes);

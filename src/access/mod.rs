@@ -14,7 +14,6 @@ pub mod providers;
 
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -65,12 +64,12 @@ impl fmt::Display for SignedUrl {
 }
 
 /// What a provider hands the fetcher.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Fetchable {
     /// Fetched over HTTP(S), range by range.
     Url(SignedUrl),
-    /// Read in place: a file under the local provider's root, already checked to stay inside it.
-    File(PathBuf),
+    /// Read in place: a file under the local provider's root, opened beneath it.
+    File(std::fs::File),
 }
 
 /// What a mint is for: the job that asks (its id names the cloud session, for audit trails)

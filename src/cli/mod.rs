@@ -22,7 +22,7 @@ use crate::access::providers::Access;
 use crate::config::Settings;
 use crate::extract::ExtractOptions;
 use crate::job::{ErrorBody, ErrorKind, GcsSource, Outcome, S3Source, Source, Status};
-use crate::pipeline::{Pipeline, Stats, extract_file, open_error, process_source};
+use crate::pipeline::{Pipeline, Stats, extract_file, process_source};
 use crate::sandbox::Pool;
 
 pub mod queue;
@@ -390,9 +390,10 @@ pub async fn check(
                 Err(error) => Err(error.to_body()),
             }
         }
-        (_, crate::access::Fetchable::File(path)) => {
-            std::fs::metadata(path).map(|meta| (Some(meta.len()), None)).map_err(|e| open_error(path, &e))
-        }
+        (_, crate::access::Fetchable::File(file)) => file
+            .metadata()
+            .map(|meta| (Some(meta.len()), None))
+            .map_err(|e| ErrorBody::new(ErrorKind::Internal, format!("cannot stat the file: {e}"))),
     };
     match object {
         Ok((size_bytes, content_type)) => {
