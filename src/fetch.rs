@@ -32,7 +32,7 @@ use std::ops::Range;
 use std::os::unix::fs::{DirBuilderExt, FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderMap, IF_MATCH, RANGE};
@@ -245,6 +245,9 @@ struct FetchBudget {
     total_units: u32,
     /// Jobs waiting for their share now.
     waiting: Arc<AtomicUsize>,
+    /// The bytes jobs hold now. Not the semaphore's count: that also counts permits it has set
+    /// aside for a job still waiting for the rest of its share.
+    held_bytes: Arc<AtomicU64>,
 }
 
 /// The budget is counted in KiB: a semaphore takes at most `u32::MAX` permits at once, and a
@@ -258,6 +261,7 @@ impl FetchBudget {
             permits: Arc::new(Semaphore::new(total_units as usize)),
             total_units,
             waiting: Arc::new(AtomicUsize::new(0)),
+            held_bytes: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -266,29 +270,36 @@ impl FetchBudget {
     }
 
     fn in_use(&self) -> u64 {
-        (u64::from(self.total_units) - self.permits.available_permits() as u64) * BUDGET_UNIT
+        self.held_bytes.load(Ordering::Relaxed)
     }
 
-    fn show_in_use(&self) {
-        metrics::gauge!(metric::FETCH_BUDGET_HELD).set(self.in_use() as f64);
+    fn count_taken(&self, bytes: u64) {
+        self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
+        metrics::gauge!(metric::FETCH_BUDGET_HELD).increment(bytes as f64);
+    }
+
+    fn count_given_back(&self, bytes: u64) {
+        self.held_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        metrics::gauge!(metric::FETCH_BUDGET_HELD).decrement(bytes as f64);
     }
 
     /// Counts one job as waiting until the guard drops (its share came, or the job was cut
     /// off while waiting).
     fn wait(&self) -> Waiting {
-        let now = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::gauge!(metric::FETCH_BUDGET_WAITING).set(now as f64);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!(metric::FETCH_BUDGET_WAITING).increment(1.0);
         Waiting(self.waiting.clone())
     }
 }
 
-/// One job counted as waiting for budget.
+/// One job counted as waiting for budget. The gauges move by increments, not by a value read
+/// and then set, so that jobs ending at once cannot leave a stale reading behind.
 struct Waiting(Arc<AtomicUsize>);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        let now = self.0.fetch_sub(1, Ordering::Relaxed) - 1;
-        metrics::gauge!(metric::FETCH_BUDGET_WAITING).set(now as f64);
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(metric::FETCH_BUDGET_WAITING).decrement(1.0);
     }
 }
 
@@ -313,19 +324,19 @@ impl Held {
     }
 
     fn add(&mut self, permit: OwnedSemaphorePermit) {
+        self.budget.count_taken(permit.num_permits() as u64 * BUDGET_UNIT);
         match &mut self.permit {
             Some(held) => held.merge(permit),
             None => self.permit = Some(permit),
         }
-        self.budget.show_in_use();
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if let Some(permit) = self.permit.take() {
-            drop(permit);
-            self.budget.show_in_use();
+        let bytes = self.bytes();
+        if self.permit.take().is_some() {
+            self.budget.count_given_back(bytes);
         }
     }
 }

@@ -430,6 +430,66 @@ fn a_store_that_ignores_range_gets_one_streamed_download() {
     temp.assert_empty();
 }
 
+/// A store that ignores Range answers the first request with the whole object: the job waits
+/// for a share of the budget as large as its length before it reads the body, and holds none
+/// while it waits.
+#[test]
+fn a_whole_download_waits_for_its_share_of_the_budget() {
+    let temp = TempDir::new();
+    let served = tempfile::tempdir().unwrap();
+    let text: Vec<u8> =
+        (0..3 * MIB).map(|i| if i % 64 == 63 { b'\n' } else { b'a' + (i % 26) as u8 }).collect();
+    for name in ["a.txt", "b.txt"] {
+        std::fs::write(served.path().join(name), &text).unwrap();
+    }
+    let local = extract_local(&served.path().join("a.txt"));
+    assert!(local.outcome.is_ok(), "{:?}", local.outcome);
+    let server = IgnoresRange::serve(served.path());
+    let settings = FetchSettings { budget_bytes: 4 * MIB, max_fetch_bytes: 4 * MIB, ..temp.settings() };
+
+    super::runtime().block_on(async {
+        let pool = super::test_pool(1, 0);
+        let fetcher = Fetcher::new(&settings).unwrap();
+        let options = asset_worker::extract::ExtractOptions::default();
+        // Job A's whole download holds 3 MiB of the 4.
+        let mut a = fetcher.remote(server.url("a.txt"));
+        assert_eq!(a.open().await.unwrap(), 3 * MIB);
+        assert_eq!(fetcher.budget_in_use(), 3 * MIB);
+
+        // B's first answer tells 3 MiB, which cannot come before its time limit.
+        let url_b = server.url("b.txt");
+        let short = Duration::from_secs(2);
+        let starved =
+            asset_worker::pipeline::extract_url(&pool, &fetcher, url_b.clone(), &options, short).await;
+        let (kind, message) = failure(&starved, &url_b);
+        assert_eq!(kind, ErrorKind::Transient, "{message}");
+        assert_eq!(starved.stats.bytes_fetched, 0);
+        assert_eq!((fetcher.budget_waiting(), fetcher.budget_in_use()), (0, 3 * MIB));
+
+        // With time, B waits (holding nothing) until A is done, then downloads its object.
+        let b = tokio::spawn({
+            let (pool, fetcher, options) = (pool.clone(), fetcher.clone(), options.clone());
+            async move {
+                let long = Duration::from_secs(120);
+                asset_worker::pipeline::extract_url(&pool, &fetcher, url_b, &options, long).await
+            }
+        });
+        let waiting_since = Instant::now();
+        while fetcher.budget_waiting() == 0 {
+            assert!(!b.is_finished(), "B finished without waiting for A's budget");
+            assert!(waiting_since.elapsed() < Duration::from_secs(60), "B never waited for the budget");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(fetcher.budget_in_use(), 3 * MIB, "B took budget while it waited");
+        drop(a);
+        let b = b.await.unwrap();
+        assert_eq!(serde_json::to_value(&b.outcome).unwrap(), serde_json::to_value(&local.outcome).unwrap());
+        assert_eq!((b.stats.bytes_fetched, b.stats.requests), (3 * MIB, 1));
+        assert_eq!((fetcher.budget_waiting(), fetcher.budget_in_use()), (0, 0));
+    });
+    temp.assert_empty();
+}
+
 /// What the scripted store does with one request.
 enum Reply {
     /// An error status with an S3 error body naming `code`.

@@ -722,6 +722,12 @@ fn hostile_objects_in_a_bucket_fail_only_their_job_and_leave_no_file_open() {
     // Every file is closed before the answer goes out, and the pool is back to its size.
     let private = prefix.temp_dir().join("asset-worker-fetch");
     assert_eq!(open_files_under(pid, &private), Vec::<PathBuf>::new(), "{}", worker.log());
+    // …and its share of the fetch budget given back, whatever the job's end.
+    let (_, metrics) = get(&http_addr(&worker), asset_worker::telemetry::METRICS_PATH);
+    use asset_worker::telemetry::metric::{FETCH_BUDGET_HELD, FETCH_BUDGET_WAITING};
+    for gauge in [FETCH_BUDGET_HELD, FETCH_BUDGET_WAITING] {
+        assert_eq!(sample(&metrics, gauge, &[]), Some(0.0), "{gauge}: {metrics}");
+    }
     let one_child = wait_until(Duration::from_secs(10), || {
         extraction_children(|child| parent_of(child) == Some(pid)).len() == 1
     });
