@@ -465,6 +465,15 @@ fn a_whole_download_waits_for_its_share_of_the_budget() {
         assert_eq!(kind, ErrorKind::Transient, "{message}");
         assert_eq!(starved.stats.bytes_fetched, 0);
         assert_eq!((fetcher.budget_waiting(), fetcher.budget_in_use()), (0, 3 * MIB));
+        // The same wait (3 s, a request's time less), judged against two limits: half of the
+        // limit or more is starvation; a short wait at the end of a long limit keeps the job's
+        // own `timeout` (a parser that hangs must not be retried for it).
+        let mut c = fetcher.remote(server.url("b.txt"));
+        assert!(tokio::time::timeout(Duration::from_secs(3), c.open()).await.is_err(), "C did not wait");
+        assert!(c.budget_starved(Duration::from_secs(2)).is_some());
+        assert!(c.budget_starved(Duration::from_secs(3600)).is_none());
+        drop(c);
+        assert_eq!((fetcher.budget_waiting(), fetcher.budget_in_use()), (0, 3 * MIB));
 
         // With time, B waits (holding nothing) until A is done, then downloads its object.
         let b = tokio::spawn({
