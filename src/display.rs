@@ -223,7 +223,7 @@ pub async fn sign_one(access: &Access, source: &Source, ttl: Duration, request_i
     let request = MintRequest::new(request_id, ttl);
     match access.mint(source, &request).await {
         Ok(Fetchable::Url(url)) => DisplayUrl::signed(&url),
-        Ok(Fetchable::File(_)) => DisplayUrl::failed(ErrorBody::new(
+        Ok(Fetchable::File { .. }) => DisplayUrl::failed(ErrorBody::new(
             ErrorKind::InvalidJob,
             "local files have no URL to sign; use s3:// or gs://",
         )),

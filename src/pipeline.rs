@@ -87,29 +87,23 @@ pub async fn extract_file(
     // Non-blocking, so that a FIFO does not wait for a writer; it is refused below.
     let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path);
     match opened.and_then(|file| Ok((file.metadata()?, file))) {
-        Ok((meta, file)) if meta.is_file() => extract_open_file(pool, file, options, timeout).await,
+        Ok((meta, file)) if meta.is_file() => {
+            extract_open_file(pool, file, meta.len(), options, timeout).await
+        }
         Ok(_) => Extraction::failed(ErrorBody::new(ErrorKind::UnsupportedType, "not a regular file")),
         Err(e) => Extraction::failed(open_error(path, &e)),
     }
 }
 
-/// Extracts a regular file already open (the local provider opens its files beneath its
-/// root) in a child of `pool`.
+/// Extracts a regular file of `size` bytes already open (the local provider opens its files
+/// beneath its root) in a child of `pool`.
 pub async fn extract_open_file(
     pool: &Pool,
     file: std::fs::File,
+    size: u64,
     options: &ExtractOptions,
     timeout: Duration,
 ) -> Extraction {
-    let size = match file.metadata() {
-        Ok(meta) => meta.len(),
-        Err(e) => {
-            return Extraction::failed(ErrorBody::new(
-                ErrorKind::Internal,
-                format!("cannot stat the file: {e}"),
-            ));
-        }
-    };
     let extracted = pool.extract(&mut LocalFile(file), size, options, timeout).await;
     let stats = ExtractionStats {
         size_bytes: Some(size),
@@ -256,8 +250,8 @@ pub async fn process_source(
             Fetchable::Url(url) => {
                 extract_url(&pipeline.pool, &pipeline.fetcher, url, &pipeline.options, timeout).await
             }
-            Fetchable::File(file) => {
-                extract_open_file(&pipeline.pool, file, &pipeline.options, timeout).await
+            Fetchable::File { file, size } => {
+                extract_open_file(&pipeline.pool, file, size, &pipeline.options, timeout).await
             }
         };
         add_extraction_stats(&mut stats, &answer.stats);

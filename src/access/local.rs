@@ -81,8 +81,8 @@ impl LocalAccess {
         Ok(LocalAccess { root: root.to_path_buf(), root_dir: Arc::new(root_dir) })
     }
 
-    /// The regular file a job's key names, opened, if it stays inside the root.
-    pub fn open(&self, key: &str) -> Result<std::fs::File, AccessError> {
+    /// The regular file a job's key names, opened, and its size, if it stays inside the root.
+    pub fn open(&self, key: &str) -> Result<(std::fs::File, u64), AccessError> {
         let refuse = |why: &str| AccessError::InvalidJob(format!("local key {key:?} is refused: {why}"));
         // Checked here too, though the kernel would refuse them, for a message that says why.
         if key.is_empty() || key.contains('\0') {
@@ -129,7 +129,7 @@ impl LocalAccess {
             }
         };
         match file.metadata() {
-            Ok(meta) if meta.is_file() => Ok(file),
+            Ok(meta) if meta.is_file() => Ok((file, meta.len())),
             Ok(_) => Err(refuse("not a regular file")),
             Err(e) => Err(AccessError::Transient(format!("reading what {key:?} is failed: {e}"))),
         }
@@ -140,7 +140,7 @@ impl Provider for LocalAccess {
     type Source = LocalSource;
 
     async fn mint(&self, source: &LocalSource, _request: &MintRequest) -> Result<Fetchable, AccessError> {
-        self.open(&source.key).map(Fetchable::File)
+        self.open(&source.key).map(|(file, size)| Fetchable::File { file, size })
     }
 }
 
@@ -174,7 +174,7 @@ mod tests {
     fn relative_keys_and_inner_links_open() {
         let (_dir, access) = root_with_files();
         for key in ["sub/a.txt", "./sub/a.txt", "inside.txt"] {
-            assert_eq!(read(access.open(key).unwrap()), "a", "{key:?}");
+            assert_eq!(read(access.open(key).unwrap().0), "a", "{key:?}");
         }
     }
 
@@ -244,7 +244,7 @@ mod tests {
                 }
             });
             for _ in 0..1_000_000 {
-                match access.open("sub/a.txt").map(read) {
+                match access.open("sub/a.txt").map(|(file, _)| read(file)) {
                     Ok(text) if text == "a" => opened += 1,
                     Ok(_) => escaped += 1,
                     Err(AccessError::InvalidJob(_) | AccessError::NotFound(_)) => refused += 1,

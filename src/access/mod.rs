@@ -68,8 +68,9 @@ impl fmt::Display for SignedUrl {
 pub enum Fetchable {
     /// Fetched over HTTP(S), range by range.
     Url(SignedUrl),
-    /// Read in place: a file under the local provider's root, opened beneath it.
-    File(std::fs::File),
+    /// Read in place: a regular file under the local provider's root, opened beneath it, and
+    /// its size (learnt when it was checked to be a regular file).
+    File { file: std::fs::File, size: u64 },
 }
 
 /// What a mint is for: the job that asks (its id names the cloud session, for audit trails)

@@ -390,10 +390,7 @@ pub async fn check(
                 Err(error) => Err(error.to_body()),
             }
         }
-        (_, crate::access::Fetchable::File(file)) => file
-            .metadata()
-            .map(|meta| (Some(meta.len()), None))
-            .map_err(|e| ErrorBody::new(ErrorKind::Internal, format!("cannot stat the file: {e}"))),
+        (_, crate::access::Fetchable::File { size, .. }) => Ok((Some(*size), None)),
     };
     match object {
         Ok((size_bytes, content_type)) => {

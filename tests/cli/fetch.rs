@@ -224,6 +224,34 @@ fn an_object_over_the_cap_is_too_large_before_any_byte_is_read() {
     temp.assert_empty();
 }
 
+/// `bytes` of text in 64-byte lines (text is read whole: a job holds all of it).
+fn text_of(bytes: u64) -> Vec<u8> {
+    (0..bytes).map(|i| if i % 64 == 63 { b'\n' } else { b'a' + (i % 26) as u8 }).collect()
+}
+
+/// Extracts `url` in a task with a long time limit, once the task is seen waiting for budget.
+async fn waiting_for_budget(
+    pool: &asset_worker::sandbox::Pool,
+    fetcher: &Fetcher,
+    url: SignedUrl,
+) -> tokio::task::JoinHandle<Extraction> {
+    let task = tokio::spawn({
+        let (pool, fetcher) = (pool.clone(), fetcher.clone());
+        async move {
+            let options = asset_worker::extract::ExtractOptions::default();
+            let long = Duration::from_secs(120);
+            asset_worker::pipeline::extract_url(&pool, &fetcher, url, &options, long).await
+        }
+    });
+    let waiting_since = Instant::now();
+    while fetcher.budget_waiting() == 0 {
+        assert!(!task.is_finished(), "the job finished without waiting for budget");
+        assert!(waiting_since.elapsed() < Duration::from_secs(60), "the job never waited for budget");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task
+}
+
 /// The fetch budget bounds what all jobs of a worker hold at once. A job that needs more than
 /// is free waits for another to finish, then succeeds; one whose time limit comes while it
 /// waits is `transient` (tried again later: the object did nothing wrong), not `timeout`; one
@@ -234,8 +262,7 @@ fn jobs_share_the_fetch_budget() {
     let seaweed = Seaweed::connect();
     let temp = TempDir::new();
     // Text is read whole: each of these needs 3 MiB of a 4 MiB budget.
-    let text: Vec<u8> =
-        (0..3 * MIB).map(|i| if i % 64 == 63 { b'\n' } else { b'a' + (i % 26) as u8 }).collect();
+    let text = text_of(3 * MIB);
     let local_dir = tempfile::tempdir().unwrap();
     let local_path = local_dir.path().join("text.txt");
     std::fs::write(&local_path, &text).unwrap();
@@ -268,19 +295,7 @@ fn jobs_share_the_fetch_budget() {
         assert_eq!((fetcher.budget_waiting(), fetcher.budget_in_use()), (0, 3 * MIB));
 
         // With time, B waits until A is done, then reads its whole object.
-        let b = tokio::spawn({
-            let (pool, fetcher, options) = (pool.clone(), fetcher.clone(), options.clone());
-            async move {
-                let long = Duration::from_secs(120);
-                asset_worker::pipeline::extract_url(&pool, &fetcher, url_b, &options, long).await
-            }
-        });
-        let waiting_since = Instant::now();
-        while fetcher.budget_waiting() == 0 {
-            assert!(!b.is_finished(), "B finished without waiting for A's budget");
-            assert!(waiting_since.elapsed() < Duration::from_secs(60), "B never waited for the budget");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let b = waiting_for_budget(&pool, &fetcher, url_b).await;
         drop(a);
         let b = b.await.unwrap();
         assert_eq!(serde_json::to_value(&b.outcome).unwrap(), serde_json::to_value(&local.outcome).unwrap());
@@ -437,8 +452,7 @@ fn a_store_that_ignores_range_gets_one_streamed_download() {
 fn a_whole_download_waits_for_its_share_of_the_budget() {
     let temp = TempDir::new();
     let served = tempfile::tempdir().unwrap();
-    let text: Vec<u8> =
-        (0..3 * MIB).map(|i| if i % 64 == 63 { b'\n' } else { b'a' + (i % 26) as u8 }).collect();
+    let text = text_of(3 * MIB);
     for name in ["a.txt", "b.txt"] {
         std::fs::write(served.path().join(name), &text).unwrap();
     }
@@ -476,19 +490,7 @@ fn a_whole_download_waits_for_its_share_of_the_budget() {
         assert_eq!((fetcher.budget_waiting(), fetcher.budget_in_use()), (0, 3 * MIB));
 
         // With time, B waits (holding nothing) until A is done, then downloads its object.
-        let b = tokio::spawn({
-            let (pool, fetcher, options) = (pool.clone(), fetcher.clone(), options.clone());
-            async move {
-                let long = Duration::from_secs(120);
-                asset_worker::pipeline::extract_url(&pool, &fetcher, url_b, &options, long).await
-            }
-        });
-        let waiting_since = Instant::now();
-        while fetcher.budget_waiting() == 0 {
-            assert!(!b.is_finished(), "B finished without waiting for A's budget");
-            assert!(waiting_since.elapsed() < Duration::from_secs(60), "B never waited for the budget");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let b = waiting_for_budget(&pool, &fetcher, url_b).await;
         assert_eq!(fetcher.budget_in_use(), 3 * MIB, "B took budget while it waited");
         drop(a);
         let b = b.await.unwrap();
